@@ -1,0 +1,4 @@
+"""Datasets that run offline: synthetic video from scikit-learn's digits, bundled images."""
+from .temporal_digits import CLASSES as TEMPORAL_DIGITS_CLASSES, TemporalDigits, render_clips, reverse_partner
+
+__all__ = ["TemporalDigits", "TEMPORAL_DIGITS_CLASSES", "render_clips", "reverse_partner"]

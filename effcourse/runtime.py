@@ -1,0 +1,134 @@
+"""Notebook runtime helpers: device choice, seeding, QUICK mode and recorded results.
+
+This is the lowest layer of the package; every other module may import it.
+
+``record(name, value)`` publishes a result that tests read back from an executed
+notebook. The value is shown to the learner as a short line and stored in the
+output's metadata under the key ``effcourse_record`` (no files are written), so
+``effcourse.runtime.read_records(notebook)`` recovers every recorded value from a
+papermill or nbgrader output notebook.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+RECORD_KEY = "effcourse_record"
+
+
+def is_quick(quick: bool = False) -> bool:
+    """QUICK is on when the notebook asks for it or when nbgrader executes the notebook."""
+    return bool(quick) or "NBGRADER_EXECUTION" in os.environ or os.environ.get("EFFCOURSE_QUICK") == "1"
+
+
+def get_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when present, else CPU; any other value is passed to ``torch.device``."""
+    if isinstance(device, torch.device):
+        return device
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {type(device).__name__}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda'") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for, but this machine has no CUDA GPU; use DEVICE='auto'")
+    return dev
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and torch (CPU and CUDA); returns a CPU ``torch.Generator`` seeded the same."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def setup(quick: bool = False, seed: int = 0, device: str = "auto", threads: int | None = None) -> tuple[bool, torch.device]:
+    """One call at the top of every lab: resolve QUICK and DEVICE, seed everything, set CPU threads.
+
+    On CPU the labs use one thread by default (``EFFCOURSE_THREADS`` overrides it): on a shared
+    2-core machine one thread timed far steadier than two.
+    Returns ``(quick, device)``.
+    """
+    quick = is_quick(quick)
+    dev = get_device(device)
+    if threads is None:
+        threads = int(os.environ.get("EFFCOURSE_THREADS", "1"))
+    if dev.type == "cpu":
+        torch.set_num_threads(max(1, threads))
+    seed_everything(seed)
+    mode = "QUICK" if quick else "full"
+    print(f"effcourse: {mode} mode on {dev} (torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s))")
+    return quick, dev
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        value = value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+_RECORDED: dict[str, Any] = {}
+
+
+def record(name: str, value: Any) -> Any:
+    """Publish a result for the tests (and show it). Returns ``value`` unchanged."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"record name must be an identifier-like string, got {name!r}")
+    data = _jsonable(value)
+    json.dumps(data)  # fail here, clearly, if the value cannot be stored
+    _RECORDED[name] = data
+    shown = f"{data:.4g}" if isinstance(data, float) else json.dumps(data)
+    if len(shown) > 120:
+        shown = shown[:117] + "..."
+    text = f"recorded {name} = {shown}"
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+
+        if get_ipython() is not None:
+            display({"text/plain": text}, raw=True, metadata={RECORD_KEY: {name: data}})
+            return value
+    except ImportError:  # pragma: no cover - IPython ships with the lab environment
+        pass
+    print(text)
+    return value
+
+
+def recorded() -> dict[str, Any]:
+    """Everything recorded in this process so far (a copy)."""
+    return dict(_RECORDED)
+
+
+def read_records(notebook: str | os.PathLike | dict) -> dict[str, Any]:
+    """Read the values recorded by ``record`` out of an executed notebook (path or nbformat dict)."""
+    if not isinstance(notebook, dict):
+        with open(notebook, encoding="utf-8") as fh:
+            notebook = json.load(fh)
+    out: dict[str, Any] = {}
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []) or []:
+            meta = output.get("metadata") or {}
+            if RECORD_KEY in meta:
+                out.update(meta[RECORD_KEY])
+    return out
