@@ -49,6 +49,8 @@ def nbgrader(args: list[str], cwd: str | Path, timeout: float | None = None,
     """Run ``python -m nbgrader ARGS`` in ``cwd``; on failure raise with the tail of its log."""
     env = dict(os.environ)
     env.pop("NBGRADER_EXECUTION", None)
+    # nbgrader runs `alembic` (and kernels) from PATH: put this interpreter's bin folder first
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=env, text=True,
                           capture_output=True, timeout=timeout)
     if check and proc.returncode != 0:
