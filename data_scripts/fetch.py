@@ -47,6 +47,8 @@ from typing import Any, Iterable
 
 from tqdm.auto import tqdm
 
+from effcourse.data.registry import default_root  # noqa: F401  ($EFFCOURSE_DATA or ~/effcourse_data)
+
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "manifest.json"
 CHUNK = 1 << 20
@@ -79,11 +81,6 @@ class UnsafeArchiveError(FetchError):
 
 class ManualDownloadRequired(FetchError):
     """A licence-gated dataset whose files are not (all) in the downloads folder yet."""
-
-
-def default_root() -> Path:
-    """``$EFFCOURSE_DATA`` or ``~/effcourse_data``: where datasets go when ``--root`` is not given."""
-    return Path(os.environ.get("EFFCOURSE_DATA") or Path.home() / "effcourse_data").expanduser()
 
 
 def load_manifest(path: str | Path | None = None) -> dict[str, dict[str, Any]]:

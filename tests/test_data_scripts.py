@@ -93,7 +93,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def server():
     handler = type("Handler", (_Handler,), {"files": {}, "truncate_once": set(), "log": []})
     httpd = http.server.ThreadingHTTPServer((LOCAL, 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     handler.base = f"http://{LOCAL}:{httpd.server_address[1]}"
     yield handler
