@@ -1,0 +1,112 @@
+"""Self-checks for Lab 3 (GAN Compression). Small examples and invariants only, never the answers."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._assert import CheckFailed, assert_close, assert_raises, assert_shape, assert_true, check_tensor, passed
+
+
+def _call(name, fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except (NotImplementedError, CheckFailed):
+        raise
+    except Exception as err:  # noqa: BLE001 - report the learner's error with context
+        raise CheckFailed(f"{name} raised {type(err).__name__}: {err}") from err
+
+
+def _scalar(name: str, got) -> torch.Tensor:
+    got = check_tensor(name, got)
+    if got.dim() != 0:
+        raise CheckFailed(f"{name}: expected a scalar tensor (shape ()), got shape {tuple(got.shape)}")
+    return got
+
+
+def check_build_mappers(build_mappers) -> None:
+    """A ModuleList of one trainable map per feature; each keeps the spatial size and maps
+    ``student -> teacher`` channels pixel by pixel."""
+    mappers = _call("build_mappers", build_mappers, [8, 4, 5], [32, 16, 7])
+    assert_true(isinstance(mappers, nn.ModuleList), f"build_mappers must return an nn.ModuleList, got {type(mappers).__name__}")
+    assert_true(len(mappers) == 3, f"build_mappers([8, 4, 5], [32, 16, 7]): expected 3 mappers, got {len(mappers)}")
+    for k, (s, t) in enumerate([(8, 32), (4, 16), (5, 7)]):
+        x = torch.randn(2, s, 5, 3)
+        y = _call(f"mappers[{k}]", mappers[k], x)
+        assert_shape(f"mappers[{k}] on (2, {s}, 5, 3)", y, (2, t, 5, 3))
+        x2 = x.clone()
+        x2[:, :, 2, 1] += 1.0
+        changed = (_call(f"mappers[{k}]", mappers[k], x2) - y).abs().sum(1) > 1e-6
+        assert_true(bool(changed[:, 2, 1].all()) and int(changed.sum()) == 2,
+                    f"mappers[{k}] must be a 1x1 convolution: changing one input pixel changed "
+                    f"{int(changed.sum())} output pixels (expected exactly that pixel, in each of the 2 images)")
+    assert_true(sum(p.numel() for p in mappers.parameters() if p.requires_grad) > 0, "the mappers must have trainable weights")
+    passed("build_mappers: one 1x1 map per feature, student -> teacher channels")
+
+
+def check_distill_loss(distill_loss) -> None:
+    """Hand-made example with identity-like mappers: the loss is the sum over features of the MSE."""
+    torch.manual_seed(0)
+    mappers = nn.ModuleList([nn.Conv2d(2, 2, 1, bias=False), nn.Conv2d(3, 3, 1, bias=False)])
+    with torch.no_grad():
+        for m in mappers:
+            m.weight.copy_(torch.eye(m.weight.shape[0]).view_as(m.weight))
+    s = [torch.zeros(1, 2, 2, 2), torch.zeros(1, 3, 1, 1)]
+    t = [torch.ones(1, 2, 2, 2), torch.full((1, 3, 1, 1), 2.0)]
+    got = _scalar("distill_loss", _call("distill_loss", distill_loss, s, t, mappers))
+    assert_close("distill_loss(zeros vs ones, zeros vs twos) = MSE 1 + MSE 4", got, torch.tensor(5.0))
+    same = _scalar("distill_loss", _call("distill_loss", distill_loss, t, t, mappers))
+    assert_close("distill_loss when the mapped student equals the teacher", same, torch.tensor(0.0))
+    passed("distill_loss: sum of per-feature MSEs, zero when the features match")
+
+
+def check_generator_objective(generator_objective) -> None:
+    """Each term on a tiny example: adversarial, paired / unpaired reconstruction, distillation."""
+    fake = torch.zeros(1, 1, 2, 2)
+    target = torch.ones(1, 1, 2, 2)
+    teacher = torch.full((1, 1, 2, 2), 0.5)
+    logits = torch.zeros(1, 1, 3, 3)
+    got = _scalar("generator_objective", _call("generator_objective", generator_objective, None, fake, target,
+                                               teacher, 0.0, lambda_recon=1.0))
+    assert_close("generator_objective(no D, paired, lambda_recon=1): L1 to the target = 1", got, torch.tensor(1.0))
+    got = _call("generator_objective", generator_objective, None, fake, target, teacher, 0.0, paired=False,
+                lambda_recon=1.0)
+    assert_close("generator_objective(no D, unpaired, lambda_recon=1): L1 to the teacher's output = 0.5",
+                 _scalar("generator_objective", got), torch.tensor(0.5))
+    got = _call("generator_objective", generator_objective, logits, fake, fake, teacher, torch.tensor(3.0),
+                lambda_recon=100.0, lambda_distill=2.0)
+    assert_close("generator_objective(logits 0, perfect recon, distill 3, lambda_distill 2): log 2 + 6",
+                 _scalar("generator_objective", got), torch.tensor(6.0 + float(torch.log(torch.tensor(2.0)))))
+    passed("generator_objective: adversarial, reconstruction (paired and unpaired) and distillation terms")
+
+
+def check_super_conv(SuperConv2d) -> None:
+    """The full width equals a plain convolution; a narrower call uses the first filters and inputs."""
+    torch.manual_seed(0)
+    conv = _call("SuperConv2d(6, 8, 3, padding=1)", SuperConv2d, 6, 8, 3, padding=1)
+    assert_true(isinstance(conv, nn.Conv2d), "SuperConv2d must subclass nn.Conv2d (it keeps the supernet's weight)")
+    x = torch.randn(2, 6, 5, 5)
+    assert_close("SuperConv2d at full width vs nn.Conv2d with the same weight",
+                 _call("SuperConv2d.forward", conv, x, 8), F.conv2d(x, conv.weight, conv.bias, padding=1), atol=1e-5)
+    y = _call("SuperConv2d.forward", conv, x[:, :4], 3)
+    assert_shape("SuperConv2d(x with 4 channels, out_channels=3)", y, (2, 3, 5, 5))
+    assert_close("SuperConv2d(x with 4 channels, out_channels=3) vs the first 3 filters on the first 4 inputs",
+                 y, F.conv2d(x[:, :4], conv.weight[:3, :4], conv.bias[:3], padding=1), atol=1e-5)
+    passed("SuperConv2d: full width = plain conv, sub-widths use the leading filters")
+
+
+def check_search(search) -> None:
+    """Four configs, a budget that rules one out: the best remaining one wins."""
+    macs = {"a": 10, "b": 50, "c": 30, "d": 31}
+    score = {"a": 1.0, "b": 9.0, "c": 5.0, "d": 4.0}
+    got = _call("search", search, list(macs), 40, macs.__getitem__, score.__getitem__)
+    assert_true(got == "c", f"search(budget 40): 'b' (50 MACs) is over budget, so the best is 'c' (score 5); got {got!r}")
+    got = _call("search", search, list(macs), 50, macs.__getitem__, score.__getitem__)
+    assert_true(got == "b", f"search(budget 50): a config with MACs equal to the budget fits; expected 'b', got {got!r}")
+    assert_raises("search with a budget below every config", lambda: search(list(macs), 5, macs.__getitem__,
+                                                                           score.__getitem__), ValueError)
+    passed("search: best score among the configs that fit the budget")
+
+
+__all__ = ["check_build_mappers", "check_distill_loss", "check_generator_objective", "check_super_conv",
+           "check_search", "CheckFailed"]
