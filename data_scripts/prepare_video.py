@@ -296,7 +296,8 @@ def prepare(name: str, root: str | Path | None = None, n_frames: int = 16, size:
     out = {}
     for split in wanted:
         dest = prepared_dir(root, out_name, n_frames, size) / split
-        settings = {"dataset": name, "fold": fold, "max_per_class": max_per_class, "seed": seed}
+        settings = {"dataset": name, "fold": fold, "max_per_class": max_per_class, "seed": seed,
+                    "source": str(Path(source).resolve()) if source else None}
         if (dest / "index.json").exists() and not force:
             old = json.loads((dest / "index.json").read_text())
             if all(old.get(k) == v for k, v in settings.items()):

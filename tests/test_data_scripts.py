@@ -380,3 +380,32 @@ def test_the_real_manifest_is_complete_and_honest():
             if not info.get("manual"):
                 assert e["url"].startswith(("http://", "https://")), f"{name}: {e.get('url')}"
     assert "TOFU" in F.describe()
+
+
+def test_fetch_prepare_and_switch_end_to_end(server, tmp_path):
+    """A miniature UCF101 (official layout, frame folders as clips) served locally: fetch -> prepare -> registry."""
+    import numpy as np
+    from PIL import Image
+
+    from data_scripts import prepare_video
+    from effcourse.data.registry import video_dataset
+
+    entries = {"ucfTrainTestlist/classInd.txt": b"1 Jump\n2 Sit\n",
+               "ucfTrainTestlist/trainlist01.txt": b"Jump/v_Jump_g08_c01.avi 1\nSit/v_Sit_g08_c01.avi 2\n",
+               "ucfTrainTestlist/testlist01.txt": b"Jump/v_Jump_g01_c01.avi\nSit/v_Sit_g01_c01.avi\n"}
+    for cls in ("Jump", "Sit"):
+        for g in ("g08", "g01"):
+            for k in range(5):
+                buf = io.BytesIO()
+                Image.fromarray(np.full((12, 16, 3), 40 * k, dtype=np.uint8)).save(buf, format="PNG")
+                entries[f"UCF-101/{cls}/v_{cls}_{g}_c01.avi/{k:05d}.png"] = buf.getvalue()
+    data = _zip(entries)
+    server.files["/ucf.zip"] = data
+    server.truncate_once.add("/ucf.zip")
+    man = _manifest(tmp_path, {"ucf101": _entry("ucf.zip", server.base + "/ucf.zip", data)})
+    root = tmp_path / "data"
+    F.fetch("ucf101", root, man, progress=False)
+    prepare_video.prepare("ucf101", root, n_frames=4, size=8, progress=False)
+    train = video_dataset("ucf101", "train", n_frames=2, size=8, root=root)
+    x, y = train.tensors()
+    assert train.classes == ("Jump", "Sit") and x.shape == (2, 2, 3, 8, 8) and sorted(y.tolist()) == [0, 1]
