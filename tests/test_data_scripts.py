@@ -409,3 +409,52 @@ def test_fetch_prepare_and_switch_end_to_end(server, tmp_path):
     train = video_dataset("ucf101", "train", n_frames=2, size=8, root=root)
     x, y = train.tensors()
     assert train.classes == ("Jump", "Sit") and x.shape == (2, 2, 3, 8, 8) and sorted(y.tolist()) == [0, 1]
+
+
+@pytest.fixture
+def tar_as_rar_tool(monkeypatch):
+    """No rar tool here: GNU tar has bsdtar's `-tf` / `-xf ARCHIVE -C DIR` interface, so it stands in for the
+    command-line path (listing check, extraction, nested archives); the rar format itself is not tested."""
+    import shutil as _shutil
+
+    tar = _shutil.which("tar")
+    if tar is None:
+        pytest.skip("no tar executable")
+    monkeypatch.setattr(F, "_rar_tool", lambda: ("bsdtar", tar))
+
+
+def _plain_tar(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_rar_path_extracts_nested_archives(server, tmp_path, tar_as_rar_tool):
+    inner = {cls: _plain_tar({f"{cls}/{cls}_1.avi": cls.encode()}) for cls in ("brush_hair", "cartwheel")}
+    outer = _plain_tar({f"{cls}.rar": data for cls, data in inner.items()})
+    server.files["/hmdb.rar"] = outer
+    man = _manifest(tmp_path, {"hmdb": _entry("hmdb.rar", server.base + "/hmdb.rar", outer, kind="rar",
+                                              nested="rar", into="videos")})
+    base = F.fetch("hmdb", tmp_path / "data", man, progress=False)
+    assert (base / "videos" / "cartwheel" / "cartwheel_1.avi").read_bytes() == b"cartwheel"
+    assert not list((base / "videos").glob("*.rar")), "inner archives should be removed after extraction"
+
+
+def test_rar_path_refuses_traversal(server, tmp_path, tar_as_rar_tool):
+    data = _plain_tar({"ok.txt": b"x", "../evil.txt": b"x"})
+    server.files["/evil.rar"] = data
+    man = _manifest(tmp_path, {"evil": _entry("evil.rar", server.base + "/evil.rar", data, kind="rar")})
+    with pytest.raises(F.UnsafeArchiveError, match="'../evil.txt'"):
+        F.fetch("evil", tmp_path / "data", man, progress=False)
+    assert not (tmp_path / "data" / "evil.txt").exists() and not (tmp_path / "data" / "evil" / "evil.txt").exists()
+    assert not (tmp_path / "data" / "evil" / "ok.txt").exists()
+
+
+def test_rar_without_a_tool_names_what_to_install(monkeypatch):
+    monkeypatch.setattr(F.shutil, "which", lambda name: None)
+    with pytest.raises(F.FetchError, match="unrar, 7z .* or bsdtar"):
+        F._rar_tool()
