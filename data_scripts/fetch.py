@@ -9,7 +9,7 @@ them, and a marker per archive in ``.done/`` so that a second run does nothing.
 * Downloads resume with HTTP ``Range`` from ``downloads/<file>.part`` (after an interrupted transfer,
   in the same run, up to ``--retries`` times, or in a later run).
 * Each file is checked against the SHA-256 or size in the manifest. Where the source publishes none,
-  the first download's SHA-256 and size are recorded in ``downloads/TOFU.json`` (trust on first use)
+  the first download's SHA-256 and size are recorded in ``DIR/NAME/downloads/TOFU.json`` (trust on first use)
   and later runs are checked against them. A file that fails is moved to ``<file>.bad-<time>`` and
   never used.
 * Free space is checked against the manifest's sizes before anything is written; a full disk during
@@ -175,8 +175,10 @@ def verify(paths: list[Path], entry: dict[str, Any], tofu_file: Path, progress: 
         moved = _put_aside(paths) if put_aside else []
         where = (f"moved to {', '.join(str(m) for m in moved)} and will not be used" if moved
                  else "left in place and not used")
+        hint = (f" If you trust the new file, delete its entry from {tofu_file} and rerun." if source != "the manifest"
+                else "")
         raise ChecksumError(f"{name}: {what} (expected from {source}); the file was {where}. Rerun to download "
-                            f"it again; if it fails again the source changed or the transfer is being altered.")
+                            f"it again; if it fails again the source changed or the transfer is being altered.{hint}")
 
     if want_bytes is not None and got_bytes != int(want_bytes):
         fail(f"size mismatch: expected {want_bytes} bytes, got {got_bytes}")
@@ -486,10 +488,11 @@ def _locate_manual(entry: dict[str, Any], downloads: Path, info: dict[str, Any],
 
 def fetch(name: str, root: str | Path | None = None, manifest: str | Path | None = None,
           downloads: str | Path | None = None, retries: int = 3, timeout: float = 30.0, progress: bool = True,
-          check_space: bool = True) -> Path:
+          check_space: bool = True, force: bool = False) -> Path:
     """Download (resuming), verify and extract dataset ``name`` into ``root/name``; returns that folder.
 
-    A second call with everything in place does nothing (no network, no hashing).
+    A second call with everything in place does nothing (no network, no hashing); ``force`` forgets
+    the extraction markers and verifies and extracts again (archives already downloaded are reused).
     """
     datasets = load_manifest(manifest)
     if name not in datasets:
@@ -497,7 +500,9 @@ def fetch(name: str, root: str | Path | None = None, manifest: str | Path | None
     info = datasets[name]
     base = Path(root if root is not None else default_root()).expanduser() / name
     downloads = Path(downloads).expanduser() if downloads is not None else base / "downloads"
-    done_dir, tofu_file = base / ".done", downloads / "TOFU.json"
+    done_dir, tofu_file = base / ".done", base / "downloads" / "TOFU.json"
+    if force and done_dir.is_dir():
+        shutil.rmtree(done_dir)
     todo = [e for e in info["files"] if not (done_dir / f"{e['name']}.json").exists()]
     if not todo:
         print(f"{name}: already fetched, verified and extracted in {base}; nothing to do")
@@ -567,6 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--retries", type=int, default=3, help="resumes after an interrupted transfer (default 3)")
     ap.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds (default 30)")
     ap.add_argument("--no-space-check", action="store_true", help="skip the free-space check")
+    ap.add_argument("--force", action="store_true", help="verify and extract again even if done before")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     ap.add_argument("--list", action="store_true", help="list the datasets of the manifest and exit")
     args = ap.parse_args(argv)
@@ -578,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
             raise FetchError("--downloads applies to one dataset at a time")
         for name in args.names:
             fetch(name, args.root, args.manifest, args.downloads, args.retries, args.timeout,
-                  not args.no_progress, not args.no_space_check)
+                  not args.no_progress, not args.no_space_check, args.force)
     except FetchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

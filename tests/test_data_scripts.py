@@ -202,6 +202,10 @@ def test_second_run_does_nothing(server, tmp_path, capsys):
     assert "nothing to do" in capsys.readouterr().out
     assert len(server.log) == n_requests
     assert (base / "tiny" / "a.txt").stat().st_mtime_ns == stamp, "second run re-extracted"
+    (base / "tiny" / "a.txt").write_bytes(b"edited by hand")
+    F.fetch("tiny", tmp_path / "data", man2, progress=False, force=True)   # re-verify + re-extract, offline
+    assert (base / "tiny" / "a.txt").read_bytes() == CONTENT["tiny/a.txt"]
+    assert len(server.log) == n_requests
 
 
 def test_wrong_checksum_is_refused_and_kept_aside(server, tmp_path):
