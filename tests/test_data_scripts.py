@@ -6,7 +6,6 @@ anything but 127.0.0.1 fail the test.
 from __future__ import annotations
 
 import errno
-import gzip
 import hashlib
 import http.server
 import io
