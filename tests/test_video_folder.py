@@ -321,3 +321,18 @@ def test_image_registry(tmp_path):
     assert ds.kind == "paired" and ds[0][0].shape == (3, 8, 8)
     with pytest.raises(ValueError, match="unknown image dataset"):
         image_dataset("celeba")
+
+
+def test_lab_training_loop_runs_on_a_prepared_dataset(prepared):
+    """The video labs' plumbing takes a VideoFolder unchanged; only classes/channels come from the data."""
+    from effcourse import video
+    from effcourse.video.train import accuracy, train_classifier
+
+    root, _ = prepared
+    train = video_dataset("ucf101", "train", n_frames=4, size=16, root=root)
+    test = video_dataset("ucf101", "test", n_frames=4, size=16, root=root)
+    x, _ = train.tensors()
+    backbone = video.resnet2d(num_classes=len(train.classes), in_channels=x.shape[2])
+    model = video.ClipClassifier(backbone, 4, lambda logits, t: logits.reshape(-1, t, logits.shape[-1]).mean(1))
+    hist = train_classifier(model, train, steps=2, batch_size=4)
+    assert len(hist["loss"]) == 2 and 0.0 <= accuracy(model, test) <= 1.0
