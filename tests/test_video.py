@@ -1,0 +1,206 @@
+"""Unit tests of the video plumbing, the data set and the runtime (no notebooks)."""
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import effcourse
+from effcourse import bench, video
+from effcourse.data import TemporalDigits, reverse_partner
+from effcourse.data.temporal_digits import _digit_images, _draw_params, render_clips
+
+
+def _past_shift_fn(x_t, cache, fold_div=8):
+    """A test double for the learner's online shift (the tests need *a* correct one)."""
+    fold = x_t.shape[1] // fold_div
+    out = x_t.clone()
+    out[:, :fold] = 0 if cache is None else cache
+    return out, x_t[:, :fold].clone()
+
+
+class Spy(nn.Module):
+    """Records what it wraps and what it is called with."""
+
+    def __init__(self, net, n_segment):
+        super().__init__()
+        self.net, self.n_segment, self.calls = net, n_segment, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.net(x)
+
+
+# ---------------------------------------------------------------- TemporalDigits
+
+def test_reversed_partner_clip_is_the_time_reverse():
+    """Same digit and nuisance draws: class 2k+1's clip is class 2k's clip played backwards."""
+    gen = torch.Generator().manual_seed(123)
+    n = 8
+    digits = _digit_images()[torch.randint(0, 1797, (n,), generator=gen)]
+    params = _draw_params(gen, n)
+    for pair in range(4):
+        fwd = render_clips(digits, torch.full((n,), 2 * pair), params)
+        bwd = render_clips(digits, torch.full((n,), 2 * pair + 1), params)
+        assert torch.allclose(bwd, fwd.flip(1), atol=1e-6), f"pair {pair}"
+        assert not torch.allclose(fwd, fwd.flip(1), atol=1e-3), "motion must be visible"
+
+
+def test_partner_classes_have_the_same_frame_set_distribution():
+    """Sorted-frame statistics of a class and its partner agree (same distribution of frame sets)."""
+    ds = TemporalDigits("train", 1600, seed=3)
+    x, y = ds.tensors()
+    energy = x.flatten(2).sum(-1).squeeze(-1) if x.dim() == 3 else x.flatten(2).sum(-1)   # (n, T)
+    bag = energy.sort(1).values                      # order-free summary of each clip
+    for k in range(4):
+        a, b = bag[y == 2 * k].mean(0), bag[y == 2 * k + 1].mean(0)
+        assert torch.allclose(a, b, rtol=0.06), (k, a, b)
+
+
+def test_dataset_is_deterministic_balanced_and_split_by_digit():
+    a, b = TemporalDigits("test", 64, seed=1), TemporalDigits("test", 64, seed=1)
+    assert torch.equal(a.clips, b.clips) and torch.equal(a.labels, b.labels)
+    assert a.clips.shape == (64, 8, 1, 32, 32) and 0 <= a.clips.min() and a.clips.max() <= 1
+    assert torch.bincount(a.labels, minlength=8).tolist() == [8] * 8
+    assert not torch.equal(TemporalDigits("train", 64, seed=1).clips, a.clips)
+    assert TemporalDigits("train", 8, n_frames=1).clips.shape == (8, 1, 1, 32, 32)
+    assert [reverse_partner(c) for c in range(8)] == [1, 0, 3, 2, 5, 4, 7, 6]
+
+
+@pytest.mark.parametrize("kwargs, msg", [({"split": "val"}, "split"), ({"n_frames": 0}, "n_frames"),
+                                         ({"n_clips": 0}, "n_clips"), ({"size": 4}, "size")])
+def test_dataset_bad_arguments(kwargs, msg):
+    with pytest.raises(ValueError, match=msg):
+        TemporalDigits(**kwargs)
+
+
+def test_tsn_is_exactly_invariant_to_time_reversal():
+    torch.manual_seed(0)
+    model = video.ClipClassifier(video.resnet2d(), 8, lambda lg, t: lg.reshape(-1, t, lg.shape[1]).mean(1)).eval()
+    x = TemporalDigits("test", 16).clips
+    with torch.no_grad():
+        assert torch.allclose(model(x), model(x.flip(1)), atol=1e-5)
+
+
+# ---------------------------------------------------------------- models and surgery
+
+def test_resnet2d_is_a_torchvision_resnet_and_resnet3d_matches_its_depth():
+    from torchvision.models import ResNet
+
+    m2, m3 = video.resnet2d(), video.resnet3d()
+    assert isinstance(m2, ResNet)
+    assert m2(torch.randn(2, 1, 32, 32)).shape == (2, 8)
+    assert m3(torch.randn(2, 1, 8, 32, 32)).shape == (2, 8)
+    n2 = sum(isinstance(m, nn.Conv2d) for m in m2.modules())
+    n3 = sum(isinstance(m, nn.Conv3d) for m in m3.modules())
+    assert n2 == n3
+    with pytest.raises(ValueError, match="rank"):
+        m3(torch.randn(2, 1, 32, 32))
+
+
+def test_insert_shift_wraps_every_block_first_conv_only():
+    m = video.resnet2d()
+    convs = [b.conv1 for b in video.residual_blocks(m)]
+    video.insert_shift(m, Spy, 4)
+    blocks = list(video.residual_blocks(m))
+    assert len(blocks) == 4
+    for b, c in zip(blocks, convs):
+        assert isinstance(b.conv1, Spy) and b.conv1.net is c and b.conv1.n_segment == 4
+        assert isinstance(b.conv2, nn.Conv2d)
+    m(torch.randn(8, 1, 32, 32))
+    assert all(b.conv1.calls == 1 for b in blocks)
+    with pytest.raises(ValueError, match="already"):
+        video.insert_shift(m, Spy, 4)
+    with pytest.raises(ValueError, match="residual block"):
+        video.insert_shift(nn.Sequential(nn.Conv2d(1, 1, 1)), Spy, 4)
+    with pytest.raises(TypeError, match="nn.Module"):
+        video.insert_shift(video.resnet2d(), lambda net, t: 3, 4)
+
+
+def test_clip_classifier_errors_name_the_problem():
+    model = video.ClipClassifier(video.resnet2d(), 8, lambda lg, t: lg.reshape(-1, t, lg.shape[1]).mean(1))
+    with pytest.raises(ValueError, match="rank 4"):
+        model(torch.randn(8, 1, 32, 32))
+    with pytest.raises(ValueError, match="T = 8"):
+        model(torch.randn(2, 4, 1, 32, 32))
+    bad = video.ClipClassifier(video.resnet2d(), 8, lambda lg, t: lg)
+    with pytest.raises(ValueError, match="consensus must return"):
+        bad(torch.randn(2, 8, 1, 32, 32))
+
+
+@pytest.mark.parametrize("T", [1, 3, 8])
+def test_streaming_equals_clip_at_once(T):
+    torch.manual_seed(T)
+    bb = video.insert_shift(video.resnet2d(), video.online_wrapper(_past_shift_fn), T).eval()
+    x = torch.randn(3, T, 1, 32, 32)
+    with torch.no_grad():
+        at_once = bb(x.reshape(3 * T, 1, 32, 32)).reshape(3, T, -1)
+    assert torch.allclose(video.stream(bb, x), at_once, atol=1e-5)
+    # the stream leaves the model in clip mode with empty caches
+    assert all(not m.streaming and m.cache is None for m in bb.modules() if isinstance(m, video.OnlineShift))
+
+
+def test_stream_needs_online_modules_and_clips():
+    with pytest.raises(ValueError, match="OnlineShift"):
+        video.stream(video.resnet2d(), torch.randn(1, 2, 1, 32, 32))
+    bb = video.insert_shift(video.resnet2d(), video.online_wrapper(_past_shift_fn), 2)
+    with pytest.raises(ValueError, match="rank"):
+        video.stream(bb, torch.randn(2, 1, 32, 32))
+    with pytest.raises(ValueError, match="whole number of clips"):
+        bb(torch.randn(3, 1, 32, 32))
+
+
+def test_training_loop_learns_and_reports_progress():
+    ds = TemporalDigits("train", 64)
+    torch.manual_seed(0)
+    model = video.ClipClassifier(video.resnet2d(), 8, lambda lg, t: lg.reshape(-1, t, lg.shape[1]).mean(1))
+    hist = video.train_classifier(model, ds, steps=30, batch_size=8, eval_every=10,
+                                  eval_fn=lambda m: video.accuracy(m, ds))
+    assert len(hist["loss"]) == 30 and hist["eval_step"] == [10, 20, 30]
+    assert sum(hist["loss"][-5:]) < sum(hist["loss"][:5])
+    with pytest.raises(ValueError, match="steps"):
+        video.train_classifier(model, ds, steps=0)
+
+
+# ---------------------------------------------------------------- measurement and runtime
+
+def test_count_macs_matches_the_conv_formula():
+    conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    assert bench.count_macs(conv, torch.randn(2, 3, 10, 10)) == 2 * 8 * 10 * 10 * 3 * 9
+
+
+def test_cost_table_has_ratios_and_latencies():
+    lin = nn.Linear(16, 16)
+    rows = bench.cost_table({"a": (lin, (torch.randn(4, 16),)), "b": (nn.Sequential(lin, lin), (torch.randn(4, 16),))},
+                            repeats=3, number=2, baseline="a")
+    by = {r["model"]: r for r in rows}
+    assert by["b"]["macs_ratio"] == pytest.approx(2.0)
+    assert all(r["latency_ms"] > 0 for r in rows)
+    with pytest.raises(KeyError):
+        bench.cost_table({"a": (lin, (torch.randn(4, 16),))}, baseline="zzz", repeats=1, number=1)
+
+
+def test_record_round_trips_through_notebook_metadata(capsys):
+    effcourse.record("acc", torch.tensor(0.75))
+    assert "recorded acc = 0.75" in capsys.readouterr().out
+    nb = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "display_data", "data": {"text/plain": "x"}, "metadata": {"effcourse_record": {"a": 1}}}]}]}
+    assert effcourse.read_records(nb) == {"a": 1}
+    with pytest.raises(ValueError):
+        effcourse.record("not an identifier", 1)
+    with pytest.raises(TypeError):
+        effcourse.record("obj", object())
+    json.dumps(effcourse.recorded())
+
+
+def test_device_and_quick(monkeypatch):
+    assert effcourse.get_device("cpu").type == "cpu"
+    assert effcourse.get_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        effcourse.get_device("tpu9")
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    assert effcourse.is_quick(False) is False
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert effcourse.is_quick(False) is True
+    g1, g2 = effcourse.seed_everything(5), effcourse.seed_everything(5)
+    assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))
