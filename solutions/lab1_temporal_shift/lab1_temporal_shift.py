@@ -40,26 +40,32 @@ import effcourse
 from effcourse import bench, plots, video
 from effcourse.checks import lab1
 from effcourse.data import TemporalDigits, reverse_partner
+from effcourse.data.registry import video_dataset
 
 # %% tags=["parameters"]
 QUICK = False
 SEED = 0
 DEVICE = "auto"
+DATASET = "temporal_digits"   # or a prepared real data set, e.g. "ucf101" (see docs/DATA.md)
 
 # %%
 QUICK, device = effcourse.setup(QUICK, SEED, DEVICE)
 T = 8                                        # frames (segments) per clip
 STEPS = 120 if QUICK else 500                # training steps of 16 clips, the same for every model
 N_TRAIN, N_TEST = (800, 800) if QUICK else (1600, 800)
-train_set = TemporalDigits("train", N_TRAIN, n_frames=T, seed=SEED)
-test_set = TemporalDigits("test", N_TEST, n_frames=T, seed=SEED)
+train_set = video_dataset(DATASET, "train", n_frames=T, size=32, n_clips=N_TRAIN, seed=SEED)
+test_set = video_dataset(DATASET, "test", n_frames=T, size=32, n_clips=N_TEST, seed=SEED)
+CLASSES = list(train_set.classes)
+IN_CHANNELS = train_set.tensors()[0].shape[2]
 print(train_set, test_set, sep="\n")
 
 fig, axes = plt.subplots(4, 1, figsize=(9, 5))
-for pair, ax in enumerate(axes):
-    i = int((train_set.labels == 2 * pair).nonzero()[0])
-    plots.clip_strip(train_set[i][0], ax=ax,
-                     title=f"{TemporalDigits.classes[2 * pair]}  (played backwards: {TemporalDigits.classes[2 * pair + 1]})")
+train_labels = train_set.tensors()[1]
+for k, ax in enumerate(axes):
+    c = 2 * k if DATASET == "temporal_digits" else k
+    i = int((train_labels == c).nonzero()[0])
+    note = f"  (played backwards: {CLASSES[c + 1]})" if DATASET == "temporal_digits" else ""
+    plots.clip_strip(train_set[i][0], ax=ax, title=CLASSES[c] + note)
 plt.tight_layout()
 plt.show()
 
@@ -278,7 +284,7 @@ for (N, T_, K) in [(3, 8, 8), (1, 1, 5), (4, 3, 11), (2, 5, 1)]:
 # %%
 def build(shift_wrapper=None):
     torch.manual_seed(SEED)
-    backbone = video.resnet2d(num_classes=len(TemporalDigits.classes))
+    backbone = video.resnet2d(num_classes=len(CLASSES), in_channels=IN_CHANNELS)
     if shift_wrapper is not None:
         video.insert_shift(backbone, shift_wrapper, T)
     return video.ClipClassifier(backbone, T, segment_consensus).to(device)
@@ -310,16 +316,18 @@ plt.show()
 
 # %%
 clips, labels = test_set.tensors()
-rev = clips.flip(1)
-with torch.no_grad():
-    pred = {k: (m(clips.to(device)).argmax(1).cpu(), m(rev.to(device)).argmax(1).cpu()) for k, m in results.items()}
-partner = torch.tensor([reverse_partner(int(y)) for y in labels])
-tsn_same = (pred["TSN"][0] == pred["TSN"][1]).float().mean().item()
-tsm_partner = (pred["TSM"][1] == partner).float().mean().item()
-effcourse.record("tsn_reverse_same_prediction", tsn_same)
-effcourse.record("tsm_reverse_to_partner", tsm_partner)
-print(f"TSN predicts the same class for {100 * tsn_same:.1f} % of reversed clips")
-print(f"TSM predicts the partner class for {100 * tsm_partner:.1f} % of reversed clips")
+if DATASET == "temporal_digits":            # real data sets have no time-reversal pairs
+    rev = clips.flip(1)
+    with torch.no_grad():
+        pred = {k: (m(clips.to(device)).argmax(1).cpu(), m(rev.to(device)).argmax(1).cpu())
+                for k, m in results.items()}
+    partner = torch.tensor([reverse_partner(int(y)) for y in labels])
+    tsn_same = (pred["TSN"][0] == pred["TSN"][1]).float().mean().item()
+    tsm_partner = (pred["TSM"][1] == partner).float().mean().item()
+    effcourse.record("tsn_reverse_same_prediction", tsn_same)
+    effcourse.record("tsm_reverse_to_partner", tsm_partner)
+    print(f"TSN predicts the same class for {100 * tsn_same:.1f} % of reversed clips")
+    print(f"TSM predicts the partner class for {100 * tsm_partner:.1f} % of reversed clips")
 
 # %% [markdown]
 # ## 5. Online TSM: shift from the past only
@@ -438,10 +446,10 @@ plt.show()
 cpu = torch.device("cpu")
 tsn_m = build(None).to(cpu).eval()
 tsm_m = build(ResidualShift).to(cpu).eval()
-i3d_m = video.resnet3d(num_classes=len(TemporalDigits.classes)).eval()
-clip1 = test_set[0][0].unsqueeze(0)                       # (1, T, 1, 32, 32)
+i3d_m = video.resnet3d(num_classes=len(CLASSES), in_channels=IN_CHANNELS).eval()
+clip1 = test_set[0][0].unsqueeze(0)                       # (1, T, C, 32, 32)
 streamer = video.FrameStreamer(build(video.online_wrapper(online_shift)).backbone.to(cpu))
-frame1 = clip1[:, 0]                                      # (1, 1, 32, 32)
+frame1 = clip1[:, 0]                                      # (1, C, 32, 32)
 tsn_frame = tsn_m.backbone
 
 
@@ -483,7 +491,7 @@ print(f"TSM latency overhead over TSN: {100 * overhead:+.1f} %   online per fram
 # %%
 plots.table([
     {"claim": "TSN vs TSM accuracy", "paper": "20.4 % vs 45.5 % (Something-V1)",
-     "you": f"{100 * tsn_acc:.1f} % vs {100 * tsm_acc:.1f} % (TemporalDigits)"},
+     "you": f"{100 * tsn_acc:.1f} % vs {100 * tsm_acc:.1f} % ({DATASET})"},
     {"claim": "extra FLOPs of the shift", "paper": "0",
      "you": f"{by['TSM offline (8 frames)']['MMACs'] - by['TSN (8 frames)']['MMACs']:.0f} MMACs"},
     {"claim": "online TSM vs TSN latency per frame", "paper": "9.1 vs 8.5 ms (+7 %)",
