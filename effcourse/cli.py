@@ -1,4 +1,4 @@
-"""The ``effcourse`` command: build, release, run solutions, autograde."""
+"""The ``effcourse`` command: build, release, run solutions, autograde, feedback, export."""
 from __future__ import annotations
 
 import argparse
@@ -52,9 +52,43 @@ def _cmd_run_solutions(args) -> int:
 def _cmd_autograde(args) -> int:
     from . import grading
 
-    path = grading.autograde(args.lab, args.submissions, args.out, args.timeout, args.root)
-    print(path.read_text(encoding="utf-8"))
-    print(f"grades: {path}\nfeedback: {path.parent / 'feedback'}")
+    path = grading.autograde(args.lab, args.submissions, args.out, args.timeout, args.root, jobs=args.jobs,
+                             memory_gb=args.memory, student_timeout=args.student_timeout,
+                             name_regexp=args.name_regexp, regrade=args.regrade, progress=not args.quiet,
+                             keep_work=args.keep_work)
+    run = grading._LAST_RUN
+    print(grading.summary_table(path))
+    print(f"graded now: {run.get('graded', 0)}, kept from earlier runs: {run.get('unchanged', 0)}")
+    print(f"grades:     {path}\nfeedback:   {path.parent / 'feedback'}/<student>/{args.lab}/{args.lab}.html\n"
+          f"gradebook:  {path.parent / 'gradebook.db'} (nbgrader course folder: {path.parent})")
+    return 0
+
+
+def _course_dir(args) -> Path:
+    out = Path(args.out or f"autograde-{args.lab}")
+    if not (out / "gradebook.db").exists():
+        raise FileNotFoundError(f"{out} holds no gradebook: run `effcourse autograde {args.lab} ...` first "
+                                f"(or pass --out)")
+    return out
+
+
+def _cmd_feedback(args) -> int:
+    from . import grading
+
+    out = _course_dir(args)
+    grading.nbgrader(["generate_feedback", args.lab, "--force", "--log-level=WARN"], cwd=out)
+    for html in sorted((out / "feedback").glob(f"*/{args.lab}/*.html")):
+        print(html)
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from . import grading
+
+    out = _course_dir(args)
+    dest = Path(args.to).resolve()
+    grading.nbgrader(["export", f"--to={dest}", "--log-level=WARN"], cwd=out)
+    print(f"exported the gradebook of {out} (nbgrader's CSV: every assignment, manual grades included) to {dest}")
     return 0
 
 
@@ -82,8 +116,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("lab")
     p.add_argument("submissions")
     p.add_argument("--out", help="course folder for the results (default autograde-<lab>)")
-    p.add_argument("--timeout", type=int, help="per-cell timeout in seconds")
+    p.add_argument("--timeout", type=int, help="per-cell timeout in seconds (default: nbgrader_config.py)")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="students graded at a time (default 1)")
+    p.add_argument("--memory", type=float, default=8.0,
+                   help="address-space limit of each student's kernel in GB (default 8; 0 = none)")
+    p.add_argument("--student-timeout", type=float,
+                   help="hard wall-clock limit per student in seconds (default 20 x timeout, at least 900)")
+    p.add_argument("--name-regexp", help="parse flat LMS file names with this regexp (nbgrader zip_collect "
+                   "convention: named groups student_id, file_id, optional timestamp)")
+    p.add_argument("--regrade", action="store_true", help="grade everyone again, not only new/changed notebooks")
+    p.add_argument("--keep-work", action="store_true", help="keep the per-student work folders (debugging)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(fn=_cmd_autograde)
+
+    p = sub.add_parser("feedback", help="regenerate HTML feedback (hidden tests removed) in an autograde folder")
+    p.add_argument("lab")
+    p.add_argument("--out", help="the autograde course folder (default autograde-<lab>)")
+    p.set_defaults(fn=_cmd_feedback)
+
+    p = sub.add_parser("export", help="export the gradebook (incl. manual grades) with nbgrader export")
+    p.add_argument("lab")
+    p.add_argument("--out", help="the autograde course folder (default autograde-<lab>)")
+    p.add_argument("--to", default="grades-export.csv", help="CSV file to write (default grades-export.csv)")
+    p.set_defaults(fn=_cmd_export)
 
     args = parser.parse_args(argv)
     try:
