@@ -1,0 +1,274 @@
+"""Every lab in a real JupyterLab, driven by headless Chromium (issue 10).
+
+Per lab (discovered with ``effcourse.grading.labs()``):
+
+* the release notebook (``labs/<lab>/``) opens and shows the lab's title, every exercise cell with
+  its ``YOUR CODE HERE`` stub and the nbgrader ``Validate`` button; it is never modified;
+* a QUICK copy of the solution notebook runs through Run > Run All Cells: no error output, every code
+  cell executed, at least one rendered matplotlib figure, every ipywidgets view rendered (no "Error
+  displaying widget"), each slider moved with the keyboard and each dropdown changed, and the output
+  it drives seen to change; the nbgrader Create Assignment panel shows the lab's cells and points.
+
+Plus: ``jupyter labextension list`` shows the nbgrader and widgets extensions enabled and OK, and a
+tiny probe notebook proves the widget gestures and nbgrader's Validate button work end to end.
+Screenshots and a summary go to ``_artifacts/browser/`` (git-ignored). Run with ``make test-browser``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+
+import nbformat
+import pytest
+
+from effcourse import grading
+
+pytestmark = pytest.mark.skipif(os.environ.get("EFFCOURSE_BROWSER") != "1",
+                                reason="browser test: run `make test-browser` (sets EFFCOURSE_BROWSER=1)")
+
+LABS = grading.labs()
+RUN_TIMEOUT = float(os.environ.get("EFFCOURSE_BROWSER_RUN_TIMEOUT", "900"))
+TEST_TIMEOUT = RUN_TIMEOUT + 600
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _title(nb) -> str:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            m = re.search(r"^#\s+(.+)$", cell.source, flags=re.M)
+            if m:
+                return m.group(1).strip()
+    raise AssertionError("the notebook has no '# Title' markdown heading")
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("¶", "")).strip()
+
+
+def _nbgrader(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def test_labextensions_enabled(summary):
+    """nbgrader's and ipywidgets' JupyterLab extensions are installed, enabled and compatible."""
+    import jlab
+
+    listing = jlab.labextensions()
+    for name in ("@jupyter/nbgrader", "@jupyter-widgets/jupyterlab-manager"):
+        lines = [ln for ln in listing.splitlines() if name in ln]
+        assert lines, f"{name} is not in `jupyter labextension list`:\n{listing}"
+        line = lines[0]
+        assert re.search(r"\benabled\b", line) and re.search(r"\bOK\b", line), \
+            f"{name} is not 'enabled OK' in `jupyter labextension list`: {line.strip()!r}"
+        assert not re.search(r"\bX\b|incompatible|disabled", line, flags=re.I), \
+            f"{name} is marked incompatible/disabled: {line.strip()!r}"
+    assert not re.search(r"is not compatible|incompatible", listing, flags=re.I), listing
+    summary.append("labextensions: " + "; ".join(ln.strip() for ln in listing.splitlines()
+                                                 if "nbgrader" in ln or "jupyterlab-manager" in ln))
+
+
+# --- a probe notebook: the widget gestures and nbgrader Validate, on something tiny ----------------
+
+PROBE_CELLS = [
+    ("markdown", "# Widget probe\nChecks the browser test's own gestures."),
+    ("code", "import ipywidgets as widgets\nimport matplotlib.pyplot as plt\nimport numpy as np\n"
+             "from IPython.display import display"),
+    ("code", "def wave(freq=2):\n    x = np.linspace(0, 1, 200)\n    fig, ax = plt.subplots(figsize=(4, 2))\n"
+             "    ax.plot(x, np.sin(2 * np.pi * freq * x))\n    ax.set_title(f'freq {freq}')\n    plt.show()\n\n"
+             "widgets.interact(wave, freq=widgets.IntSlider(value=2, min=1, max=5, description='freq'));"),
+    ("code", "out = widgets.Output()\nletter = widgets.Dropdown(options=['a', 'b', 'c'], value='a', description='letter')\n"
+             "def picked(change):\n    with out:\n        out.clear_output()\n        print('picked', change['new'])\n"
+             "letter.observe(picked, names='value')\nwith out:\n    print('picked a')\n"
+             "display(widgets.VBox([letter, out]))"),
+    ("code", "label = widgets.Label('value 1.0')\n"
+             "at_max = widgets.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.1, description='at max')\n"
+             "at_max.observe(lambda c: setattr(label, 'value', f\"value {c['new']:.1f}\"), names='value')\n"
+             "display(widgets.HBox([at_max, label]))"),
+]
+
+
+def _probe_notebook(path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    for kind, src in PROBE_CELLS:
+        nb.cells.append(nbformat.v4.new_markdown_cell(src) if kind == "markdown" else nbformat.v4.new_code_cell(src))
+    meta = {"schema_version": 3, "locked": False, "task": False}
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION",
+        metadata={"nbgrader": {**meta, "grade": False, "grade_id": "add", "solution": True}}))
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "assert add(2, 3) == 5",
+        metadata={"nbgrader": {**meta, "grade": True, "grade_id": "test_add", "points": 1, "solution": False,
+                               "locked": True}}))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.timeout(600)
+def test_widget_probe(page, lab_server, artifacts, summary):
+    """The gestures used on the labs, proven on a known notebook: a slider driving a matplotlib
+    figure through ``interact``, a dropdown driving an ``Output``, a slider at its maximum; then
+    nbgrader's Validate button reports success."""
+    import jlab
+
+    path = _probe_notebook(artifacts / "work" / "_probe" / "widget_probe.ipynb")
+    nb = jlab.Notebook(page, lab_server, path).open()
+    secs = nb.run_all(300)
+    assert nb.errors() == []
+    assert nb.figures() >= 1, "the interact figure was not rendered as an image"
+    report = jlab.widget_report(nb)
+    assert report["errors"] == 0 and report["unrendered"] == 0, report
+    assert report["sliders"] == 2 and report["dropdowns"] == 1, report
+    sliders = jlab.move_sliders(nb)
+    dropdowns = jlab.change_dropdowns(nb)
+    for res in sliders + dropdowns:
+        assert res.get("value_changed", True) and res["output_changed"], f"widget did not respond: {res}"
+    assert sliders[1]["keys"][-1] == "ArrowLeft", sliders   # the slider at its maximum moved down
+    assert "freq 3" in nb.text() or "freq" in nb.text()
+    nb.screenshot(artifacts / "widget_probe.png", scroll_to=nb.panel.locator(".jp-OutputArea-output img").first)
+
+    # nbgrader's Validate button (server extension + lab extension), on a notebook that passes
+    nb.save()
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Toolbar .validate-button").first.click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.first.wait_for(timeout=300_000)
+    page.wait_for_function("() => !document.querySelector('.jp-Dialog') || "
+                           "!/Validating/i.test(document.querySelector('.jp-Dialog').innerText)", timeout=300_000)
+    text = dialog.first.inner_text()
+    nb.page.screenshot(path=str(artifacts / "widget_probe_validate.png"))
+    assert "Success" in text or "passes" in text, f"nbgrader Validate did not report success:\n{text}"
+    dialog.first.locator("button").last.click()
+    summary.append(f"widget probe: Run All {secs:.0f} s; sliders {[(r['slider'], r['keys'], r['value']) for r in sliders]}; "
+                   f"dropdowns {[(r['dropdown'], r['to']) for r in dropdowns]}; outputs changed; Validate: "
+                   f"{_norm(text)[:80]!r}")
+
+
+# --- the labs ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("lab", LABS)
+@pytest.mark.timeout(300)
+def test_release_notebook(lab, page, lab_server, artifacts, summary):
+    """labs/<lab>: the title and every exercise stub are shown; the Validate button is there."""
+    import jlab
+
+    release = jlab.ROOT / "labs" / lab / f"{lab}.ipynb"
+    assert release.exists(), f"{release} is missing: run `effcourse release {lab}`"
+    digest = _sha(release)
+    src = nbformat.read(release, as_version=4)
+    title = _title(src)
+    stubs = [i for i, c in enumerate(src.cells) if c.cell_type == "code" and "YOUR CODE HERE" in c.source]
+    answers = [i for i, c in enumerate(src.cells) if c.cell_type == "markdown" and "YOUR ANSWER HERE" in c.source]
+    assert stubs, f"{release} has no exercise cell with a `YOUR CODE HERE` stub"
+
+    t0 = time.monotonic()
+    nb = jlab.Notebook(page, lab_server, release).open()
+    heading = nb.panel.locator(".jp-MarkdownOutput h1").first
+    assert _norm(heading.inner_text()) == _norm(title), f"title shown {heading.inner_text()!r}, expected {title!r}"
+    cells = nb.panel.locator(".jp-Notebook .jp-Cell")
+    assert cells.count() == len(src.cells), f"JupyterLab shows {cells.count()} cells, the notebook has {len(src.cells)}"
+    for i in stubs:
+        cell = cells.nth(i)
+        cell.scroll_into_view_if_needed()
+        text = cell.inner_text()
+        assert "YOUR CODE HERE" in text and "NotImplementedError" in text, \
+            f"exercise cell {i} does not show its stub; it shows:\n{text[:500]}"
+    for i in answers:
+        cell = cells.nth(i)
+        cell.scroll_into_view_if_needed()
+        assert "YOUR ANSWER HERE" in cell.inner_text(), f"written-answer cell {i} does not show YOUR ANSWER HERE"
+    validate = nb.panel.locator(".jp-Toolbar .validate-button")
+    assert validate.count() == 1 and validate.first.is_visible(), "nbgrader's Validate button is not in the toolbar"
+    nb.screenshot(artifacts / f"{lab}-release.png", scroll_to=heading)
+    secs = time.monotonic() - t0
+    assert _sha(release) == digest, f"{release} was modified by opening it in JupyterLab"
+    summary.append(f"{lab} release: title {title!r}; {len(stubs)} exercise stubs and {len(answers)} "
+                   f"written-answer stubs shown; Validate button present; {secs:.0f} s; "
+                   f"screenshot _artifacts/browser/{lab}-release.png")
+
+
+@pytest.mark.parametrize("lab", LABS)
+@pytest.mark.timeout(TEST_TIMEOUT)
+def test_solution_runs(lab, page, lab_server, artifacts, summary):
+    """A QUICK copy of solutions/<lab> runs all cells in JupyterLab without error, renders its
+    figures and widgets, its widgets respond, and nbgrader's Create Assignment panel shows it."""
+    import jlab
+
+    solution = jlab.ROOT / "solutions" / lab / f"{lab}.ipynb"
+    digest = _sha(solution)
+    copy = jlab.quick_copy(solution, artifacts / "work" / lab)
+    src = nbformat.read(copy, as_version=4)
+    graded = [c for c in src.cells if _nbgrader(c).get("grade")]
+    points = sum(float(_nbgrader(c).get("points", 0)) for c in graded)
+
+    nb = jlab.Notebook(page, lab_server, copy).open()
+    secs = nb.run_all(RUN_TIMEOUT)
+    errors = nb.errors()
+    assert not errors, f"{lab}: error output after Run All Cells:\n" + "\n---\n".join(errors)
+    text = nb.text()
+    assert "QUICK mode" in text, f"{lab}: the notebook did not report QUICK mode (parameters cell not applied?)"
+    figures = nb.figures()
+    assert figures >= 1, f"{lab}: no rendered matplotlib figure (<img> in an output)"
+    report = jlab.widget_report(nb)
+    assert report["errors"] == 0, f"{lab}: {report['errors']} output(s) say 'Error displaying widget'"
+    assert report["unrendered"] == 0, f"{lab}: {report['unrendered']} widget(s) never rendered"
+    sliders = jlab.move_sliders(nb)
+    for res in sliders:
+        assert res["value_changed"], f"{lab}: slider {res['slider']!r} did not move with {res['keys']}"
+        assert res["output_changed"], f"{lab}: moving slider {res['slider']!r} {res['value']} changed no output"
+    dropdowns = jlab.change_dropdowns(nb)
+    for res in dropdowns:
+        assert res["output_changed"], f"{lab}: changing dropdown {res['dropdown']} to {res['to']!r} changed no output"
+    assert nb.errors() == [], f"{lab}: error output after moving the widgets:\n" + "\n".join(nb.errors())
+    first_img = nb.panel.locator(".jp-OutputArea-output img").first
+    target = nb.panel.locator(f".jp-OutputArea-output :is({jlab.SLIDER})").first if sliders else first_img
+    shot = nb.screenshot(artifacts / f"{lab}.png", scroll_to=target)
+
+    # nbgrader: Create Assignment panel (right sidebar) lists the graded cells and the points
+    panel = nbgrader_create_assignment(nb)
+    assert panel["cell_widgets"] >= len(graded), f"{lab}: Create Assignment shows {panel}, expected >= {len(graded)} cells"
+    if panel["total_points"] is not None:
+        assert abs(panel["total_points"] - points) < 1e-6, \
+            f"{lab}: Create Assignment shows {panel['total_points']} points, the metadata says {points}"
+    nb.screenshot(artifacts / f"{lab}-create-assignment.png")
+
+    # the executed copy, saved from JupyterLab: every code cell ran, no error output
+    nb.save()
+    done = nbformat.read(copy, as_version=4)
+    code = [c for c in done.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code), f"{lab}: saved notebook has code cells without execution count"
+    errs = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errs, f"{lab}: saved notebook has error outputs: {[(o.ename, o.evalue) for o in errs]}"
+    assert _sha(solution) == digest, f"{solution} was modified"
+    summary.append(
+        f"{lab} solution (QUICK): Run > Run All Cells {secs:.0f} s, {len(code)} code cells, 0 errors, "
+        f"{figures} figures, {report['views']} widget views; sliders moved "
+        f"{[(r['slider'], r['keys'][-1], r['value']) for r in sliders]}, dropdowns changed "
+        f"{[r['to'] for r in dropdowns]}, outputs changed; Create Assignment: {panel}; "
+        f"screenshot {shot.relative_to(jlab.ROOT)}")
+
+
+def nbgrader_create_assignment(nb) -> dict:
+    """Open nbgrader's Create Assignment sidebar; return what it shows."""
+    page = nb.page
+    tab = page.locator(".lm-TabBar-tab[data-id='nbgrader-create_assignemnt'], .lm-TabBar-tab[title*='Create Assignment']")
+    if tab.count() == 0:
+        tab = page.locator(".jp-SideBar .lm-TabBar-tab", has_text="Create Assignment")
+    assert tab.count() >= 1, "nbgrader's Create Assignment tab is not in the sidebar"
+    tab.first.click()
+    widgets = page.locator(".nbgrader-CellWidget")
+    widgets.first.wait_for(timeout=60_000)
+    total = None
+    inp = page.locator(".nbgrader-TotalPointsInput")
+    if inp.count():
+        raw = inp.first.input_value() if inp.first.evaluate("e => e.tagName") == "INPUT" else inp.first.inner_text()
+        try:
+            total = float(re.sub(r"[^0-9.]", "", raw))
+        except ValueError:
+            total = None
+    return {"cell_widgets": widgets.count(), "total_points": total}
