@@ -9,11 +9,12 @@ JOBS   ?= 2
 FULL   ?=
 LABS   ?=
 
-.PHONY: help setup lab test test-fast release solutions autograde bench clean
+.PHONY: help setup lab test test-fast test-browser release solutions autograde bench clean
 
 help:
 	@echo "make lab        install if needed, open JupyterLab on labs/"
 	@echo "make test       install if needed, run every test (unit, notebooks, nbgrader round trips)"
+	@echo "make test-browser  drive JupyterLab in headless Chromium over every lab"
 	@echo "make release    regenerate labs/ from solutions/ with nbgrader"
 	@echo "make solutions  execute every solution notebook with papermill into _executed/ (FULL=1 for full mode)"
 	@echo "make autograde LAB=lab1_temporal_shift SUBMISSIONS=path/to/folder-or-zip"
@@ -35,6 +36,11 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup -ra
+
+# JupyterLab in headless Chromium: every lab opens, runs and renders its widgets (installs chromium via apt)
+test-browser: $(STAMP)
+	bash scripts/install_browser.sh
+	EFFCOURSE_BROWSER=1 $(PY) -m pytest tests/browser -p no:xdist -ra
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not notebook" -ra
