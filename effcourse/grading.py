@@ -673,7 +673,10 @@ def _merge(course: Path, lab: str, results: list[Result], maxima: dict[str, tupl
     from nbgrader.api import Gradebook
 
     _ensure_bin_on_path()
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+    import warnings
+
+    with warnings.catch_warnings(), Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        warnings.simplefilter("ignore")   # SQLAlchemy autoflush notes from inside nbgrader's API, harmless
         for r in results:
             if r.grades is None:
                 try:
@@ -729,6 +732,10 @@ def autograde(lab: str, submissions: str | Path, out: str | Path | None = None, 
     timeout = int(timeout or _config_timeout(croot) or 300)
     memory_bytes = int((memory_gb or 0) * 2**30)
     student_limit = float(student_timeout or max(20 * timeout, 900))
+    if out == croot or out in croot.parents or (out.is_dir() and any(out.iterdir())
+                                                 and not (out / ".effcourse-state.json").exists()):
+        raise ValueError(f"--out {out} is not empty and was not made by `effcourse autograde`; "
+                         "choose a new folder (it is overwritten with grading results)")
     scratch = Path(tempfile.mkdtemp(prefix=f"effcourse-grade-{lab}-"))
     entries, ziptmp = find_submissions(submissions, lab, name_regexp)
     try:

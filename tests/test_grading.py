@@ -282,3 +282,12 @@ def test_cli_exit_status_only_for_grading_failures(tmp_path):
     course = make_tiny_course(tmp_path / "course")
     assert cli.main(["--root", str(course), "autograde", "no_such_lab", str(tmp_path)]) == 2
     assert cli.main(["--root", str(course), "autograde", LAB, str(tmp_path / "nowhere")]) == 2
+
+
+def test_refuses_to_overwrite_a_foreign_folder(tmp_path):
+    course = make_tiny_course(tmp_path / "course")
+    (tmp_path / "subs").mkdir()
+    with pytest.raises(ValueError, match="not made by"):
+        grading.autograde(LAB, tmp_path / "subs", out=course, root=course)
+    with pytest.raises(ValueError, match="not made by"):
+        grading.autograde(LAB, tmp_path / "subs", out=course / "solutions", root=course)
