@@ -634,8 +634,8 @@ _ = effcourse.record("r21d_params_over_i3d", cost["R(2+1)D"]["params_k"] / cost[
 # to match the 3D conv's parameters, so its cost lands next to I3D's, not next to TSM's (it is a
 # little lower here: the 1×1 shortcut convs were not inflated in it). On a P100 with ResNet-50
 # backbones the TSM paper measured 17.4 ms per video for TSM and 164.3 ms for I3D (77.4 vs 6.1
-# videos/s at batch 16); its I3D also samples more frames, so the gap there is larger than the
-# t-fold MAC ratio of identical backbones.
+# videos/s at batch 16); the I3D it measured is a bigger model fed more frames, so the gap there is
+# larger than the t-fold MAC ratio of two identical backbones.
 #
 # ## 6. Experiment: does inflation help?
 #
@@ -797,9 +797,8 @@ _ = plots.table([
 # kernels, im2col-style buffers t times larger, worse cache reuse), while TSM adds only a cheap
 # memory copy. So the measured latency ratio can be above (or, for tiny layers dominated by
 # per-call overhead, below) the ~3× MAC ratio. The paper's I3D is not TSM's backbone with t = 3
-# kernels: it processes more frames (32 vs 8), inflates to 3×3×3 / 5×5×5 and has non-local blocks
-# in some variants, so its MACs are far more than 3× TSM's; on top of that GPU 3D kernels are less
-# efficient, giving 9.4×.
+# kernels: it is a larger 3D model fed more frames than TSM's 8, so its FLOPs are many times TSM's
+# (far more than 3×), and 3D kernels are also less efficient on the GPU — together about 9.4×.
 
 # %% [markdown]
 # **Q3 (5 points).** R(2+1)D has (almost) the same parameters and MACs as the 3D network it replaces.
