@@ -264,7 +264,7 @@ def conditioned_copy(D: AnycostDiscriminator, modulation_cls: type, code_dim: in
 
 
 def train(G: AnycostGenerator, D: AnycostDiscriminator, data: torch.Tensor, steps: int, step_fn: Callable,
-          batch_size: int = 32, lr: float = 2e-3, betas: tuple[float, float] = (0.0, 0.99), seed: int = 0,
+          batch_size: int = 16, lr: float = 1e-3, betas: tuple[float, float] = (0.5, 0.99), seed: int = 0,
           ema: float = 0.0, desc: str = "train", **step_kwargs: Any) -> dict[str, list]:
     """Train for ``steps`` calls of the learner's ``step_fn(G, D, real, g_opt, d_opt, generator, **step_kwargs)``.
 
