@@ -221,6 +221,15 @@ def _watchdog():
                 fh.write("%.1f" % (time.monotonic() - start))
             os._exit(124)
 
+def _vm_peak():
+    try:
+        with open("/proc/self/status") as src, open(progress + ".mem", "w") as dst:
+            dst.write(src.read())
+    except OSError:
+        pass
+
+import atexit
+atexit.register(_vm_peak)
 from ipykernel.kernelapp import IPKernelApp
 app = IPKernelApp.instance()
 app.initialize(sys.argv[1:])
@@ -256,7 +265,8 @@ class Result:
     grades: dict[str, dict] | None    # grade_id -> {"auto_score", "needs_manual_grade"}
     comments: dict[str, str | None] = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
-    peak_mb: float = 0.0
+    peak_mb: float = 0.0              # peak RSS of nbgrader + kernel
+    kernel_vm_mb: float = 0.0         # peak address space of the kernel (what --memory limits)
     digest: str = ""
     timestamp: str | None = None
     unchanged: bool = False           # kept from an earlier run (same notebook, same settings)
@@ -612,12 +622,16 @@ def _grade_one(ctx: _Context, sub: Submission, nb: nbformat.NotebookNode) -> Res
     seconds, peak = 0.0, 0.0
     graded = False
     for attempt in range(ctx.passes):
-        for f in (progress, Path(f"{progress}.fault"), Path(f"{progress}.hang")):
+        for f in (progress, Path(f"{progress}.fault"), Path(f"{progress}.hang"), Path(f"{progress}.mem")):
             f.unlink(missing_ok=True)
         expected = _gradebook_fingerprint(work / "gradebook.db", lab)
         rc, log, secs, pk = _supervise(cmd, work, env, ctx.student_limit, token)
         seconds += secs
         peak = max(peak, pk)
+        mem = Path(f"{progress}.mem")
+        m = re.search(r"VmPeak:\s*(\d+) kB", mem.read_text(errors="replace")) if mem.exists() else None
+        if m:
+            res.kernel_vm_mb = max(res.kernel_vm_mb, round(int(m.group(1)) / 1024))
         if rc == 0:
             if _gradebook_fingerprint(work / "gradebook.db", lab) != expected:
                 notes.append("student code altered the grading database; scores discarded")
@@ -867,13 +881,13 @@ def write_csv(path: Path, lab: str, results: list[Result], maxima: dict[str, tup
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["student", "nbgrader_id", *auto_ids, "autograded_total", "autograded_max", "manual_max",
-                    "status", "notes", "seconds", "peak_mem_mb"])
+                    "status", "notes", "seconds", "peak_mem_mb", "kernel_vm_mb"])
         for r in results:
             grades = r.grades or {}
             pts = [min(max(float(grades.get(g, {}).get("auto_score") or 0), 0.0), maxima[g][0]) for g in auto_ids]
             w.writerow([r.student, r.sid, *[f"{p:g}" for p in pts], f"{sum(pts):g}",
                         f"{sum(maxima[g][0] for g in auto_ids):g}", f"{manual:g}", r.status, "; ".join(r.notes),
-                        f"{r.seconds:g}", f"{r.peak_mb:g}"])
+                        f"{r.seconds:g}", f"{r.peak_mb:g}", f"{r.kernel_vm_mb:g}"])
     return path
 
 
