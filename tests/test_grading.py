@@ -291,3 +291,38 @@ def test_refuses_to_overwrite_a_foreign_folder(tmp_path):
         grading.autograde(LAB, tmp_path / "subs", out=course, root=course)
     with pytest.raises(ValueError, match="not made by"):
         grading.autograde(LAB, tmp_path / "subs", out=course / "solutions", root=course)
+
+
+def test_find_submissions_layouts(tmp_path):
+    nb = nbformat.writes(nbformat.v4.new_notebook())
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w") as zf:          # one wrapping folder, per-student folders
+        zf.writestr(f"class/alice/{LAB}.ipynb", nb)
+        zf.writestr("class/bob/notes/other.ipynb", nb)
+        zf.writestr("class/carol/readme.txt", "nothing")
+        zf.writestr("__MACOSX/class/._alice", "junk")
+    entries, tmp = grading.find_submissions(archive, LAB)
+    try:
+        got = {e.student: (e.path.name if e.path else None, e.problem) for e in entries}
+        assert got == {"alice": (f"{LAB}.ipynb", None), "bob": ("other.ipynb", None),
+                       "carol": (None, "missing notebook (found only: readme.txt)")}
+        assert "wrong file name" in next(e for e in entries if e.student == "bob").notes[0]
+    finally:
+        shutil.rmtree(tmp)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name in ("dan.ipynb", "eve smith.ipynb", "notes.pdf"):
+        (flat / name).write_text(nb)
+    entries, tmp = grading.find_submissions(flat, LAB)
+    assert tmp is None and sorted(e.student for e in entries) == ["dan", "eve smith"]
+
+
+def test_feedback_and_export_commands(batch, tmp_path):
+    args = ["--root", str(batch["course"])]
+    assert cli.main([*args, "export", LAB, "--out", str(batch["out"]), "--to", str(tmp_path / "all.csv")]) == 0
+    with (tmp_path / "all.csv").open(encoding="utf-8") as fh:
+        rows = {r["student_id"]: r for r in csv.DictReader(fh)}
+    assert float(rows["alice"]["raw_score"]) == 10 and float(rows["alice"]["max_score"]) == 12
+    assert cli.main([*args, "feedback", LAB, "--out", str(batch["out"])]) == 0
+    assert (batch["out"] / "feedback" / "bob" / LAB / f"{LAB}.html").exists()
+    assert cli.main([*args, "feedback", LAB, "--out", str(tmp_path / "nothing")]) == 2
