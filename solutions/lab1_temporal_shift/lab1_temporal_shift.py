@@ -435,6 +435,13 @@ plots.curves({k: (seen.tolist(), v) for k, v in early.items()}, "frames seen", "
 plt.show()
 
 # %% [markdown]
+# **Read the curve with care.** Online TSM is already far above 50 % after *one* frame. That frame
+# alone is informative here: a clip must stay inside the picture, so a digit that starts on the left
+# is more likely moving right, a small digit is more likely zooming in. The network can use that cue
+# because the zeros that fill the cache at the first frame tell it "this is frame 0". TSN cannot:
+# its per-frame classifier never knows which frame it sees. The rise over the next frames is the
+# motion itself. Real data sets have such shortcuts too; a careful evaluation looks for them.
+#
 # ## 6. What does it cost?
 #
 # One clip of T = 8 frames at 32×32, batch 1, CPU, one thread. MACs come from
