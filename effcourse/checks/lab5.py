@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..bench import compare_latency
-from ..sparse.engine import SparseRunner
+from ..sparse.engine import SparseRunner, reuse_freed_memory
 from ..sparse.models import ResGenerator, conv_stack, randomize_batchnorm, square_edit
 from ._assert import CheckFailed, assert_close, assert_shape, assert_true, check_tensor, passed
 
@@ -165,7 +165,10 @@ def measure_speedup(SparseConv2d, fractions=(0.02,), channels: int = 64, depth: 
     run in turn, ``repeats`` rounds, medians). Each row: edited fraction, MAC ratio, speedup,
     realised fraction (speedup / MAC ratio), latencies in ms and the max error against dense.
     Measured with one CPU thread (restored afterwards): on a shared machine several threads wait on
-    each other at every small op, which punishes the many small ops of the sparse run."""
+    each other at every small op, which punishes the many small ops of the sparse run. Freed memory
+    is kept for reuse (``reuse_freed_memory``), the same for both runs, so that neither pays page
+    faults for every fresh full-size tensor."""
+    reuse_freed_memory()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

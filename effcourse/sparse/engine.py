@@ -23,6 +23,8 @@ training, transposed convs, ...) are refused.
 from __future__ import annotations
 
 import copy
+import ctypes
+import sys
 from typing import Callable
 
 import torch
@@ -81,6 +83,34 @@ def _unsupported(name: str, module: nn.Module) -> str | None:
         why = "it is not a known pixel-local layer"
     return (f"layer {name!r} ({kind}) is not supported by the incremental engine: {why}. Supported leaves: "
             f"nn.Conv2d and {', '.join(sorted({c.__name__ for c in SUPPORTED_LEAVES}))}")
+
+
+_MALLOC_REUSE = False
+
+
+def reuse_freed_memory() -> bool:
+    """Ask glibc's ``malloc`` to keep freed large blocks for reuse (Linux only; process-wide).
+
+    By default glibc serves big allocations (a 64x256x256 float32 activation is 16 MB) with fresh
+    ``mmap`` pages and gives them back to the kernel when freed, so every new full-size tensor costs
+    thousands of page faults (the kernel zeroes each 4 KB page on first touch). PyTorch's GPU
+    allocator caches freed blocks; on the CPU it relies on ``malloc``. Raising ``M_MMAP_THRESHOLD``
+    and ``M_TRIM_THRESHOLD`` makes freed blocks stay in the heap, so the next tensor of that size
+    reuses already-mapped pages. Returns True when the setting was applied (now or before).
+    """
+    global _MALLOC_REUSE
+    if _MALLOC_REUSE:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        ok = libc.mallopt(m_mmap_threshold, 1 << 30) == 1 and libc.mallopt(m_trim_threshold, 1 << 31) == 1
+    except (OSError, AttributeError):
+        return False
+    _MALLOC_REUSE = bool(ok)
+    return _MALLOC_REUSE
 
 
 def sparse_layers(model: nn.Module, sparse_cls: type) -> list[tuple[str, nn.Module]]:

@@ -438,6 +438,12 @@ for _case in range(16):
 # a network's convs to your class (`SparseConv2d(conv, tile=...)`), sets `.mode` on all of them, and
 # runs the edited image through.
 #
+# A subtlety: the conv on a batch of small blocks may be computed by a different algorithm than the
+# dense conv and round differently in the last bit. The next layer then sees those pixels as
+# changed: the result stays within 1e-5, but more tiles get recomputed, layer after layer. Keeping
+# the cached value wherever an output pixel's window holds no changed input pixel avoids that
+# (optional).
+#
 # Speed matters here (it is graded below): per call, the only full-size work should be the
 # comparison with the cache and the copy of the cached output. Avoid full-size padding, Python loops
 # over tiles, one conv call per tile, and `.item()` inside loops.
@@ -575,13 +581,15 @@ _true(_macs[0] < 0.5 * _dense, f"a 1 % edit executed {_macs[0]} MACs, dense is {
 # The graded measurement: a stack of six 3×3 convs (64 channels, ReLUs between) on a 256×256
 # image, a 2 % edit, dense network vs. your incremental run end to end — change detection, gather,
 # convs and scatter included — as the median of 10 interleaved runs on one CPU thread. It must be
-# exact and at least **2×** faster. (A straightforward implementation with a full-size pad, an
-# unfold and a clone reached about 2.5× on such a network; the MAC ratio is about 28×.)
+# exact and at least **2×** faster. The MAC ratio is about 28×; a straightforward implementation
+# (full-size pad, advanced indexing, a clone of the cache) reached roughly 2.5–3.5× here.
 
 # %% nbgrader={"grade": true, "grade_id": "test_sparse_speed", "locked": true, "points": 15, "schema_version": 3, "solution": false, "task": false}
 _speed = lab5.check_speedup(SparseConv2d, minimum=2.0, repeats=10)
-effcourse.record("speedup_2pct", _speed["speedup"])
-effcourse.record("macs_ratio_2pct", _speed["mac_ratio"])
+
+# %%
+_ = effcourse.record("speedup_2pct", _speed["speedup"])
+_ = effcourse.record("macs_ratio_2pct", _speed["mac_ratio"])
 
 # %% [markdown]
 # ## 7. Speedup vs. edited area, against the MAC ratio
