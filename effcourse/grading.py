@@ -260,7 +260,7 @@ class Submission:
 class Result:
     student: str
     sid: str
-    status: str                       # "ok", "flagged", "not graded", "missing", "unchanged"
+    status: str                       # "ok", "flagged", "not graded", "missing"
     notes: list[str]
     grades: dict[str, dict] | None    # grade_id -> {"auto_score", "needs_manual_grade"}
     comments: dict[str, str | None] = dataclasses.field(default_factory=dict)
@@ -564,8 +564,9 @@ def _scan_autograded(nb_path: Path) -> list[str]:
                 continue
             if out.get("ename") == "CellTimeoutError":
                 notes.append(f"timeout in {_cell_label(cell, code_index)} (scored 0)")
-            elif out.get("ename") == "MemoryError":
-                notes.append(f"memory limit hit in {_cell_label(cell, code_index)} (MemoryError)")
+            elif out.get("ename") == "MemoryError" or re.search(
+                    r"(can't|cannot|unable to) allocate|out of memory", str(out.get("evalue", "")), re.I):
+                notes.append(f"memory limit hit in {_cell_label(cell, code_index)} ({out.get('ename')})")
     return notes
 
 
@@ -665,6 +666,8 @@ def _grade_one(ctx: _Context, sub: Submission, nb: nbformat.NotebookNode) -> Res
             notes.append(f"the notebook {why}; could not tell which cell")
             break
         notes.append(f"{label} {why}; scored 0, the rest re-graded without it")
+    else:
+        notes.append(f"gave up after {ctx.passes} grading passes")
     res.seconds, res.peak_mb = round(seconds, 1), round(peak)
     if graded:
         from nbgrader.api import Gradebook

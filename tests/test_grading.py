@@ -326,3 +326,26 @@ def test_feedback_and_export_commands(batch, tmp_path):
     assert cli.main([*args, "feedback", LAB, "--out", str(batch["out"])]) == 0
     assert (batch["out"] / "feedback" / "bob" / LAB / f"{LAB}.html").exists()
     assert cli.main([*args, "feedback", LAB, "--out", str(tmp_path / "nothing")]) == 2
+
+
+def test_scan_autograded_names_timeouts_and_memory(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    err = nbformat.v4.new_output
+    nb.cells = [_cell("code", "x", grade_id="test_a", grade=True, points=1), _cell("code", "y"), _cell("code", "z")]
+    nb.cells[0].outputs = [err("error", ename="CellTimeoutError", evalue="", traceback=[])]
+    nb.cells[1].outputs = [err("error", ename="RuntimeError", evalue="DefaultCPUAllocator: can't allocate memory",
+                               traceback=[])]
+    nb.cells[2].outputs = [err("error", ename="AssertionError", evalue="expected 3, got 4", traceback=[])]
+    nbformat.write(nb, tmp_path / "a.ipynb")
+    assert grading._scan_autograded(tmp_path / "a.ipynb") == [
+        "timeout in test_a (scored 0)", "memory limit hit in code cell 2 (RuntimeError)"]
+
+
+def test_tamper_report_compares_with_the_release(tmp_path):
+    course = make_tiny_course(tmp_path / "course")
+    grading.release([LAB], course)
+    release = nbformat.read(course / "labs" / LAB / f"{LAB}.ipynb", as_version=4)
+    assert grading.tamper_report(release, release) == []
+    assert grading.tamper_report(_with(release, "add", "def add(a, b): return a + b"), release) == []
+    assert grading.tamper_report(_with(release, "test_mul", points=99), release) == ["locked cell test_mul edited (points)"]
+    assert grading.tamper_report(_without(release, "test_add"), release) == ["locked cell test_add deleted"]
