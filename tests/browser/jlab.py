@@ -116,13 +116,15 @@ class LabServer:
         if hasattr(os, "getuid") and os.getuid() == 0:
             cmd.append("--allow-root")
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, cwd=self.root_dir, env=env, stdout=self._log,
+        cwd = self.root_dir if self.root_dir.is_dir() else self.state
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited with code {self.proc.returncode} before serving:\n"
-                                   + self.log_tail())
+                code = self.proc.returncode
+                self.stop()
+                raise RuntimeError(f"JupyterLab exited with code {code} before serving:\n" + self.log_tail())
             try:
                 with urllib.request.urlopen(f"{self.url}/api/status?token={self.token}", timeout=5) as r:
                     if r.status == 200:
@@ -164,13 +166,19 @@ class LabServer:
         return f"{self.url}/lab/tree/{rel}?token={self.token}&reset"
 
     def stop(self) -> None:
+        """Shut the kernels down, stop the server (SIGINT twice, then SIGTERM, then SIGKILL to its
+        process group) and kill any kernel process of this server still alive."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
         if proc.poll() is None:
+            try:
+                self.shutdown_kernels()
+            except Exception:  # noqa: BLE001 - a wedged server is killed below
+                pass
             for sig, wait in ((signal.SIGINT, 10), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
                 try:
-                    os.killpg(proc.pid, sig)       # the server and its kernels (same process group)
+                    os.killpg(proc.pid, sig)       # the server (kernels run in sessions of their own)
                     if sig == signal.SIGINT:       # jupyter asks for confirmation on the first ^C
                         time.sleep(0.3)
                         os.killpg(proc.pid, sig)
@@ -180,11 +188,24 @@ class LabServer:
                     break
                 except subprocess.TimeoutExpired:
                     continue
-        try:   # kernels started in their own session outlive the group: kill what is left of the group
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        for pid in self._kernel_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         self._log.close()
+
+    def _kernel_pids(self) -> list[int]:
+        """Processes whose command line names this server's private runtime folder: its kernels."""
+        marker = str(self.state / "runtime").encode()
+        pids = []
+        for entry in Path("/proc").glob("[0-9]*"):
+            try:
+                if marker in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+        return [p for p in pids if p != os.getpid()]
 
     def __enter__(self):
         return self.start()
