@@ -641,7 +641,11 @@ if not QUICK:  # the table for `make bench`: compare machines
 # output), and the ReLU that follows every conv in *both* runs. The first, the scatter's copy and
 # the ReLU touch every pixel, whatever the edit. (Two ways to reduce the comparison over channels
 # are timed: reducing over the *inner* dimensions of an NCHW tensor is much slower than a max over
-# the outer ones.)
+# the outer ones.) One cost is already gone from these numbers: by default glibc gives every fresh
+# full-size tensor new pages from the kernel (thousands of page faults for a 16 MB activation);
+# `lab5.measure_speedup` calls `effcourse.sparse.engine.reuse_freed_memory()`, which makes freed
+# blocks stay mapped for reuse. In a loop of sparse calls of one 64-channel layer plus its ReLU, that
+# cut the system time from about 15 ms to under 1 ms per call on the machine this lab was written on.
 
 # %%
 torch.manual_seed(SEED)
@@ -673,6 +677,9 @@ parts = {
 with torch.no_grad():
     times = bench.compare_latency(parts, repeats=REPEATS + 2, number=3)
 whole = times["whole SparseConv2d call"]
+pieces = sum(times[k] for k in ("change detection, byte max over (N, C)", "active_tiles", "gather", "conv on blocks",
+                                "scatter (incl. copy of the cache)"))
+times["rest: per-call overhead, other small ops"] = max(0.0, whole - pieces)
 ideal = times["dense conv (reference)"] * len(_tiles) * TILE * TILE / (SIZE * SIZE)
 share_rows = [{"piece": k, "ms": 1e3 * v, "% of sparse call": 100 * v / whole} for k, v in times.items()]
 share_rows.append({"piece": "ideal: dense conv x executed fraction", "ms": 1e3 * ideal, "% of sparse call": 100 * ideal / whole})
@@ -797,7 +804,8 @@ plots.table([
 # touches every pixel: comparing the input with the cache, copying the whole cached output in the
 # scatter, and the dense ReLU between convs (the same in both runs). These are memory-bound passes
 # over all H·W·C values, so they cost the same for a 0.5 % edit as for a 25 % one, and on a busy
-# machine memory bandwidth is what is shared; on top come per-call overheads of a dozen small ops.
+# machine memory bandwidth is what is shared; on top come per-call overheads of a dozen small ops
+# (and, without `reuse_freed_memory`, page faults for every fresh full-size tensor).
 # Raising the realized fraction: detect changes once (from the edit mask, propagated by the tile
 # geometry) instead of comparing at every layer; write tiles in place into a persistent output
 # buffer, restoring the previous edit's tiles instead of copying the cache; fuse the elementwise
