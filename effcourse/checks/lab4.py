@@ -227,29 +227,42 @@ def verify_step(anycost_step, seed: int = 0, batch: int = 3, lambda_consistency:
                 f"returned ratios {out['ratios']} are not what sample_ratios drew ({ratios})")
     res = int(out["resolution"])
     assert_true(res in G.resolutions, f"resolution {res} is not one of G.resolutions {G.resolutions}")
-    # discriminator: every image at resolution res, the right code, the resized reals among them
-    code = G.arch_code(ratios)
+    # discriminator: images at the step's resolution (sub) or the top one (full), each with its code
+    top = G.resolutions[-1]
+    code, code_full = G.arch_code(ratios), G.arch_code([1.0] * G.n_layers)
     assert_true(len(D.calls) >= 2, f"D should be called for the D step and the G step, got {len(D.calls)} call(s)")
-    shown = []
-    for x, c, _ in D.calls:
-        assert_true(tuple(x.shape[-2:]) == (res, res), f"D was shown images of size {tuple(x.shape[-2:])} in a step "
-                                                       f"at resolution {res} (resize the reals to match)")
+    shown = {res: [], top: []}
+    full_trained = False
+    for x, c, grad in D.calls:
+        size = tuple(x.shape[-2:])
+        assert_true(size in ((res, res), (top, top)),
+                    f"D was shown images of size {size} in a step at resolution {res}: expected {res}x{res} "
+                    f"(sub-generator, reals resized to match) or {top}x{top} (full generator)")
         assert_true(c is not None, "D must be called with the architecture code: D(images, code)")
         c = c.reshape(-1, c.shape[-1]).expand(len(x), -1)
-        assert_close("code passed to D (G.arch_code() of the sampled ratios, one row per image)", c,
-                     code.expand(len(x), -1))
-        shown.append(x)
-    shown = torch.cat(shown).flatten(1)
-    real_r = anycost.resize(run["real"], res).flatten(1)
-    dist = torch.cdist(real_r.double(), shown.double()).min(dim=1).values
-    assert_true(bool((dist < 1e-4).all()), f"D never saw the reals resized to {res}x{res} "
-                                           f"(anycost.resize(real, {res})); min distance {dist.max().item():.3g}")
+        allowed = ([code] if size[0] == res else []) + ([code_full] if size[0] == top else [])
+        for i in range(len(x)):
+            assert_true(any(torch.allclose(c[i], a) for a in allowed),
+                        f"an image of size {size} was shown to D with code {c[i].tolist()}; expected "
+                        + (f"G.arch_code() of the sampled ratios {ratios}" if size[0] == res else "")
+                        + (" or " if len(allowed) == 2 else "")
+                        + ("the full generator's code (all ratios 1)" if size[0] == top else "")
+                        + f" (the sub-generator's reals must be resized to {res}x{res} with anycost.resize)")
+        shown[size[0]].append(x.flatten(1))
+        full_trained |= bool(grad and size[0] == top and torch.allclose(c, code_full.expand(len(x), -1)))
+    for r_, what in ((res, f"the reals resized to {res}x{res} (anycost.resize(real, {res}))"),
+                     (top, f"the reals at {top}x{top}")):
+        real_r = anycost.resize(run["real"], r_).flatten(1)
+        seen = torch.cat(shown[r_]) if shown[r_] else torch.empty(0, real_r.shape[1])
+        ok = len(seen) > 0 and bool((torch.cdist(real_r.double(), seen.double()).min(dim=1).values < 1e-4).all())
+        assert_true(ok, f"D never saw {what}")
     assert_true(any(not g for _, _, g in D.calls), "in the D step, the fakes should be detached from G")
     assert_true(any(g for _, _, g in D.calls), "in the G step, D should see fakes that carry G's gradient")
+    assert_true(full_trained, f"the full generator's output ({top}x{top}, code of all ratios 1) should be shown to D "
+                              f"with its gradient in the G step: the full generator is trained every step")
     # consistency: sub-output at res from the sampled ratios, full output from ratio 1 at the top, same z
     assert_true(len(cons.calls) == 1, f"consistency_loss should be called once, got {len(cons.calls)}")
     sub, full = cons.calls[0]
-    top = G.resolutions[-1]
     assert_true(tuple(sub.shape[-2:]) == (res, res), f"sub_out should be at the step's resolution {res}, "
                                                      f"got {tuple(sub.shape[-2:])}")
     assert_true(tuple(full.shape[-2:]) == (top, top), f"full_out should be at G's top resolution {top}, "

@@ -1,0 +1,257 @@
+"""Lab 4 (Anycost GAN): plumbing unit tests (fast), the QUICK run's recorded claims, the nbgrader round trip."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import harness
+from effcourse import bench
+from effcourse.checks import lab4
+from effcourse.checks._assert import CheckFailed
+from effcourse.gan import anycost
+
+LAB = "lab4_anycost_gan"
+pytestmark = pytest.mark.xdist_group(LAB)
+
+
+# ---- stand-ins for the learner's answers (tests only) ---------------------------------------------
+class _Elastic(nn.Conv2d):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.ratio = 1.0
+
+    def forward(self, x):
+        c = max(1, round(self.ratio * self.out_channels))
+        return self._conv_forward(x, self.weight[:c, :x.shape[1]], None if self.bias is None else self.bias[:c])
+
+
+class _Mod(nn.Module):
+    def __init__(self, d, c):
+        super().__init__()
+        self.g, self.b = nn.Linear(d, c), nn.Linear(d, c)
+        for p in self.parameters():
+            nn.init.zeros_(p)
+
+    def forward(self, h, code):
+        return h * (1 + self.g(code)[:, :, None, None]) + self.b(code)[:, :, None, None]
+
+
+def _sort(layer, nxt):
+    with torch.no_grad():
+        perm = layer.weight.abs().sum(dim=(1, 2, 3)).argsort(descending=True)
+        layer.weight.copy_(layer.weight[perm])
+        if layer.bias is not None:
+            layer.bias.copy_(layer.bias[perm])
+        nxt.weight.copy_(nxt.weight[:, perm])
+    return perm
+
+
+def _sampler(n, choices=anycost.RATIO_CHOICES, mode="uniform", generator=None):
+    if mode not in ("uniform", "flexible"):
+        raise ValueError(mode)
+    idx = torch.randint(len(choices), (1 if mode == "uniform" else n,), generator=generator).expand(n)
+    return [float(choices[i]) for i in idx]
+
+
+def _cons(sub, full):
+    return F.mse_loss(sub, F.adaptive_avg_pool2d(full.detach(), sub.shape[-2:]))
+
+
+def _step(G, D, real, g_opt, d_opt, generator, sample_ratios, consistency_loss, choices=anycost.RATIO_CHOICES,
+          mode="uniform", lambda_consistency=1.0, resize=True):
+    n = len(real)
+    res = G.resolutions[int(torch.randint(len(G.resolutions), (1,), generator=generator))]
+    ratios = sample_ratios(G.n_layers, choices, mode, generator)
+    z = torch.randn(n, G.z_dim, generator=generator)
+    G.set_ratio(1.0)
+    code_full = G.arch_code().expand(n, -1)
+    full = G(z)
+    G.set_ratio(ratios)
+    code = G.arch_code().expand(n, -1)
+    fake = G(z, res)
+    ld = (anycost.d_loss(D(real, code_full), D(full.detach(), code_full))
+          + anycost.d_loss(D(anycost.resize(real, res) if resize else real, code), D(fake.detach(), code)))
+    d_opt.zero_grad()
+    ld.backward()
+    d_opt.step()
+    c = consistency_loss(fake, full)
+    lg = anycost.g_loss(D(full, code_full)) + anycost.g_loss(D(fake, code)) + lambda_consistency * c
+    g_opt.zero_grad()
+    lg.backward()
+    g_opt.step()
+    return {"d_loss": ld.item(), "g_loss": lg.item(), "consistency": c.item(), "resolution": res, "ratios": ratios}
+
+
+# ---- plumbing -----------------------------------------------------------------------------------
+def test_generator_shapes_early_exit_and_ratio_setter():
+    G = anycost.AnycostGenerator(_Elastic, z_dim=8, channels=(12, 8, 4))
+    z = torch.randn(3, 8)
+    assert G.resolutions == (8, 16, 32) and G.n_layers == 6
+    for res in G.resolutions:
+        assert G(z, res).shape == (3, 1, res, res)
+    assert [x.shape[-1] for x in G.forward_all(z)] == [8, 16, 32]
+    G.set_ratio(0.5)
+    assert G.ratios == [0.5] * 6
+    G.set_ratio([0.25, 0.5, 0.75, 1.0, 0.5, 0.25])
+    assert G(z).shape == (3, 1, 32, 32)
+    with pytest.raises(ValueError, match="6 ratios"):
+        G.set_ratio([0.5, 0.5])
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        G.set_ratio(0.0)
+    with pytest.raises(ValueError, match="target_resolution"):
+        G(z, 12)
+    with pytest.raises(ValueError, match="z must be"):
+        G(torch.randn(3, 5))
+    with pytest.raises(TypeError, match="subclass of nn.Conv2d"):
+        anycost.AnycostGenerator(nn.Linear)
+
+
+def test_early_exit_costs_less_and_ratio_shrinks_macs():
+    G = anycost.AnycostGenerator(_Elastic).eval()
+    z = torch.randn(1, G.z_dim)
+    m = {res: bench.count_macs(G, z, res) for res in G.resolutions}
+    assert m[8] < m[16] < m[32]
+    G.set_ratio(0.25)
+    assert bench.count_macs(G, z, 32) <= m[32] / 8
+
+
+def test_arch_code_is_one_hot_per_layer():
+    G = anycost.AnycostGenerator(_Elastic, z_dim=4, channels=(4, 4))
+    code = G.arch_code([0.25, 1.0, 0.5, 0.75])
+    assert code.shape == (G.code_dim,) == (16,)
+    assert code.view(4, 4).argmax(1).tolist() == [0, 3, 1, 2] and code.sum() == 4
+    with pytest.raises(ValueError, match="not one of the choices"):
+        G.arch_code([0.3, 1.0, 1.0, 1.0])
+
+
+def test_generator_sort_channels_keeps_the_output():
+    torch.manual_seed(0)
+    G = anycost.AnycostGenerator(_Elastic, z_dim=8, channels=(12, 8, 6)).eval()
+    z = torch.randn(4, 8)
+    before = [x.detach() for x in G.forward_all(z)]
+    G.sort_channels(_sort)
+    for a, b in zip(G.forward_all(z), before):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    for conv in G.elastic_layers():
+        imp = conv.weight.abs().sum(dim=(1, 2, 3))
+        assert bool((imp[:-1] >= imp[1:]).all())
+    with pytest.raises(TypeError, match="return the permutation"):
+        G.sort_channels(lambda a, b: None)
+
+
+def test_discriminator_all_resolutions_and_conditioning():
+    D = anycost.AnycostDiscriminator(channels=(4, 6, 8))
+    for res in (8, 16, 32):
+        assert D(torch.randn(2, 1, res, res)).shape == (2,)
+    with pytest.raises(ValueError, match="square images"):
+        D(torch.randn(2, 1, 12, 12))
+    x, code = torch.randn(3, 1, 16, 16), F.one_hot(torch.tensor([0, 1, 2]), 5).float()
+    Dc = anycost.conditioned_copy(D, _Mod, 5)
+    assert not D.conditioned and Dc.conditioned
+    torch.testing.assert_close(Dc(x, code), D(x))          # zero-initialised modulation: same D
+    with pytest.raises(ValueError, match="pass code"):
+        Dc(x)
+    with pytest.raises(ValueError, match="5 entries"):
+        Dc(x, torch.zeros(3, 4))
+
+
+def test_resize_and_losses():
+    x = torch.randn(2, 1, 32, 32)
+    torch.testing.assert_close(anycost.resize(x, 8), F.avg_pool2d(x, 4))
+    assert anycost.resize(x, 32) is x and anycost.resize(x, 64).shape[-1] == 64
+    assert math.isclose(anycost.d_loss(torch.zeros(3), torch.zeros(3)).item(), 2 * math.log(2), rel_tol=1e-6)
+    assert math.isclose(anycost.g_loss(torch.zeros(3)).item(), math.log(2), rel_tol=1e-6)
+
+
+def test_train_loop_runs_the_step_and_restores_ratio():
+    G = anycost.AnycostGenerator(_Elastic, z_dim=8, channels=(8, 4, 4))
+    D = anycost.conditioned_copy(anycost.AnycostDiscriminator(channels=(4, 4, 4)), _Mod, G.code_dim)
+    data = torch.rand(20, 1, 32, 32) * 2 - 1
+    hist = anycost.train(G, D, data, 6, _step, batch_size=4, seed=0, ema=0.5, sample_ratios=_sampler,
+                         consistency_loss=_cons)
+    assert len(hist["d_loss"]) == 6 and set(hist["resolution"]) <= {8, 16, 32}
+    assert G.ratios == [1.0] * 6 and not G.training
+    with pytest.raises(ValueError, match="data must be images"):
+        anycost.train(G, D, torch.rand(4, 1, 16, 16), 1, _step)
+    with pytest.raises(TypeError, match="dict"):
+        anycost.train(G, D, data, 1, lambda *a, **k: 0.0)
+
+
+def test_checks_pass_the_reference_and_catch_wrong_answers():
+    lab4.check_sort_channels(_sort)
+    lab4.check_elastic_conv(_Elastic)
+    lab4.check_sample_ratios(_sampler)
+    lab4.check_arch_modulation(_Mod)
+    lab4.check_consistency_loss(_cons)
+    lab4.check_anycost_step(_step)
+    for seed, mode in ((1, "flexible"), (2, "uniform")):
+        lab4.verify_step(_step, seed=seed, batch=2, mode=mode)
+    with pytest.raises(CheckFailed, match="detach"):
+        lab4.check_consistency_loss(lambda s, f: F.mse_loss(s, F.adaptive_avg_pool2d(f, s.shape[-2:])))
+
+    def no_resize(G, D, real, g_opt, d_opt, generator, sample_ratios, consistency_loss, choices=(1.0,),
+                  mode="uniform", lambda_consistency=1.0):
+        return _step(G, D, real, g_opt, d_opt, generator, sample_ratios, consistency_loss, choices, mode,
+                     lambda_consistency, resize=False)
+
+    failures = 0
+    for seed in range(6):
+        try:
+            lab4.verify_step(no_resize, seed=seed)
+        except CheckFailed as err:
+            assert "resize" in str(err)
+            failures += 1
+    assert failures > 0
+
+
+def test_widget_redraws_headless():
+    pytest.importorskip("ipywidgets")
+    from effcourse.gan.anycost_widgets import preview
+
+    G = anycost.AnycostGenerator(_Elastic, z_dim=8, channels=(8, 4, 4))
+    box = preview(G, n_samples=4, min_run_time=0.01)
+    assert "ratio 1" in box.status.value and "MACs" in box.status.value
+    box.ratio.value = 0.25
+    assert "ratio 0.25" in box.status.value
+    box.resolution.value = 8
+    assert "8x8" in box.status.value
+    assert G.ratios == [1.0] * 6
+
+
+# ---- the notebook ---------------------------------------------------------------------------------
+@pytest.mark.notebook
+def test_quarter_width_costs_at_most_an_eighth_of_the_macs():
+    rec = harness.records(LAB)
+    assert 0 < rec["macs_ratio_025"] <= 1 / 8, rec["macs_ratio_025"]
+    # the latency speedup is measured and reported, never asserted (wall-clock on a shared machine)
+    assert isinstance(rec["speedup_025"], float) and rec["speedup_025"] > 0
+
+
+@pytest.mark.notebook
+def test_consistency_loss_makes_sub_generators_consistent():
+    rec = harness.records(LAB)
+    assert rec["psnr_with_consistency"] > rec["psnr_without_consistency"], rec
+
+
+@pytest.mark.notebook
+def test_quality_and_widget_recorded():
+    rec = harness.records(LAB)
+    for key in ("fd_conditioned", "fd_vanilla"):
+        assert set(rec[key]) == {"0.25", "0.5", "0.75", "1.0"}
+        assert all(isinstance(v, float) and v > 0 for v in rec[key].values())
+    assert "MACs" in rec["widget_status"]
+
+
+# a plausible mistake: the consistency loss lets gradient flow into the full (teacher) output
+WRONG_CONSISTENCY = '''def consistency_loss(sub_out, full_out):
+    """MSE to the full output shrunk to the sub-output's size (wrongly: not detached)."""
+    target = F.adaptive_avg_pool2d(full_out, sub_out.shape[-2:])
+    return F.mse_loss(sub_out, target)
+'''
+
+
+@pytest.mark.notebook
+def test_nbgrader_roundtrip():
+    harness.check_roundtrip(LAB, "consistency_loss", WRONG_CONSISTENCY, loses={"test_consistency_loss"})
