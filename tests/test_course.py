@@ -73,9 +73,10 @@ def test_release_is_what_nbgrader_generates(lab, tmp_path):
 @pytest.mark.parametrize("lab", PRESENT)
 def test_nbgrader_validate(lab, tmp_path):
     shutil.copy(ROOT / "labs" / lab / f"{lab}.ipynb", tmp_path / "release.ipynb")
-    inv = grading.nbgrader(["validate", "--invert", str(tmp_path / "release.ipynb")], cwd=ROOT / "labs" / lab,
+    # run from the course root so nbgrader reads nbgrader_config.py (its per-cell timeout)
+    inv = grading.nbgrader(["validate", "--invert", str(tmp_path / "release.ipynb")], cwd=ROOT,
                            check=False, timeout=900)
     assert inv.returncode == 0 and "ERROR" not in inv.stdout, inv.stdout + inv.stderr
-    ok = grading.nbgrader(["validate", str(ROOT / "solutions" / lab / f"{lab}.ipynb")], cwd=ROOT / "solutions" / lab,
+    ok = grading.nbgrader(["validate", str(ROOT / "solutions" / lab / f"{lab}.ipynb")], cwd=ROOT,
                           check=False, timeout=1800)
     assert ok.returncode == 0 and "Success! Your notebook passes all the tests." in ok.stdout, ok.stdout + ok.stderr
