@@ -142,7 +142,7 @@ def batch(tmp_path_factory):
                "def add(a, b):\n    return a + b\n")
     _write(subs, "hostile", _with(good, "add", hostile))
     csv_path = grading.autograde(LAB, subs, out=out, root=course, timeout=TIMEOUT, jobs=2, memory_gb=2,
-                                 student_timeout=90)
+                                 student_timeout=300)
     return {"tmp": tmp, "course": course, "subs": subs, "out": out, "csv": csv_path, "rows": _rows(csv_path),
             "good": good}
 
@@ -227,13 +227,13 @@ def test_feedback_has_no_hidden_tests(batch):
 def test_rerun_is_idempotent_and_late_submissions_grade_only_themselves(batch):
     before = batch["csv"].read_text()
     again = grading.autograde(LAB, batch["subs"], out=batch["out"], root=batch["course"], timeout=TIMEOUT,
-                              jobs=2, memory_gb=2, student_timeout=90)
+                              jobs=2, memory_gb=2, student_timeout=300)
     assert grading._LAST_RUN["graded"] == 0
     assert again.read_text() == before
     late = batch["tmp"] / "late"
     _write(late, "dave", batch["good"])
     path = grading.autograde(LAB, late, out=batch["out"], root=batch["course"], timeout=TIMEOUT, memory_gb=2,
-                             student_timeout=90)
+                             student_timeout=300)
     assert grading._LAST_RUN["graded"] == 1
     rows = _rows(path)
     assert rows["dave"]["autograded_total"] == "10" and rows["alice"]["autograded_total"] == "10"
@@ -349,3 +349,16 @@ def test_tamper_report_compares_with_the_release(tmp_path):
     assert grading.tamper_report(_with(release, "add", "def add(a, b): return a + b"), release) == []
     assert grading.tamper_report(_with(release, "test_mul", points=99), release) == ["locked cell test_mul edited (points)"]
     assert grading.tamper_report(_without(release, "test_add"), release) == ["locked cell test_add deleted"]
+
+
+def test_hang_that_starves_the_watchdog_hits_the_hard_limit(tmp_path):
+    """A C call that holds the GIL (ctypes.PyDLL) ignores interrupts and starves the kernel's
+    watchdog: the per-student wall-clock limit kills it, and the rest is graded."""
+    course = make_tiny_course(tmp_path / "course")
+    good = _solution(course)
+    _write(tmp_path / "subs", "frozen", _with(good, "mul", "import ctypes\nctypes.PyDLL(None).sleep(10000)"))
+    path = grading.autograde(LAB, tmp_path / "subs", out=tmp_path / "out", root=course, timeout=TIMEOUT,
+                             memory_gb=2, student_timeout=45)
+    row = _rows(path)["frozen"]
+    assert (row["test_add"], row["test_mul"]) == ("5", "0"), row
+    assert "mul ran past the per-student limit of 45 s and was killed" in row["notes"], row
