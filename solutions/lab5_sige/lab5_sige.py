@@ -620,8 +620,11 @@ ax.set_xlabel("edited area (%)"); ax.set_ylabel("× faster than dense")
 ax.grid(alpha=0.3, which="both"); ax.legend()
 plt.show()
 
-if not QUICK:  # the table for `make bench`: compare machines
-    out_dir = Path("_bench")
+if not QUICK:  # the table for `make bench`: compare machines (in the course checkout's _bench/, git-ignored)
+    here = Path.cwd()
+    root = next((p for p in (here, *here.parents) if (p / "nbgrader_config.py").exists() and (p / "solutions").is_dir()),
+                here)
+    out_dir = root / "_bench"
     out_dir.mkdir(exist_ok=True)
     import csv
     with open(out_dir / "lab5_sige_speedup.csv", "w", newline="") as fh:
