@@ -625,6 +625,7 @@ _true(search(["x", "y"], 10, lambda _c: 1, lambda _c: 0.5) == "x", "with equal s
 # largest network's MACs.
 
 # %%
+torch.manual_seed(SEED)
 supernet = pix2pix.SuperGenerator(SuperConv2d, widths=(8, 16, 32, 32))
 configs = pix2pix.config_space(supernet.widths, fractions=(0.25, 0.5, 1.0))
 supernet, _ = pix2pix.train_supernet(supernet, train_edges, train_digits, SUPERNET_STEPS, configs, generator_objective,
