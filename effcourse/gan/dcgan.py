@@ -58,12 +58,13 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """DCGAN discriminator for ``(N, 1, 16, 16)`` images in [-1, 1]; returns logits ``(N,)``."""
 
-    def __init__(self, ndf: int = 32):
+    def __init__(self, ndf: int = 32, batchnorm: bool = False):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(1, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True),             # 8x8
-            nn.Conv2d(ndf, 2 * ndf, 4, 2, 1), nn.LeakyReLU(0.2, True),       # 4x4
-            nn.Conv2d(2 * ndf, 1, 4, 1, 0),                                  # 1x1
+            nn.Conv2d(1, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True),                              # 8x8
+            nn.Conv2d(ndf, 2 * ndf, 4, 2, 1, bias=not batchnorm),
+            nn.BatchNorm2d(2 * ndf) if batchnorm else nn.Identity(), nn.LeakyReLU(0.2, True),  # 4x4
+            nn.Conv2d(2 * ndf, 1, 4, 1, 0),                                                   # 1x1
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,10 +85,11 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-def make_gan(nz: int = 64, ngf: int = 32, ndf: int = 32, seed: int = 0) -> tuple[Generator, Discriminator]:
+def make_gan(nz: int = 64, ngf: int = 32, ndf: int = 32, seed: int = 0,
+             d_batchnorm: bool = False) -> tuple[Generator, Discriminator]:
     """A freshly initialised ``(G, D)`` pair (DCGAN init, N(0, 0.02) weights), the same for a given seed."""
     torch.manual_seed(seed)
-    G, D = Generator(nz, ngf), Discriminator(ndf)
+    G, D = Generator(nz, ngf), Discriminator(ndf, d_batchnorm)
     G.apply(_init_weights)
     D.apply(_init_weights)
     return G, D
@@ -102,6 +104,8 @@ class History:
     d_heldout: list = field(default_factory=list)   # ... on held-out reals (never trained on)
     logit_train: list = field(default_factory=list)    # mean logit D(x) on the training reals
     logit_heldout: list = field(default_factory=list)  # ... on the held-out reals
+    eval_steps: list = field(default_factory=list)  # iterations at which ``evaluate(G_ema)`` ran
+    evals: list = field(default_factory=list)       # its results (e.g. a Fréchet distance)
     d_loss: list = field(default_factory=list)      # running mean of the losses since the last probe
     g_loss: list = field(default_factory=list)
 
@@ -134,6 +138,7 @@ def train_gan(G: Generator, D: nn.Module, reals: torch.Tensor, d_loss: Callable,
               heldout: torch.Tensor | None = None, iters: int = 2000, batch_size: int = 32, lr: float = 5e-4,
               betas: tuple[float, float] = (0.5, 0.999), ema_decay: float = 0.999, probe_every: int = 100,
               seed: int = 0, device: str | torch.device = "cpu", desc: str = "GAN",
+              evaluate: Callable | None = None, eval_every: int = 500,
               progress: bool = True) -> tuple[Generator, History]:
     """Train ``G`` and ``D`` on ``reals`` ``(N, 1, 16, 16)``; returns ``(G_ema, history)``.
 
@@ -147,7 +152,8 @@ def train_gan(G: Generator, D: nn.Module, reals: torch.Tensor, d_loss: Callable,
     classic data-set augmentation: used alone, it shows what augmenting only the reals does.
     Adam (``lr``, ``betas``) for both nets; ``G_ema`` is an exponential moving average of G's
     weights (decay ``min(ema_decay, (1 + t) / (10 + t))`` at step t), the copy to sample from. Every ``probe_every`` iterations the history
-    records D's mean sigmoid output on the training reals and on ``heldout`` reals.
+    records D's mean sigmoid output (and mean logit) on the training reals and on ``heldout`` reals;
+    every ``eval_every`` iterations (and at the end) ``evaluate(G_ema)``, if given, is recorded too.
     """
     if reals.dim() != 4 or reals.shape[1:] != (1, SIZE, SIZE):
         raise ValueError(f"reals must be (N, 1, {SIZE}, {SIZE}), got {tuple(reals.shape)}")
@@ -218,6 +224,10 @@ def train_gan(G: Generator, D: nn.Module, reals: torch.Tensor, d_loss: Callable,
         if step % probe_every == 0 or step == iters:
             probe(step)
             bar.set_postfix(D_train=f"{hist.d_train[-1]:.2f}", D_heldout=f"{hist.d_heldout[-1]:.2f}")
+        if evaluate is not None and (step % eval_every == 0 or step == iters):
+            G_ema.eval()
+            hist.eval_steps.append(step)
+            hist.evals.append(evaluate(G_ema))
     return G_ema.cpu(), hist
 
 

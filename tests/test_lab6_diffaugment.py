@@ -1,0 +1,133 @@
+"""Lab 6 (DiffAugment): the DCGAN plumbing, the QUICK run's recorded claims and the nbgrader round trip."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import harness
+from effcourse.data.digits import few_shot, load_digits
+from effcourse.gan import dcgan
+
+LAB = "lab6_diffaugment"
+pytestmark = pytest.mark.xdist_group(LAB)
+
+# a plausible mistake: the fake is not detached in D's step
+WRONG_D_LOSS = '''def d_loss(D, real, fake, augment):
+    """Discriminator loss (wrongly: the fake is not detached)."""
+    return F.softplus(-D(augment(real))).mean() + F.softplus(D(augment(fake))).mean()
+'''
+
+
+# ------------------------------------------------------------------ plumbing (fast, no notebook)
+def _d_loss(D, real, fake, augment):
+    return F.softplus(-D(augment(real))).mean() + F.softplus(D(augment(fake.detach()))).mean()
+
+
+def _g_loss(D, fake, augment):
+    return F.softplus(-D(augment(fake))).mean()
+
+
+def test_generator_and_discriminator_shapes():
+    G, D = dcgan.make_gan(nz=16, ngf=8, ndf=8, seed=0)
+    G2, D2 = dcgan.make_gan(nz=16, ngf=8, ndf=8, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G2.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(D.state_dict().values(), D2.state_dict().values()))
+    x = G(torch.randn(5, 16))
+    assert x.shape == (5, 1, 16, 16) and x.abs().max() <= 1
+    assert D(x).shape == (5,)
+    assert G.sample(7).shape == (7, 1, 16, 16) and G.training
+    with pytest.raises(ValueError, match=r"\(N, 16\)"):
+        G(torch.randn(5, 8))
+    with pytest.raises(ValueError, match="16x16"):
+        D(torch.randn(2, 1, 8, 8))
+
+
+def test_train_gan_history_ema_and_determinism():
+    fs = few_shot(20, 16, seed=0)
+    runs = []
+    for _ in range(2):
+        G, D = dcgan.make_gan(nz=16, ngf=4, ndf=4, seed=0)
+        G_ema, h = dcgan.train_gan(G, D, fs.images, _d_loss, _g_loss, heldout=fs.heldout_images[:50], iters=12,
+                                   batch_size=8, probe_every=5, progress=False,
+                                   evaluate=lambda g: float(g.sample(4).mean()), eval_every=8)
+        runs.append((G, G_ema, h))
+    (G, G_ema, h), (_, G_ema2, h2) = runs
+    assert h.steps == [5, 10, 12] and len(h.d_train) == len(h.d_heldout) == len(h.logit_gap) == 3
+    assert all(0 < v < 1 for v in h.d_train + h.d_heldout)
+    assert h.gap == pytest.approx([a - b for a, b in zip(h.d_train, h.d_heldout)])
+    assert h.eval_steps == [8, 12] and len(h.evals) == 2
+    assert h.d_train == h2.d_train                                      # same seed, same run
+    assert all(torch.equal(a, b) for a, b in zip(G_ema.state_dict().values(), G_ema2.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(G.parameters(), G_ema.parameters()))
+
+
+def test_train_gan_uses_augment_and_real_transform():
+    fs = few_shot(20, 16, seed=0)
+    seen = {"augment": 0, "real": 0}
+
+    def augment(x):
+        seen["augment"] += 1
+        return x.flip(-1)
+
+    def real_transform(x):
+        seen["real"] += 1
+        return x
+
+    G, D = dcgan.make_gan(nz=16, ngf=4, ndf=4, seed=0)
+    dcgan.train_gan(G, D, fs.images, _d_loss, _g_loss, augment, real_transform, iters=3, batch_size=4,
+                    progress=False)
+    assert seen == {"augment": 9, "real": 3}  # D step: reals + fakes, G step: fakes
+
+
+def test_train_gan_errors_name_the_problem():
+    fs = few_shot(20, 16, seed=0)
+    G, D = dcgan.make_gan(nz=16, ngf=4, ndf=4, seed=0)
+    no_detach = lambda D, r, f, a: F.softplus(-D(a(r))).mean() + F.softplus(D(a(f))).mean()  # noqa: E731
+    with pytest.raises(RuntimeError, match="Detach the fake"):
+        dcgan.train_gan(G, D, fs.images, no_detach, _g_loss, iters=2, batch_size=4, progress=False)
+    per_sample = lambda D, f, a: F.softplus(-D(a(f)))  # noqa: E731
+    with pytest.raises(TypeError, match="scalar"):
+        dcgan.train_gan(G, D, fs.images, _d_loss, per_sample, iters=2, batch_size=4, progress=False)
+    with pytest.raises(ValueError, match=r"reals must be \(N, 1, 16, 16\)"):
+        dcgan.train_gan(G, D, fs.images[:, :, :8, :8], _d_loss, _g_loss, iters=2, progress=False)
+
+
+def test_artifact_rate():
+    x, _ = load_digits(16)
+    assert dcgan.artifact_rate(x) == {"square": 0.0, "edge": 0.0, "any": 0.0}
+    y = x[:10].clone()
+    y[:4, :, 5:9, 6:10] = 0.0          # a 4x4 zeroed square in 4 images
+    y[6:8, :, :, -1] = 0.02            # a (nearly) zero last column in 2 images
+    rate = dcgan.artifact_rate(y)
+    assert rate == {"square": pytest.approx(0.4), "edge": pytest.approx(0.2), "any": pytest.approx(0.6)}
+    y[0, :, 5:9, 6:10] = -1.0          # background, not a cut
+    assert dcgan.artifact_rate(y)["square"] == pytest.approx(0.3)
+    with pytest.raises(ValueError):
+        dcgan.artifact_rate(x[:, 0])
+
+
+# ------------------------------------------------------------------ the notebook (QUICK run)
+@pytest.mark.notebook
+def test_diffaugment_beats_no_augmentation():
+    rec = harness.records(LAB)
+    assert rec["fd_diffaugment"] < rec["fd_none"], rec
+
+
+@pytest.mark.notebook
+def test_diffaugment_discriminator_memorises_less():
+    rec = harness.records(LAB)
+    assert rec["gap_diffaugment"] < rec["gap_none"], rec
+
+
+@pytest.mark.notebook
+def test_artifacts_and_floors_are_reported():
+    rec = harness.records(LAB)
+    for k in ("artifacts_none", "artifacts_reals_only", "artifacts_diffaugment"):
+        assert 0.0 <= rec[k] <= 1.0
+    assert 0 < rec["fd_floor_halves"] < rec["fd_floor_memoriser"]
+
+
+@pytest.mark.notebook
+def test_nbgrader_roundtrip():
+    harness.check_roundtrip(LAB, "d_loss", WRONG_D_LOSS, loses={"test_d_loss"})
