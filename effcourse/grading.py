@@ -189,7 +189,7 @@ def max_scores(course: str | Path, lab: str) -> dict[str, tuple[float, bool]]:
 #: The kernel every submission runs in. It is ipykernel, started in-process after three things:
 #: resource limits (address space = ``--memory``, no core files), ``faulthandler`` writing fatal
 #: errors (segfaults, aborts) to a file, and two IPython hooks that write the source of the cell
-#: about to run to a progress file. A watchdog thread kills the kernel when one cell outlives
+#: about to run, and whether it finished, to a progress file. A watchdog thread kills the kernel when one cell outlives
 #: nbgrader's per-cell timeout by a grace period, i.e. when the cell swallowed the interrupt that
 #: nbgrader sent. The supervisor then knows which cell hung or crashed and re-grades without it.
 KERNEL_LAUNCHER = r'''
@@ -205,12 +205,15 @@ hang_limit = float(os.environ.get("EFFCOURSE_HANG_LIMIT") or 0)
 state = {"start": None}
 
 def _pre(info=None):
+    state["cell"] = getattr(info, "raw_cell", "")
     with open(progress, "w", encoding="utf-8") as fh:
-        json.dump({"cell": getattr(info, "raw_cell", "")}, fh)
+        json.dump({"cell": state["cell"], "done": False}, fh)
     state["start"] = time.monotonic()
 
 def _post(result=None):
     state["start"] = None
+    with open(progress, "w", encoding="utf-8") as fh:
+        json.dump({"cell": state.get("cell", ""), "done": True}, fh)
 
 def _watchdog():
     while True:
@@ -639,12 +642,19 @@ def _grade_one(ctx: _Context, sub: Submission, nb: nbformat.NotebookNode) -> Res
                 break
             graded = True
             break
-        # why did it fail, and in which cell?
+        # why did it fail, and in which cell? (the kernel wrote the cell it was running)
+        try:
+            info = json.loads(progress.read_text(encoding="utf-8")) if progress.exists() else {}
+            cell = info.get("cell") if not info.get("done") else None
+        except (ValueError, AttributeError):
+            cell = None
         fault = Path(f"{progress}.fault")
         fault_text = fault.read_text(errors="replace").strip() if fault.exists() else ""
         if rc is None:
             why = f"ran past the per-student limit of {ctx.student_limit:g} s and was killed"
-        elif Path(f"{progress}.hang").exists():
+        elif Path(f"{progress}.hang").exists() or "CellTimeoutError" in log:
+            # nbgrader interrupted the cell at the timeout, but it did not stop (it swallowed
+            # the KeyboardInterrupt or blocked the signal): nbgrader gives up on the notebook
             why = f"ignored the {ctx.timeout} s timeout interrupt and was killed"
         elif fault_text:
             first = fault_text.splitlines()[0]
@@ -657,10 +667,6 @@ def _grade_one(ctx: _Context, sub: Submission, nb: nbformat.NotebookNode) -> Res
             tail = [ln for ln in log.splitlines() if "ERROR" in ln or "Error" in ln][-3:]
             notes.append("nbgrader could not grade this notebook: " + (" | ".join(tail) or log[-300:]))
             break
-        try:
-            cell = json.loads(progress.read_text(encoding="utf-8"))["cell"] if progress.exists() else None
-        except (ValueError, KeyError):
-            cell = None
         label = _neutralize(work, lab, sid, cell, why) if cell else None
         if label is None:
             notes.append(f"the notebook {why}; could not tell which cell")
