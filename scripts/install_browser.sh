@@ -29,7 +29,7 @@ if [ ! -x "$CHROMIUM" ]; then
     $SUDO apt-get update -q
     $SUDO apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core
 fi
-"$CHROMIUM" --version
+"$CHROMIUM" --version 2>/dev/null   # (the Debian wrapper prints a harmless shell warning on stderr)
 
 if ! "$PY" -c "import playwright.sync_api" >/dev/null 2>&1; then
     echo "install_browser.sh: installing playwright into $VENV"
