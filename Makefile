@@ -39,7 +39,7 @@ test: $(STAMP)
 
 # JupyterLab in headless Chromium: every lab opens, runs and renders its widgets (installs chromium via apt)
 test-browser: $(STAMP)
-	bash scripts/install_browser.sh
+	VENV=$(VENV) bash scripts/install_browser.sh
 	EFFCOURSE_BROWSER=1 $(PY) -m pytest tests/browser -p no:xdist -ra
 
 test-fast: $(STAMP)
