@@ -52,7 +52,7 @@ solutions: $(STAMP)
 	$(VENV)/bin/effcourse run-solutions $(if $(FULL),--full,) $(LABS)
 
 autograde: $(STAMP)
-	$(VENV)/bin/effcourse autograde $(LAB) $(SUBMISSIONS)
+	$(VENV)/bin/effcourse autograde $(LAB) $(SUBMISSIONS) --jobs $(JOBS)
 
 bench: $(STAMP)
 	$(VENV)/bin/effcourse run-solutions --full --out _bench $(LABS)
