@@ -67,5 +67,16 @@ def assert_raises(name: str, fn: Callable[[], Any], exc: type[BaseException] | t
     raise CheckFailed(f"{name}: expected an error ({getattr(exc, '__name__', exc)}), but the call returned normally")
 
 
+def call(name: str, fn, *args, **kwargs):
+    """Call the learner's ``fn``; an unexpected exception becomes a ``CheckFailed`` naming the call.
+    ``NotImplementedError`` (an untouched stub) passes through unchanged."""
+    try:
+        return fn(*args, **kwargs)
+    except (NotImplementedError, CheckFailed):
+        raise
+    except Exception as err:  # noqa: BLE001 - report the learner's error with context
+        raise CheckFailed(f"{name} raised {type(err).__name__}: {err}") from err
+
+
 def passed(what: str) -> None:
     print(f"\u2714 {what}")

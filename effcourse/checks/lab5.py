@@ -13,16 +13,10 @@ from torch import nn
 from ..bench import compare_latency
 from ..sparse.engine import SparseRunner, reuse_freed_memory
 from ..sparse.models import ResGenerator, conv_stack, randomize_batchnorm, square_edit
-from ._assert import CheckFailed, assert_close, assert_shape, assert_true, check_tensor, passed
+from ._assert import call, CheckFailed, assert_close, assert_shape, assert_true, check_tensor, passed
 
 
-def _call(name, fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except (NotImplementedError, CheckFailed):
-        raise
-    except Exception as err:  # noqa: BLE001 - report the learner's error with context
-        raise CheckFailed(f"{name} raised {type(err).__name__}: {err}") from err
+_call = call
 
 
 def tile_set(tiles, name: str = "tiles") -> set[tuple[int, int]]:
