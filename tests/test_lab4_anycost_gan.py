@@ -208,7 +208,7 @@ def test_checks_pass_the_reference_and_catch_wrong_answers():
 
 def test_widget_redraws_headless():
     pytest.importorskip("ipywidgets")
-    from effcourse.gan.anycost_widgets import preview
+    from effcourse.widgets import anycost_preview as preview
 
     G = anycost.AnycostGenerator(_Elastic, z_dim=8, channels=(8, 4, 4))
     box = preview(G, n_samples=4, min_run_time=0.01)

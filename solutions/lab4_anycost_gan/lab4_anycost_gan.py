@@ -41,7 +41,7 @@ from effcourse import bench, plots
 from effcourse.checks import lab4
 from effcourse.data.digits import load_digits
 from effcourse.gan import anycost
-from effcourse.gan.anycost_widgets import preview
+from effcourse.widgets import anycost_preview as preview
 from effcourse.metrics import frechet_distance, psnr
 
 # %% tags=["parameters"]

@@ -1,4 +1,6 @@
-"""An ipywidgets preview of an Anycost generator (Lab 4): sliders for the channel ratio, the output
+"""Interactive widgets for the notebooks (top layer: may use models, bench and plots).
+
+``anycost_preview``: an ipywidgets preview of an Anycost generator (Lab 4): sliders for the channel ratio, the output
 resolution and the latent seed redraw the samples and report their MACs and measured latency.
 
 Runs headless (papermill, nbgrader): the widgets are built and drawn once without a browser, and
@@ -10,10 +12,11 @@ from typing import Sequence
 
 import torch
 
-from . import anycost
+from . import bench, plots
+from .gan import anycost
 
 
-def preview(G: anycost.AnycostGenerator, ratios: Sequence[float] | None = None, n_samples: int = 16,
+def anycost_preview(G: anycost.AnycostGenerator, ratios: Sequence[float] | None = None, n_samples: int = 16,
             seed: int = 0, latency_batch: int = 1, min_run_time: float = 0.05):
     """A ``VBox`` of three sliders (ratio, resolution, seed), a status line and the sample grid.
 
@@ -26,7 +29,6 @@ def preview(G: anycost.AnycostGenerator, ratios: Sequence[float] | None = None, 
     import matplotlib.pyplot as plt
     from IPython.display import display
 
-    from .. import bench, plots
 
     ratios = tuple(G.choices if ratios is None else ratios)
     ratio = W.SelectionSlider(options=list(ratios), value=max(ratios), description="ratio")
