@@ -37,6 +37,15 @@ def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0) -> float:
     return float((10 * torch.log10(data_range ** 2 / mse)).mean())
 
 
+@torch.no_grad()
+def l1_psnr(fake: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """``{"l1": mean |fake - target|, "psnr": mean per-image PSNR (dB, data range 2)}`` for images
+    ``(N, C, H, W)`` in [-1, 1]; ``fake`` is clamped to that range first."""
+    if fake.shape != target.shape:
+        raise ValueError(f"fake and target shapes differ: {tuple(fake.shape)} vs {tuple(target.shape)}")
+    return {"l1": (fake - target).abs().mean().item(), "psnr": psnr(fake.clamp(-1, 1), target)}
+
+
 class DigitFeatures(nn.Module):
     """A 3-conv digit classifier; its 64-d penultimate features feed the Fréchet distance.
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import harness
-from effcourse import bench
+from effcourse import bench, metrics
 from effcourse.gan import pix2pix
 
 LAB = "lab3_gan_compression"
@@ -179,9 +179,9 @@ def test_bundled_teacher_loads_and_beats_a_blank_output():
     teacher = pix2pix.load_teacher()
     assert isinstance(teacher, pix2pix.ResnetGenerator) and teacher.ngf == 32 and not teacher.training
     edges, digits = pix2pix.edge_digit_pairs("test")
-    q = pix2pix.l1_psnr(pix2pix.generate(teacher, edges[:64]), digits[:64])
+    q = metrics.l1_psnr(pix2pix.generate(teacher, edges[:64]), digits[:64])
     assert q["psnr"] > 20, q
-    assert pix2pix.l1_psnr(torch.full_like(digits[:64], -1.0), digits[:64])["psnr"] < 12
+    assert metrics.l1_psnr(torch.full_like(digits[:64], -1.0), digits[:64])["psnr"] < 12
 
 
 def test_teacher_asset_quick_build(tmp_path):

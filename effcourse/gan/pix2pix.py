@@ -309,17 +309,6 @@ def train_supernet(supernet: nn.Module, edges: torch.Tensor, targets: torch.Tens
     return ema.model, hist
 
 
-# ------------------------------------------------------------------------------------------ quality
-@torch.no_grad()
-def l1_psnr(fake: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """``{"l1": mean |fake - target|, "psnr": mean per-image PSNR (dB, data range 2)}``."""
-    from ..metrics import psnr
-
-    if fake.shape != target.shape:
-        raise ValueError(f"fake and target shapes differ: {tuple(fake.shape)} vs {tuple(target.shape)}")
-    return {"l1": (fake - target).abs().mean().item(), "psnr": psnr(fake.clamp(-1, 1), target)}
-
-
 # ------------------------------------------------------------------------------------------ supernet
 class SuperGenerator(nn.Module):
     """A channel-elastic ResNet generator built from ``conv_cls`` (the learner's ``SuperConv2d``:

@@ -388,7 +388,7 @@ models = {"teacher (ngf 32)": teacher, "distilled student (ngf 8)": students["di
 outputs = {name: pix2pix.generate(m, test_edges.to(device)).cpu() for name, m in models.items()}
 rows = []
 for name, out in outputs.items():
-    q = pix2pix.l1_psnr(out, test_digits)
+    q = metrics.l1_psnr(out, test_digits)
     macs = teacher_macs if name.startswith("teacher") else student_macs
     rows.append({"model": name, "MMACs": macs / 1e6, "L1": q["l1"], "PSNR (dB)": q["psnr"],
                  "Frechet (digit features)": metrics.frechet_distance(test_digits, out)})
@@ -638,7 +638,7 @@ psnr_of = {}
 
 def evaluate(config):
     if config not in psnr_of:
-        psnr_of[config] = pix2pix.l1_psnr(pix2pix.generate(supernet, val_edges, config=config).cpu(), val_digits)["psnr"]
+        psnr_of[config] = metrics.l1_psnr(pix2pix.generate(supernet, val_edges, config=config).cpu(), val_digits)["psnr"]
     return psnr_of[config]
 
 
