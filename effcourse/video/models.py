@@ -63,15 +63,25 @@ def resnet2d(num_classes: int = 8, in_channels: int = 1, widths: Sequence[int] =
     return SmallResNet(num_classes, in_channels, widths, layers)
 
 
-class BasicBlock3d(nn.Module):
-    """A ResNet basic block with ``t x 3 x 3`` convs: ``(N, C, T, H, W) -> (N, C', T, H', W')``."""
+def conv3d(cin: int, cout: int, kernel_size: int = 3, time_kernel: int = 3, stride=1, padding=0) -> nn.Conv3d:
+    """The default conv of the 3D ResNet: a bias-free ``time_kernel x kernel_size x kernel_size`` Conv3d.
 
-    def __init__(self, cin: int, cout: int, stride: int = 1, time_kernel: int = 3):
+    Any ``conv`` passed to ``BasicBlock3d``/``SmallResNet3d`` takes these arguments (the learner's
+    ``Conv2Plus1d`` does, which is how Lab 2 builds an R(2+1)D twin of the same network)."""
+    return nn.Conv3d(cin, cout, (time_kernel, kernel_size, kernel_size), stride, padding, bias=False)
+
+
+class BasicBlock3d(nn.Module):
+    """A ResNet basic block with ``t x 3 x 3`` convs: ``(N, C, T, H, W) -> (N, C', T, H', W')``.
+    Strides are spatial only; ``conv`` builds the two 3x3 convs (default ``conv3d``)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, time_kernel: int = 3,
+                 conv: Callable[..., nn.Module] = conv3d):
         super().__init__()
         pad = (time_kernel // 2, 1, 1)
-        self.conv1 = nn.Conv3d(cin, cout, (time_kernel, 3, 3), (1, stride, stride), pad, bias=False)
+        self.conv1 = conv(cin, cout, kernel_size=3, time_kernel=time_kernel, stride=(1, stride, stride), padding=pad)
         self.bn1 = nn.BatchNorm3d(cout)
-        self.conv2 = nn.Conv3d(cout, cout, (time_kernel, 3, 3), 1, pad, bias=False)
+        self.conv2 = conv(cout, cout, kernel_size=3, time_kernel=time_kernel, stride=1, padding=pad)
         self.bn2 = nn.BatchNorm3d(cout)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
@@ -87,19 +97,25 @@ class BasicBlock3d(nn.Module):
 
 
 class SmallResNet3d(nn.Module):
-    """3D twin of ``resnet2d`` (same widths and depth; every 3x3 conv is ``t x 3 x 3``)."""
+    """3D twin of ``resnet2d`` (same widths, depth and spatial strides; every 3x3 conv, stem included,
+    is built by ``conv``: by default a ``t x 3 x 3`` Conv3d). Input ``(N, C, T, H, W)``."""
 
     def __init__(self, num_classes: int = 8, in_channels: int = 1, widths: Sequence[int] = WIDTHS,
-                 layers: Sequence[int] = (1, 1, 1, 1), time_kernel: int = 3):
+                 layers: Sequence[int] = (1, 1, 1, 1), time_kernel: int = 3,
+                 conv: Callable[..., nn.Module] = conv3d):
         super().__init__()
         _check_widths(widths, layers)
+        if not callable(conv):
+            raise TypeError(f"conv must be a module class or factory such as Conv2Plus1d, got {conv!r}")
         self.stem = nn.Sequential(
-            nn.Conv3d(in_channels, widths[0], (time_kernel, 3, 3), (1, 2, 2), (time_kernel // 2, 1, 1), bias=False),
+            conv(in_channels, widths[0], kernel_size=3, time_kernel=time_kernel, stride=(1, 2, 2),
+                 padding=(time_kernel // 2, 1, 1)),
             nn.BatchNorm3d(widths[0]), nn.ReLU(inplace=True))
         blocks, cin = [], widths[0]
         for i, (w, n) in enumerate(zip(widths, layers)):
             for j in range(n):
-                blocks.append(BasicBlock3d(cin, w, stride=2 if (i > 0 and j == 0) else 1, time_kernel=time_kernel))
+                blocks.append(BasicBlock3d(cin, w, stride=2 if (i > 0 and j == 0) else 1, time_kernel=time_kernel,
+                                           conv=conv))
                 cin = w
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool3d(1)
@@ -107,14 +123,15 @@ class SmallResNet3d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5:
-            raise ValueError(f"SmallResNet3d expects (N, C, T, H, W), got a tensor of rank {x.dim()}")
+            raise ValueError(f"{type(self).__name__} expects (N, C, T, H, W), got a tensor of rank {x.dim()}")
         return self.fc(self.pool(self.blocks(self.stem(x))).flatten(1))
 
 
 def resnet3d(num_classes: int = 8, in_channels: int = 1, widths: Sequence[int] = WIDTHS,
-             layers: Sequence[int] = (1, 1, 1, 1), time_kernel: int = 3) -> SmallResNet3d:
+             layers: Sequence[int] = (1, 1, 1, 1), time_kernel: int = 3,
+             conv: Callable[..., nn.Module] = conv3d) -> SmallResNet3d:
     """A 3D ResNet with the depth and widths of ``resnet2d``: ``(N, C, T, H, W) -> (N, K)``."""
-    return SmallResNet3d(num_classes, in_channels, widths, layers, time_kernel)
+    return SmallResNet3d(num_classes, in_channels, widths, layers, time_kernel, conv)
 
 
 class ClipClassifier(nn.Module):

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..data.temporal_digits import N_TRAIN_IMAGES
-from .models import WIDTHS
+from .models import WIDTHS, SmallResNet3d
 
 
 class ChannelsFirst(nn.Module):
@@ -68,70 +68,18 @@ class DigitFrames(torch.utils.data.Dataset):
         return self.x, self.y
 
 
-class Block2Plus1d(nn.Module):
-    """A ResNet basic block whose two 3x3x3 convs are ``conv_cls`` modules (``(N, C, T, H, W)``)."""
-
-    def __init__(self, conv_cls: Callable[..., nn.Module], cin: int, cout: int, stride: int = 1,
-                 time_kernel: int = 3):
-        super().__init__()
-        pad = (time_kernel // 2, 1, 1)
-        self.conv1 = conv_cls(cin, cout, kernel_size=3, time_kernel=time_kernel, stride=(1, stride, stride),
-                              padding=pad)
-        self.bn1 = nn.BatchNorm3d(cout)
-        self.conv2 = conv_cls(cout, cout, kernel_size=3, time_kernel=time_kernel, stride=1, padding=pad)
-        self.bn2 = nn.BatchNorm3d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv3d(cin, cout, 1, (1, stride, stride), bias=False),
-                                            nn.BatchNorm3d(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
-
-
-class ResNet2Plus1d(nn.Module):
-    """R(2+1)D twin of ``resnet2d``/``resnet3d``: same widths, depth and strides (space only, never
-    time), with every 3x3 conv (stem included) replaced by ``conv_cls``. Input ``(N, C, T, H, W)``.
+def r2plus1d(conv_cls: Callable[..., nn.Module], num_classes: int = 8, in_channels: int = 1,
+             widths: Sequence[int] = WIDTHS, layers: Sequence[int] = (1, 1, 1, 1),
+             time_kernel: int = 3) -> SmallResNet3d:
+    """R(2+1)D twin of ``resnet2d``/``resnet3d``: the same network with every 3x3 conv (stem
+    included) built by ``conv_cls`` (the learner's ``Conv2Plus1d``). Input ``(N, C, T, H, W)``.
 
     Each ``conv_cls(cin, cout, kernel_size=3, time_kernel=t, stride=..., padding=...)`` computes
     its own mid-plane count from its own ``cin -> cout`` (the paper's rule, conv by conv).
     """
-
-    def __init__(self, conv_cls: Callable[..., nn.Module], num_classes: int = 8, in_channels: int = 1,
-                 widths: Sequence[int] = WIDTHS, layers: Sequence[int] = (1, 1, 1, 1), time_kernel: int = 3):
-        super().__init__()
-        if not callable(conv_cls):
-            raise TypeError(f"conv_cls must be a module class such as your Conv2Plus1d, got {conv_cls!r}")
-        if len(widths) != 4 or len(layers) != 4:
-            raise ValueError(f"widths and layers need 4 entries each, got {widths} and {layers}")
-        pad = (time_kernel // 2, 1, 1)
-        self.stem = nn.Sequential(
-            conv_cls(in_channels, widths[0], kernel_size=3, time_kernel=time_kernel, stride=(1, 2, 2), padding=pad),
-            nn.BatchNorm3d(widths[0]), nn.ReLU(inplace=True))
-        blocks, cin = [], widths[0]
-        for i, (w, n) in enumerate(zip(widths, layers)):
-            for j in range(n):
-                blocks.append(Block2Plus1d(conv_cls, cin, w, 2 if (i > 0 and j == 0) else 1, time_kernel))
-                cin = w
-        self.blocks = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool3d(1)
-        self.fc = nn.Linear(cin, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 5:
-            raise ValueError(f"ResNet2Plus1d expects (N, C, T, H, W), got a tensor of rank {x.dim()}")
-        return self.fc(self.pool(self.blocks(self.stem(x))).flatten(1))
-
-
-def r2plus1d(conv_cls: Callable[..., nn.Module], num_classes: int = 8, in_channels: int = 1,
-             widths: Sequence[int] = WIDTHS, layers: Sequence[int] = (1, 1, 1, 1),
-             time_kernel: int = 3) -> ResNet2Plus1d:
-    """An R(2+1)D ResNet with the depth and widths of ``resnet2d``, built from ``conv_cls``."""
-    return ResNet2Plus1d(conv_cls, num_classes, in_channels, widths, layers, time_kernel)
+    if not callable(conv_cls):
+        raise TypeError(f"conv_cls must be a module class such as your Conv2Plus1d, got {conv_cls!r}")
+    return SmallResNet3d(num_classes, in_channels, widths, layers, time_kernel, conv=conv_cls)
 
 
 @torch.no_grad()
