@@ -103,59 +103,6 @@ def make_course(dest: str | Path, lab_ids: Iterable[str], root: str | Path | Non
     return dest
 
 
-def collect(submissions: str | Path, lab: str, dest: str | Path) -> dict[str, str]:
-    """Lay out submissions as nbgrader expects (``dest/submitted/<student>/<lab>/<lab>.ipynb``).
-
-    ``submissions`` is a folder of ``<student>/<notebook>.ipynb``, a folder of ``<student>.ipynb``
-    files, or a zip of either. Returns ``{student: status}`` where status is ``"ok"`` or a reason.
-    """
-    submissions, dest = Path(submissions), Path(dest)
-    if not submissions.exists():
-        raise FileNotFoundError(f"submissions not found: {submissions}")
-    tmp = None
-    if submissions.is_file():
-        if not zipfile.is_zipfile(submissions):
-            raise ValueError(f"{submissions} is neither a folder nor a zip file")
-        tmp = Path(tempfile.mkdtemp(prefix="effcourse-zip-"))
-        with zipfile.ZipFile(submissions) as zf:
-            for member in zf.namelist():
-                target = (tmp / member).resolve()
-                if not str(target).startswith(str(tmp.resolve())):
-                    raise ValueError(f"zip member {member!r} escapes the extraction folder; refusing")
-            zf.extractall(tmp)
-        submissions = tmp
-    status: dict[str, str] = {}
-    for entry in sorted(submissions.iterdir()):
-        if entry.name.startswith(".") or entry.name == "__MACOSX":
-            continue
-        if entry.is_dir():
-            student = entry.name
-            nbs = sorted(entry.rglob("*.ipynb"))
-            nbs = [p for p in nbs if ".ipynb_checkpoints" not in p.parts]
-            preferred = [p for p in nbs if p.name == f"{lab}.ipynb"]
-            src = (preferred or nbs or [None])[0]
-        elif entry.suffix == ".ipynb":
-            student, src = entry.stem, entry
-        else:
-            continue
-        target = dest / "submitted" / student / lab / f"{lab}.ipynb"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if src is None:
-            status[student] = "missing notebook"
-            continue
-        try:
-            nbformat.read(src, as_version=4)
-        except Exception as err:  # noqa: BLE001 - any unreadable file is the student's, not ours
-            status[student] = f"unreadable notebook ({type(err).__name__})"
-            shutil.rmtree(target.parent.parent)
-            continue
-        shutil.copy2(src, target)
-        status[student] = "ok"
-    if tmp is not None:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return status
-
-
 def read_scores(course: str | Path, lab: str) -> dict[str, dict[str, float]]:
     """``{student: {grade_id: score, ...}}`` for every autograded submission in the gradebook."""
     from nbgrader.api import Gradebook
