@@ -4,6 +4,6 @@ Each check runs small examples and invariants and raises ``CheckFailed`` with wh
 what came back. They never contain an exercise's answer; the full property tests are hidden in the
 notebooks.
 """
-from ._assert import CheckFailed
+from .asserts import CheckFailed
 
 __all__ = ["CheckFailed"]

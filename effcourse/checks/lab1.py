@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._assert import call, CheckFailed, assert_close, assert_raises, assert_shape, assert_true, check_tensor, passed
+from .asserts import call, CheckFailed, assert_close, assert_raises, assert_shape, assert_true, check_tensor, passed
 
 _X = torch.tensor([[1., 2., 3., 4.], [11., 12., 13., 14.], [21., 22., 23., 24.]]).view(3, 4, 1, 1)
 # offline bi-directional: channel 0 takes frame t+1, channel 1 takes frame t-1, zeros at the ends

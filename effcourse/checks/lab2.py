@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..video import resnet2d
-from ._assert import call, CheckFailed, assert_close, assert_raises, assert_shape, assert_true, passed
+from .asserts import call, CheckFailed, assert_close, assert_raises, assert_shape, assert_true, passed
 
 
 _call = call

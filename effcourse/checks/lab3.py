@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._assert import call, CheckFailed, assert_close, assert_raises, assert_shape, assert_true, check_tensor, passed
+from .asserts import call, CheckFailed, assert_close, assert_raises, assert_shape, assert_true, check_tensor, passed
 
 
 _call = call

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..gan import anycost
-from ._assert import CheckFailed, assert_close, assert_raises, assert_shape, assert_true, passed
+from .asserts import CheckFailed, assert_close, assert_raises, assert_shape, assert_true, passed
 
 CHOICES = anycost.RATIO_CHOICES
 

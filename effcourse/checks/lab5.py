@@ -13,7 +13,7 @@ from torch import nn
 from ..bench import compare_latency
 from ..sparse.engine import SparseRunner, reuse_freed_memory
 from ..sparse.models import ResGenerator, conv_stack, randomize_batchnorm, square_edit
-from ._assert import call, CheckFailed, assert_close, assert_shape, assert_true, check_tensor, passed
+from .asserts import call, CheckFailed, assert_close, assert_shape, assert_true, check_tensor, passed
 
 
 _call = call

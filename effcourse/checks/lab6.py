@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._assert import call, CheckFailed, assert_close, assert_shape, assert_true, check_tensor, passed
+from .asserts import call, CheckFailed, assert_close, assert_shape, assert_true, check_tensor, passed
 
 
 _call = call

@@ -1,0 +1,205 @@
+"""Grade mutants of a lab's exercises with the lab's own grade cells (visible and hidden).
+
+A lab's mutants live in ``tests/mutants/<lab>.py`` as ``EXERCISES``::
+
+    EXERCISES = {
+        "temporal_shift": {                                  # the exercise's solution cell (grade_id)
+            "grades": ["test_temporal_shift"],               # the grade cells that judge it
+            "correct": {"roll": '''def temporal_shift(...): ...''', ...},   # must score full points
+            "wrong": {"swapped_directions": '''...''', ...},                # must lose points
+        },
+    }
+
+A mutant's source replaces the exercise's solution cell. For an exercise that spans several
+solution cells, a mutant may be a dict ``{grade_id: source}`` instead of a string.
+
+How a lab is graded here: a worker process runs the notebook's leading context cells (imports,
+parameters, setup) once, under the smoke profile (``EFFCOURSE_SMOKE=1``). Then, for every mutant,
+it forks a fresh child that runs the rest of the notebook in order — solution cells (one replaced
+by the mutant), grade cells and the context cells between them — skipping every cell tagged
+``experiment``. A grade cell scores its points when it runs without an exception, as in nbgrader.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+MUTANTS = Path(__file__).resolve().parent / "mutants"
+EXPERIMENT_TAG = "experiment"
+
+
+def cells(lab: str) -> list[dict]:
+    """The source notebook's code cells that grading needs, in order: ``{"kind", "id", "source",
+    "points"}`` with kind ``context`` (set-up, given code), ``solution`` or ``grade``."""
+    nb = nbformat.read(ROOT / "solutions" / lab / f"{lab}.ipynb", as_version=4)
+    out = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or EXPERIMENT_TAG in cell.metadata.get("tags", []):
+            continue
+        meta = cell.metadata.get("nbgrader", {})
+        kind = "grade" if meta.get("grade") else "solution" if meta.get("solution") else "context"
+        out.append({"kind": kind, "id": meta.get("grade_id") or f"cell {i}", "source": cell.source,
+                    "points": float(meta.get("points", 0) or 0)})
+    return out
+
+
+def load(lab: str) -> dict:
+    """``EXERCISES`` of ``tests/mutants/<lab>.py``."""
+    path = MUTANTS / f"{lab}.py"
+    spec = importlib.util.spec_from_file_location(f"mutants_{lab}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.EXERCISES
+
+
+def _as_patch(exercise: str, mutant) -> dict[str, str]:
+    return dict(mutant) if isinstance(mutant, dict) else {exercise: mutant}
+
+
+_WORKER = r'''
+import io, json, os, signal, sys, traceback
+spec = json.load(sys.stdin)
+os.chdir(spec["cwd"])
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+cfg = Config()
+cfg.HistoryManager.enabled = False
+shell = InteractiveShell.instance(config=cfg)
+import torch
+torch.set_num_threads(1)
+cells = spec["cells"]
+first = next((i for i, c in enumerate(cells) if c["kind"] != "context"), len(cells))
+
+def run(src):
+    out, err = io.StringIO(), io.StringIO()
+    so, se = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        res = shell.run_cell(src, store_history=False, silent=True)
+    finally:
+        sys.stdout, sys.stderr = so, se
+    exc = res.error_before_exec or res.error_in_exec
+    if exc is None:
+        return None
+    msg = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return msg[-600:]
+
+for c in cells[:first]:
+    e = run(c["source"])
+    if e:
+        print(json.dumps({"setup_error": f"{c['id']}: {e}"}), flush=True)
+        sys.exit(0)
+for name, patch in spec["mutants"]:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        result = {}
+        for c in cells[first:]:
+            src = patch.get(c["id"], c["source"]) if c["kind"] == "solution" else c["source"]
+            e = run(src)
+            if c["kind"] == "grade":
+                result[c["id"]] = e
+        with os.fdopen(w, "w") as fh:
+            json.dump(result, fh)
+        os._exit(0)
+    os.close(w)
+    import select, time
+    deadline = time.monotonic() + spec["timeout"]
+    chunks = []
+    with os.fdopen(r) as fh:
+        while True:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([fh], [], [], max(left, 0))
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                chunks = None
+                break
+            data = fh.read()
+            chunks.append(data)
+            break
+    os.waitpid(pid, 0)
+    if chunks is None or not "".join(chunks):
+        print(json.dumps({"mutant": name, "result": None, "why": "timed out or crashed"}), flush=True)
+    else:
+        print(json.dumps({"mutant": name, "result": json.loads("".join(chunks))}), flush=True)
+'''
+
+
+def grade(lab: str, mutants: list[tuple[str, dict[str, str]]], timeout: float = 300) -> dict[str, dict]:
+    """Grade ``mutants`` (``[(name, {solution grade_id: source})]``; ``{}`` is the solution itself).
+
+    Returns ``{name: {grade_id: None if it passed else the error}}``; a mutant that timed out or
+    crashed its process maps to ``None``.
+    """
+    spec = {"cwd": str(ROOT / "solutions" / lab), "cells": cells(lab), "mutants": mutants, "timeout": timeout}
+    env = {**os.environ, "EFFCOURSE_SMOKE": "1", "MPLBACKEND": "Agg", "EFFCOURSE_THREADS": "1",
+           "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    env.pop("NBGRADER_EXECUTION", None)
+    proc = subprocess.run([sys.executable, "-c", _WORKER], input=json.dumps(spec), text=True, capture_output=True,
+                          env=env, timeout=timeout * (len(mutants) + 2))
+    results: dict[str, dict] = {}
+    for line in proc.stdout.splitlines():
+        if not line.startswith("{"):
+            continue
+        msg = json.loads(line)
+        if "setup_error" in msg:
+            raise RuntimeError(f"{lab}: a set-up cell failed under the smoke profile: {msg['setup_error']}")
+        results[msg["mutant"]] = msg["result"]
+    missing = [n for n, _ in mutants if n not in results]
+    if missing:
+        raise RuntimeError(f"{lab}: the mutant worker stopped before {missing[:3]}:\n{proc.stderr[-2000:]}")
+    return results
+
+
+def judge(lab: str, timeout: float = 300) -> tuple[list[str], dict]:
+    """Grade the solution and every mutant of ``lab``; returns ``(problems, counts)``.
+
+    Problems: the solution or a correct mutant that loses any point (on any grade cell), a wrong
+    mutant that keeps every point of its exercise's grade cells. Counts: ``{exercise: (correct, wrong)}``.
+    """
+    exercises = load(lab)
+    points = {c["id"]: c["points"] for c in cells(lab) if c["kind"] == "grade"}
+    todo: list[tuple[str, dict]] = [("solution", {})]
+    meta = {"solution": (None, "correct")}
+    for ex, spec in exercises.items():
+        for verdict in ("correct", "wrong"):
+            for name, src in spec.get(verdict, {}).items():
+                key = f"{ex}/{verdict}/{name}"
+                todo.append((key, _as_patch(ex, src)))
+                meta[key] = (ex, verdict)
+    results = grade(lab, todo, timeout)
+    problems = []
+    for key, res in results.items():
+        ex, verdict = meta[key]
+        if res is None:
+            if verdict == "correct":
+                problems.append(f"{key}: timed out or crashed")
+            continue
+        if verdict == "correct":
+            lost = {g: e for g, e in res.items() if e is not None}
+            for g, e in lost.items():
+                problems.append(f"{key}: correct but lost {points[g]:g} points on {g}: "
+                                + textwrap.shorten(e, 400))
+        else:
+            own = exercises[ex]["grades"]
+            unknown = [g for g in own if g not in points]
+            if unknown:
+                problems.append(f"{ex}: unknown grade cells {unknown}")
+                continue
+            if all(res.get(g) is None for g in own):
+                problems.append(f"{key}: wrong but kept every point of {', '.join(own)}")
+    counts = {ex: (len(s.get("correct", {})), len(s.get("wrong", {}))) for ex, s in exercises.items()}
+    return problems, counts
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in MUTANTS.glob("lab*.py"))
