@@ -8,7 +8,7 @@ from torch import nn
 import effcourse
 from effcourse import bench, video
 from effcourse.data import TemporalDigits, reverse_partner
-from effcourse.data.temporal_digits import _digit_images, _draw_params, render_clips
+from effcourse.data.temporal_digits import AMOUNTS, PHASES, _digit_images, _draw_params, render_clips
 
 
 def _past_shift_fn(x_t, cache, fold_div=8):
@@ -50,11 +50,74 @@ def test_partner_classes_have_the_same_frame_set_distribution():
     """Sorted-frame statistics of a class and its partner agree (same distribution of frame sets)."""
     ds = TemporalDigits("train", 1600, seed=3)
     x, y = ds.tensors()
-    energy = x.flatten(2).sum(-1).squeeze(-1) if x.dim() == 3 else x.flatten(2).sum(-1)   # (n, T)
+    energy = x.flatten(2).sum(-1)                    # (n, T)
     bag = energy.sort(1).values                      # order-free summary of each clip
     for k in range(4):
         a, b = bag[y == 2 * k].mean(0), bag[y == 2 * k + 1].mean(0)
         assert torch.allclose(a, b, rtol=0.06), (k, a, b)
+
+
+def test_every_phase_is_uniform_over_one_full_period():
+    """The periodic parameter of each motion covers its whole period (what hides the direction)."""
+    params = _draw_params(torch.Generator().manual_seed(0), 20000)
+    for pair, (key, period) in PHASES.items():
+        v = params[key]
+        lo = v.min().item()
+        assert v.max().item() - lo == pytest.approx(period, rel=2e-3), (pair, key)
+        counts = torch.histc(v, bins=10, min=lo, max=lo + period)
+        assert counts.min() > 0.9 * counts.mean(), (pair, key, counts)
+
+
+@pytest.mark.parametrize("pair", range(4))
+def test_frame_t_of_a_class_equals_frame_t_of_its_partner_at_a_shifted_phase(pair):
+    """Exact single-frame indistinguishability: frame t of class 2k with phase p is frame t of class
+    2k+1 with phase p + 2 * amount * s_t. The phase is uniform over its period and the picture is
+    periodic in it, so this shift preserves its distribution: frame t has the same law in both classes."""
+    gen = torch.Generator().manual_seed(7 + pair)
+    n, T = 6, 8
+    digits = _digit_images()[torch.randint(0, 1797, (n,), generator=gen)]
+    params = _draw_params(gen, n)
+    key, period = PHASES[pair]
+    amount = params[AMOUNTS[pair]]
+    fwd = render_clips(digits, torch.full((n,), 2 * pair), params, T)
+    s = torch.linspace(-0.5, 0.5, T)
+    for t in range(T):
+        moved = dict(params)
+        moved[key] = torch.remainder(params[key] + 2 * amount * s[t] + period / 2, period) - period / 2
+        bwd = render_clips(digits, torch.full((n,), 2 * pair + 1), moved, T)
+        assert torch.allclose(bwd[:, t], fwd[:, t], atol=2e-4), (pair, t, (bwd[:, t] - fwd[:, t]).abs().max())
+
+
+def _single_frame_separability(params_fn, pair, t, n=1000, seed=0):
+    """Held-out accuracy of a ridge classifier that sees only frame t (8x8-pooled) of class 2k vs 2k+1."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.tensor([2 * pair, 2 * pair + 1]).repeat(n // 2)
+    digits = _digit_images()[torch.randint(0, 1797, (n,), generator=gen)]
+    params = params_fn(_draw_params(gen, n))
+    frames = render_clips(digits, labels, params, 8, noise=0.0)[:, t]        # (n, 1, 32, 32)
+    feats = torch.nn.functional.avg_pool2d(frames, 4).flatten(1).double()    # (n, 64)
+    feats = torch.cat([feats, torch.ones(n, 1, dtype=torch.double)], 1)
+    target = (labels % 2).double() * 2 - 1
+    half = n // 2
+    a, b = feats[:half], target[:half]
+    w = torch.linalg.solve(a.T @ a + 1e-2 * torch.eye(a.shape[1], dtype=torch.double), a.T @ b)
+    return ((feats[half:] @ w).sign() == target[half:]).double().mean().item()
+
+
+@pytest.mark.parametrize("pair", range(4))
+def test_a_single_frame_and_its_index_cannot_separate_partners(pair):
+    """A classifier on the first frame alone is at chance; with a bounded start position or angle (the
+    old data set) the same classifier separates the partners: the test has the power to see a cue."""
+    for t in (0, 7):
+        assert abs(_single_frame_separability(lambda p: p, pair, t) - 0.5) < 0.07, (pair, t)
+    key = PHASES[pair][0]
+
+    def bounded(p):                                       # like the old data: the phase in a narrow range
+        p = dict(p)
+        p[key] = p[key] * 0.1
+        return p
+
+    assert _single_frame_separability(bounded, pair, 0) > 0.75, pair
 
 
 def test_dataset_is_deterministic_balanced_and_split_by_digit():
