@@ -52,13 +52,14 @@ def _cmd_run_solutions(args) -> int:
 def _cmd_autograde(args) -> int:
     from . import grading
 
-    path = grading.autograde(args.lab, args.submissions, args.out, args.timeout, args.root, jobs=args.jobs,
-                             memory_gb=args.memory, student_timeout=args.student_timeout,
-                             name_regexp=args.name_regexp, regrade=args.regrade, progress=not args.quiet,
-                             keep_work=args.keep_work)
-    run = grading._LAST_RUN
+    run = grading.autograde(args.lab, args.submissions, args.out, args.timeout, args.root, jobs=args.jobs,
+                            memory_gb=args.memory, student_timeout=args.student_timeout,
+                            name_regexp=args.name_regexp, regrade=args.regrade, progress=not args.quiet,
+                            keep_work=args.keep_work, sandbox=False if args.no_sandbox else None)
+    path = run.csv
     print(grading.summary_table(path))
-    print(f"graded now: {run.get('graded', 0)}, kept from earlier runs: {run.get('unchanged', 0)}")
+    print(f"graded now: {run.graded}, kept from earlier runs: {run.unchanged}"
+          + ("" if run.sandboxed else "   (NO SANDBOX: student code ran with your rights)"))
     print(f"grades:     {path}\nfeedback:   {path.parent / 'feedback'}/<student>/{args.lab}/{args.lab}.html\n"
           f"gradebook:  {path.parent / 'gradebook.db'} (nbgrader course folder: {path.parent})")
     return 0
@@ -89,6 +90,24 @@ def _cmd_export(args) -> int:
     dest = Path(args.to).resolve()
     grading.nbgrader(["export", f"--to={dest}", "--log-level=WARN"], cwd=out)
     print(f"exported the gradebook of {out} (nbgrader's CSV: every assignment, manual grades included) to {dest}")
+    return 0
+
+
+def _cmd_student_kit(args) -> int:
+    from . import kit
+
+    try:
+        made = kit.build_kit(args.labs or None, args.out, args.root)
+    except kit.LeakError as err:
+        print(f"effcourse student-kit: {err}", file=sys.stderr)
+        return 1
+    rep = made.report
+    print(f"student kit: {made.path} ({made.bytes / 2**20:.1f} MiB; labs: {', '.join(made.labs)}; {made.wheel})")
+    print(f"no-answer scan: {rep.files} files (wheel included) against {rep.answers} answers of every lab: clean")
+    for name, path in rep.dead_links:
+        print(f"  note: {name} names {path}, which the kit does not ship")
+    for line in rep.ignored:
+        print(f"  note: not compared (too small): {line}")
     return 0
 
 
@@ -126,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                    "convention: named groups student_id, file_id, optional timestamp)")
     p.add_argument("--regrade", action="store_true", help="grade everyone again, not only new/changed notebooks")
     p.add_argument("--keep-work", action="store_true", help="keep the per-student work folders (debugging)")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run kernels without bubblewrap: student code can then read your files (trusted notebooks only)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(fn=_cmd_autograde)
 
@@ -139,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="the autograde course folder (default autograde-<lab>)")
     p.add_argument("--to", default="grades-export.csv", help="CSV file to write (default grades-export.csv)")
     p.set_defaults(fn=_cmd_export)
+
+    p = sub.add_parser("student-kit", help="zip what students receive: release notebooks, the effcourse wheel, "
+                       "a two-command set-up; refused if any file holds an answer")
+    p.add_argument("labs", nargs="*", help="released labs to include (default: all)")
+    p.add_argument("--out", default="dist", help="output folder (default dist/)")
+    p.set_defaults(fn=_cmd_student_kit)
 
     args = parser.parse_args(argv)
     try:
