@@ -1,0 +1,167 @@
+"""Communication cost of data-parallel training: measure all-reduce times, fit the learner's alpha-beta
+model to them, and extrapolate TSM vs I3D training time from one Summit node to 1536 GPUs.
+
+The cost model itself is the learner's ``ring_allreduce_seconds(n_bytes, world_size, bandwidth,
+latency)``, passed in as ``ring``. Its time is linear in ``latency`` and in ``1 / bandwidth``, so
+``fit_alpha_beta`` fits those two numbers by (relative) least squares on features the learner's own
+function computes: ``ring(n, p, inf, 1)`` (seconds per unit of latency) and ``ring(n, p, 1, 0)``
+(seconds per unit of 1/bandwidth).
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+__all__ = ["measure_allreduce", "fit_alpha_beta", "resnet50_costs", "extrapolate", "KINETICS", "SUMMIT_LINK"]
+
+Ring = Callable[[float, int, float, float], float]
+
+#: The paper's workload and reference point, with their sources.
+KINETICS = {
+    "train_clips": 240_000,        # lecture: "Kinetics (240k training videos) x 100 epoch"
+    "epochs": 100,                 # lecture
+    "frames": 8,                   # lecture: "8-frame ResNet-50 TSM"
+    "clips_per_gpu": 8,            # paper abstract: 12,288 clips on 1,536 GPUs = 8 per GPU
+    "one_node_gpus": 6,            # lecture: one Summit node has 6 V100 GPUs
+    "one_node_seconds": (49 * 60 + 50) * 60,   # lecture: 49 h 50 min on 1 node (the abstract says 49 h 55 min)
+}
+
+#: Summit's network as the lecture gives it: dual-rail EDR InfiniBand, 23 GB/s. The latency is an
+#: assumption (a few microseconds is typical of InfiniBand), not a number from the paper.
+SUMMIT_LINK = {"bandwidth": 23e9, "latency": 5e-6}
+
+
+def measure_allreduce(sizes: Sequence[int], repeats: int = 15, warmup: int = 3) -> dict[int, float]:
+    """Median seconds of one ``all_reduce`` of ``n`` bytes (float32) for each ``n`` in ``sizes``.
+
+    Call it on every rank of a process group. Each repetition starts after a barrier; its time is
+    the slowest rank's (a MAX all-reduce of the timings, outside the timed region).
+    """
+    out: dict[int, float] = {}
+    for n in sizes:
+        buf = torch.ones(max(1, int(n) // 4))
+        for _ in range(warmup):
+            dist.all_reduce(buf)
+        times = []
+        for _ in range(repeats):
+            dist.barrier()
+            t0 = time.perf_counter()
+            dist.all_reduce(buf)
+            times.append(time.perf_counter() - t0)
+        slowest = torch.tensor(times, dtype=torch.float64)
+        dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+        out[int(n)] = statistics.median(slowest.tolist())
+    return out
+
+
+def fit_alpha_beta(ring: Ring, sizes: Sequence[float], seconds: Sequence[float], world_size: int) -> tuple[float, float]:
+    """Fit ``(latency, bandwidth)`` of the model ``ring`` to measured all-reduce times.
+
+    Minimises the squared *relative* error over the measurements (times span orders of magnitude),
+    with latency >= 0 and bandwidth > 0. Returns latency in seconds and bandwidth in bytes/s.
+    """
+    sizes = [float(n) for n in sizes]
+    t = np.asarray(seconds, dtype=float)
+    if len(sizes) != len(t) or len(t) < 2:
+        raise ValueError("need at least two (size, seconds) measurements of the same length")
+    a = np.array([float(ring(n, world_size, math.inf, 1.0)) for n in sizes])   # seconds per second of latency
+    b = np.array([float(ring(n, world_size, 1.0, 0.0)) for n in sizes])        # seconds per (second / byte)
+    w = 1.0 / t
+    A = np.stack([a * w, b * w], axis=1)
+    (alpha, inv_bw), *_ = np.linalg.lstsq(A, t * w, rcond=None)
+    if alpha < 0:                                    # refit the bandwidth alone
+        alpha = 0.0
+        inv_bw = float(np.dot(b * w, t * w) / np.dot(b * w, b * w))
+    if inv_bw <= 0:
+        raise ValueError("the fitted bandwidth is not positive: do the times grow with the message size?")
+    return float(alpha), float(1.0 / inv_bw)
+
+
+def _conv_macs(model: nn.Module, x: torch.Tensor) -> dict[nn.Conv2d, int]:
+    macs: dict[nn.Conv2d, int] = {}
+
+    def hook(mod, inp, out):
+        macs[mod] = out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return macs
+
+
+def resnet50_costs(n_frames: int = 8, size: int = 224, num_classes: int = 400, time_kernel: int = 3) -> dict[str, dict]:
+    """Parameters and MACs per clip of the paper-scale models, counted (no weights, meta tensors).
+
+    * ``"TSM"``: torchvision's ResNet-50 on ``n_frames`` frames (the shift adds nothing).
+    * ``"I3D"``: its 3D twin, every conv with a k x k kernel (k > 1: the 3x3s and the 7x7 stem)
+      made ``time_kernel`` x k x k with temporal padding and stride 1, so it keeps all frames:
+      those convs' parameters and MACs times ``time_kernel``; 1x1 convs, BN and fc unchanged.
+    Returns ``{"TSM": {"params", "macs"}, "I3D": {"params", "macs"}}``.
+    """
+    import torchvision
+
+    with torch.device("meta"):
+        net = torchvision.models.resnet50(num_classes=num_classes)
+        x = torch.empty(n_frames, 3, size, size)
+    with torch.no_grad():
+        macs = _conv_macs(net, x)
+    fc = net.fc.in_features * net.fc.out_features * n_frames
+    params = sum(p.numel() for p in net.parameters())
+    big = [m for m in macs if m.kernel_size[0] > 1]
+    extra_params = sum(m.weight.numel() for m in big) * (time_kernel - 1)
+    extra_macs = sum(macs[m] for m in big) * (time_kernel - 1)
+    tsm_macs = sum(macs.values()) + fc
+    return {"TSM": {"params": params, "macs": tsm_macs},
+            "I3D": {"params": params + extra_params, "macs": tsm_macs + extra_macs}}
+
+
+def extrapolate(ring: Ring, costs: dict[str, dict], gpus: Sequence[int], bandwidth: float, latency: float,
+                workload: dict | None = None, bytes_per_param: int = 4,
+                calibration_link: dict | None = None) -> list[dict]:
+    """Predicted training time of each model in ``costs`` on each GPU count in ``gpus``.
+
+    The model (its assumptions are the lab's to state): every GPU holds ``clips_per_gpu`` clips per
+    step (weak scaling: the global batch grows with the GPUs), a step costs compute + one ring
+    all-reduce of all gradients (``ring(params * bytes_per_param, p, bandwidth, latency)``, flat
+    ring over all GPUs, no overlap with the backward pass, data loading free), TSM's compute per
+    step is calibrated so that one node, communicating over ``calibration_link`` (default: the
+    link being modelled), matches the paper's time, and I3D's compute is TSM's times their MAC
+    ratio (the same FLOP/s). Rows: ``{"gpus", "model", "hours", "minutes", "speedup",
+    "efficiency", "comm_share"}`` with the speedup relative to the same model on one node.
+    """
+    wl = dict(KINETICS, **(workload or {}))
+    node = wl["one_node_gpus"]
+
+    def steps(p):
+        return math.ceil(wl["train_clips"] * wl["epochs"] / (wl["clips_per_gpu"] * p))
+
+    def comm(model, p, link=None):
+        link = link or {"bandwidth": bandwidth, "latency": latency}
+        return float(ring(costs[model]["params"] * bytes_per_param, p, link["bandwidth"], link["latency"]))
+
+    step_node = wl["one_node_seconds"] / steps(node)
+    compute_tsm = step_node - comm("TSM", node, calibration_link)
+    if compute_tsm <= 0:
+        raise ValueError("with the calibration link, one node's all-reduce alone takes longer than the paper's "
+                         "whole step: calibrate on a faster link (calibration_link=SUMMIT_LINK)")
+    rows = []
+    for model in costs:
+        compute = compute_tsm * costs[model]["macs"] / costs["TSM"]["macs"]
+        base = steps(node) * (compute + comm(model, node))
+        for p in gpus:
+            c = comm(model, p)
+            total = steps(p) * (compute + c)
+            rows.append({"gpus": int(p), "model": model, "hours": total / 3600, "minutes": total / 60,
+                         "speedup": base / total, "efficiency": base / total / (p / node),
+                         "comm_share": c / (compute + c)})
+    return rows
