@@ -11,6 +11,7 @@ import harness
 from effcourse import video
 from effcourse.checks import CheckFailed, lab2
 from effcourse.data import TemporalDigits
+from effcourse.video import shift_cost
 from effcourse.video.threed import ChannelsFirst, DigitFrames, capture_input, r2plus1d, reinit_
 
 LAB = "lab2_3d_convs"
@@ -157,15 +158,131 @@ def test_capture_input():
         capture_input(m, nn.Conv3d(1, 1, 1), x)
 
 
+def test_copy_stand_in_costs_a_copy_and_means_nothing():
+    torch.manual_seed(0)
+    x = torch.randn(16, 8, 5, 5)
+    copy_ = shift_cost.ActivationCopy()
+    y = copy_(x)
+    assert torch.equal(y, x) and y.data_ptr() != x.data_ptr()           # same values, a fresh buffer
+    conv = nn.Conv2d(8, 8, 3, padding=1)
+    wrapped = shift_cost.copy_wrapper(conv, 8)
+    assert torch.equal(wrapped(x), conv(x))                             # no temporal meaning at all
+    tsn = video.resnet2d(num_classes=4)
+    tsm = video.insert_shift(video.resnet2d(num_classes=4), shift_cost.copy_wrapper, 8)
+    frames = torch.randn(8, 1, 32, 32)
+    from effcourse import bench
+    assert bench.count_macs(tsm, frames) == bench.count_macs(tsn, frames)   # TSN's MACs by construction
+    assert sum(p.numel() for p in tsm.parameters()) == sum(p.numel() for p in tsn.parameters())
+
+
+def _lab1_notebook(tmp_path, shift_body, wrapper_body):
+    import nbformat
+
+    def cell(grade_id, source):
+        c = nbformat.v4.new_code_cell(source)
+        c.metadata["nbgrader"] = {"grade_id": grade_id, "solution": True, "grade": False, "locked": False}
+        return c
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import torch\nfrom torch import nn"),
+                cell("temporal_shift", "def temporal_shift(x, n_segment, fold_div=8):\n" + shift_body),
+                cell("ResidualShift", "class ResidualShift(nn.Module):\n" + wrapper_body)]
+    path = tmp_path / "lab1_temporal_shift.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+_WRAPPER = """    def __init__(self, net, n_segment, fold_div=8):
+        super().__init__()
+        self.net, self.n_segment, self.fold_div = net, n_segment, fold_div
+
+    def forward(self, x):
+        return self.net(temporal_shift(x, self.n_segment, self.fold_div))
+"""
+
+
+def test_tsm_uses_the_learners_lab1_when_it_runs(tmp_path):
+    # a learner's "shift" (here: a channel flip, whatever it is) is run as it is, never judged
+    path = _lab1_notebook(tmp_path, "    return x.flip(1)\n", _WRAPPER)
+    wrapper, what = shift_cost.tsm_wrapper(path)
+    assert "your ResidualShift" in what and wrapper is not shift_cost.copy_wrapper
+    conv = nn.Conv2d(4, 4, 1)
+    x = torch.randn(6, 4, 3, 3)
+    assert torch.allclose(wrapper(conv, 3)(x), conv(x.flip(1)))
+
+
+@pytest.mark.parametrize("case", ["missing", "stub", "broken", "no_cell"])
+def test_tsm_falls_back_to_the_stand_in(tmp_path, case):
+    if case == "missing":
+        path = tmp_path / "nowhere.ipynb"
+    elif case == "stub":
+        path = _lab1_notebook(tmp_path, "    raise NotImplementedError()\n", _WRAPPER)
+    elif case == "broken":
+        path = _lab1_notebook(tmp_path, "    return x[:1]\n", _WRAPPER)
+    else:
+        path = _lab1_notebook(tmp_path, "    return x\n", _WRAPPER)
+        import nbformat
+        nb = nbformat.read(path, as_version=4)
+        nb.cells[2].metadata["nbgrader"]["grade_id"] = "something_else"
+        nbformat.write(nb, path)
+    wrapper, what = shift_cost.tsm_wrapper(path)
+    assert wrapper is shift_cost.copy_wrapper and "stand-in" in what
+    wrapper, what = shift_cost.tsm_wrapper(None)
+    assert wrapper is shift_cost.copy_wrapper
+
+
+def test_lab2_release_and_package_carry_no_lab1_answer():
+    import ast
+    import inspect
+
+    release = (harness.ROOT / "labs" / LAB / f"{LAB}.ipynb").read_text()
+    for name in ("def temporal_shift", "class ResidualShift", "def segment_consensus", "def online_shift"):
+        assert name not in release, name
+    tree = ast.parse(inspect.getsource(shift_cost))
+    defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    assert not defined & {"temporal_shift", "ResidualShift", "segment_consensus", "online_shift"}
+
+
 # ------------------------------------------------------------------ visible checks: pass right, fail wrong
 
 def test_checks_pass_on_correct_implementations(capsys):
     lab2.check_inflate_conv2d(_inflate_conv2d)
+    lab2.check_inflate_conv2d_errors(_inflate_conv2d)
     lab2.check_inflate_model(_inflate_model)
     lab2.check_midplanes(_midplanes)
     lab2.check_conv2plus1d(_Conv2Plus1d)
+    lab2.check_conv2plus1d(_Conv2Plus1d, _midplanes)
     lab2.check_decompose_conv3d(_decompose)
-    assert capsys.readouterr().out.count("\u2714") == 5
+    assert capsys.readouterr().out.count("\u2714") == 7
+
+
+def test_conv2plus1d_check_follows_the_learners_midplanes_and_any_layout():
+    class Raw(nn.Module):                      # raw weights + F.conv3d: layers found by their shapes
+        def __init__(self, i, o, kernel_size=3, time_kernel=3, stride=1, padding=1):
+            super().__init__()
+            m = _midplanes(i, o, kernel_size, time_kernel) + 1          # what a wrong midplanes would give
+            self.s, self.p = _triple(stride), _triple(padding)
+            self.wt = nn.Parameter(torch.randn(o, m, time_kernel, 1, 1))
+            self.ws = nn.Parameter(torch.randn(m, i, 1, kernel_size, kernel_size))
+            self.bn = nn.BatchNorm3d(m)
+
+        def forward(self, x):
+            h = torch.relu(self.bn(torch.nn.functional.conv3d(x, self.ws, None, (1, *self.s[1:]), (0, *self.p[1:]))))
+            return torch.nn.functional.conv3d(h, self.wt, None, (self.s[0], 1, 1), (self.p[0], 0, 0))
+
+    lab2.check_conv2plus1d(Raw, lambda i, o, k=3, t=3: _midplanes(i, o, k, t) + 1)
+    with pytest.raises(CheckFailed, match="M = midplanes"):
+        lab2.check_conv2plus1d(Raw)
+
+
+def test_seed_in_failures_names_the_seed():
+    with pytest.raises(CheckFailed, match="seed 1234"):
+        with lab2.seed_in_failures(1234):
+            raise ValueError("boom")
+    with pytest.raises(NotImplementedError):
+        with lab2.seed_in_failures(1):
+            raise NotImplementedError()
+    assert 0 <= lab2.clock_seed() < 2**31
 
 
 def test_checks_fail_on_typical_mistakes():
@@ -178,6 +295,13 @@ def test_checks_fail_on_typical_mistakes():
 
     with pytest.raises(CheckFailed, match="boredom"):
         lab2.check_inflate_conv2d(no_rescale)
+
+    def no_validation(conv, time_kernel=3, method="average"):
+        return _inflate_conv2d(conv, time_kernel, "center" if method != "average" else method)
+
+    lab2.check_inflate_conv2d(no_validation)                           # semantics and validation: separate checks
+    with pytest.raises(CheckFailed, match="expected an error"):
+        lab2.check_inflate_conv2d_errors(no_validation)
 
     def in_place(model2d, time_kernel=3, method="average"):
         m = _inflate_model(model2d, time_kernel, method)
@@ -233,6 +357,7 @@ WRONG_DECOMPOSE = '''def decompose_conv3d(conv, rank):
 @pytest.mark.notebook
 def test_3d_costs_more_than_tsm():
     rec = harness.records(LAB)
+    assert rec["tsm_macs_over_tsn"] == 1.0 and rec["tsm_params_over_tsn"] == 1.0   # a shift multiplies nothing
     assert rec["i3d_macs_ratio"] >= 2.0, rec["i3d_macs_ratio"]           # t = 3: about 3x
     assert 2.0 <= rec["r21d_macs_ratio"] <= 3.2, rec["r21d_macs_ratio"]   # (2+1)D keeps the 3D budget
     assert 0.9 <= rec["r21d_params_over_i3d"] <= 1.05, rec["r21d_params_over_i3d"]
@@ -245,10 +370,10 @@ def test_inflated_init_beats_random_init_after_the_same_steps():
     rec = harness.records(LAB)
     inflated, random_ = rec["inflated_acc_curve"], rec["random_acc_curve"]
     assert len(inflated) == len(random_) >= 3
-    # prototype, 3 seeds, 40 steps: mean gap over the checkpoints 0.10-0.24, final gap +0.03..+0.26
+    # QUICK run (seed 0, 40 steps): mean gap over the checkpoints 0.40, final 0.78 vs 0.19
     assert rec["inflation_gap"] >= 0.05, (inflated, random_)
     assert rec["inflated_acc"] > rec["random_acc"], (inflated, random_)
-    assert rec["pretrain_frame_acc"] >= 0.5
+    assert rec["pretrain_frame_acc"] >= 0.3      # 10 digits: chance is 0.1; rotated, wrapped frames (QUICK run: 0.6)
 
 
 @pytest.mark.notebook
