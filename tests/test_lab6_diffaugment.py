@@ -1,11 +1,11 @@
 """Lab 6 (DiffAugment): the DCGAN plumbing, the QUICK run's recorded claims and the nbgrader round trip."""
 from __future__ import annotations
 
+import harness
 import pytest
 import torch
 import torch.nn.functional as F
 
-import harness
 from effcourse.data.digits import few_shot, load_digits
 from effcourse.gan import dcgan
 
@@ -78,15 +78,35 @@ def test_train_gan_uses_augment_and_real_transform():
     dcgan.train_gan(G, D, fs.images, _d_loss, _g_loss, augment, real_transform, iters=3, batch_size=4,
                     progress=False)
     assert seen == {"augment": 9, "real": 3}  # D step: reals + fakes, G step: fakes
+    assert all(p.requires_grad for p in D.parameters())   # frozen during G's step only
+
+
+def test_train_gan_can_augment_in_d_step_only():
+    fs = few_shot(20, 16, seed=0)
+    seen = []
+
+    def augment(x):
+        seen.append(x.requires_grad)
+        return x.flip(-1)
+
+    def g_loss_checks_d_frozen(D, fake, augment):
+        assert not any(p.requires_grad for p in D.parameters()), "D must be frozen in G's step"
+        return _g_loss(D, fake, augment)
+
+    G, D = dcgan.make_gan(nz=16, ngf=4, ndf=4, seed=0)
+    dcgan.train_gan(G, D, fs.images, _d_loss, g_loss_checks_d_frozen, augment, augment_g_step=False, iters=3,
+                    batch_size=4, progress=False)
+    assert len(seen) == 6                   # reals and fakes in D's step, nothing in G's step
+    assert all(p.requires_grad for p in D.parameters())
 
 
 def test_train_gan_errors_name_the_problem():
     fs = few_shot(20, 16, seed=0)
     G, D = dcgan.make_gan(nz=16, ngf=4, ndf=4, seed=0)
-    no_detach = lambda D, r, f, a: F.softplus(-D(a(r))).mean() + F.softplus(D(a(f))).mean()  # noqa: E731
+    no_detach = lambda D, r, f, a: F.softplus(-D(a(r))).mean() + F.softplus(D(a(f))).mean()
     with pytest.raises(RuntimeError, match="Detach the fake"):
         dcgan.train_gan(G, D, fs.images, no_detach, _g_loss, iters=2, batch_size=4, progress=False)
-    per_sample = lambda D, f, a: F.softplus(-D(a(f)))  # noqa: E731
+    per_sample = lambda D, f, a: F.softplus(-D(a(f)))
     with pytest.raises(TypeError, match="scalar"):
         dcgan.train_gan(G, D, fs.images, _d_loss, per_sample, iters=2, batch_size=4, progress=False)
     with pytest.raises(ValueError, match=r"reals must be \(N, 1, 16, 16\)"):
@@ -121,9 +141,22 @@ def test_diffaugment_discriminator_memorises_less():
 
 
 @pytest.mark.notebook
+def test_augmenting_reals_only_leaks_artifacts():
+    rec = harness.records(LAB)
+    assert rec["artifacts_reals_only"] > rec["artifacts_diffaugment"] + 0.3, rec
+    assert rec["fd_reals_only"] > rec["fd_diffaugment"], rec
+
+
+@pytest.mark.notebook
+def test_augmenting_for_d_only_cripples_training():
+    rec = harness.records(LAB)
+    assert rec["fd_d_only"] > rec["fd_diffaugment"], rec
+
+
+@pytest.mark.notebook
 def test_artifacts_and_floors_are_reported():
     rec = harness.records(LAB)
-    for k in ("artifacts_none", "artifacts_reals_only", "artifacts_diffaugment"):
+    for k in ("artifacts_none", "artifacts_reals_only", "artifacts_d_only", "artifacts_diffaugment"):
         assert 0.0 <= rec[k] <= 1.0
     assert 0 < rec["fd_floor_halves"] < rec["fd_floor_memoriser"]
 

@@ -5,8 +5,9 @@
 * ``Discriminator(ndf)``: images ``(N, 1, 16, 16)`` -> logits ``(N,)`` (strided convs 16 -> 8 -> 4 -> 1,
   LeakyReLU, no normalisation so a sample's logit does not depend on the rest of its batch).
 * ``train_gan(...)``: alternating D / G steps with the learner's ``d_loss``, ``g_loss`` and
-  ``augment``; keeps an EMA copy of G and tracks D's mean output (sigmoid) on the *training* reals
-  and on *held-out* reals -- the gap between the two is the discriminator's memorisation.
+  ``augment`` (in both steps, or in D's step only); keeps an EMA copy of G and tracks D's mean output
+  (sigmoid) on the *training* reals and on *held-out* reals -- the gap between the two is the
+  discriminator's memorisation.
 * ``artifact_rate(images)``: how many samples show a zeroed square or a zeroed border line (what
   "augment the reals only" teaches the generator to draw).
 
@@ -15,8 +16,8 @@ The answers to the lab's exercises are not here: the augmentations and the losse
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -135,7 +136,7 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 
 def train_gan(G: Generator, D: nn.Module, reals: torch.Tensor, d_loss: Callable, g_loss: Callable,
               augment: Callable | None = None, real_transform: Callable | None = None, *,
-              heldout: torch.Tensor | None = None, iters: int = 2000, batch_size: int = 32, lr: float = 5e-4,
+              augment_g_step: bool = True, heldout: torch.Tensor | None = None, iters: int = 2000, batch_size: int = 32, lr: float = 5e-4,
               betas: tuple[float, float] = (0.5, 0.999), ema_decay: float = 0.999, probe_every: int = 100,
               seed: int = 0, device: str | torch.device = "cpu", desc: str = "GAN",
               evaluate: Callable | None = None, eval_every: int = 500,
@@ -145,9 +146,12 @@ def train_gan(G: Generator, D: nn.Module, reals: torch.Tensor, d_loss: Callable,
     Each iteration draws a batch of reals (with replacement) and ``z ~ N(0, I)``, then
 
     * D step: ``d_loss(D, real, G(z), augment)`` -- the learner's loss; it must detach the fake;
-    * G step: ``g_loss(D, G(z), augment)`` on the same fakes (gradients flow through ``augment``).
+    * G step: ``g_loss(D, G(z), augment)`` on the same fakes (gradients flow through ``augment``),
+      with D's parameters frozen (``requires_grad`` off: only G's gradient is computed).
 
     ``augment`` (default: the identity) is what the losses apply to everything D sees: DiffAugment.
+    With ``augment_g_step=False`` G's step gets the identity instead, so ``augment`` acts in D's step
+    only, on reals and (detached) fakes -- the lecture's "augment reals & fakes for D only".
     ``real_transform`` (default: none) is applied to the real batch *before* ``d_loss``, like a
     classic data-set augmentation: used alone, it shows what augmenting only the reals does.
     Adam (``lr``, ``betas``) for both nets; ``G_ema`` is an exponential moving average of G's
@@ -199,17 +203,19 @@ def train_gan(G: Generator, D: nn.Module, reals: torch.Tensor, d_loss: Callable,
         loss_d.backward()
         opt_d.step()
 
-        loss_g = g_loss(D, fake, augment)
-        _check_loss("g_loss", loss_g)
-        opt_g.zero_grad(set_to_none=True)
-        opt_d.zero_grad(set_to_none=True)
+        D.requires_grad_(False)      # G's step: gradients for G only (D's weight gradients are not needed)
         try:
+            loss_g = g_loss(D, fake, augment if augment_g_step else _identity)
+            _check_loss("g_loss", loss_g)
+            opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
         except RuntimeError as err:
             if "second time" in str(err):
                 raise RuntimeError("g_loss could not backpropagate into G: d_loss already freed G's graph. "
                                    "Detach the fake inside d_loss (fake.detach()).") from err
             raise
+        finally:
+            D.requires_grad_(True)
         opt_g.step()
 
         with torch.no_grad():

@@ -12,12 +12,13 @@
 # **You will build** the differentiable augmentations of DiffAugment (colour, translation, cutout),
 # the policy that chains them, and the GAN losses that apply them to *both* real and generated images
 # in *both* the discriminator's and the generator's step. Then you will train the same small GAN on
-# just 100 digits three ways — no augmentation, augmenting only the reals, DiffAugment — and watch
-# the discriminator memorise its training set, the generator learn to draw augmentation artifacts,
-# and DiffAugment fix both.
+# just 100 digits four ways — no augmentation, and the lecture's three ways to augment a GAN: the
+# reals only, reals and fakes in the discriminator's step only, DiffAugment — and watch the
+# discriminator memorise its training set, the generator learn to draw augmentation artifacts, the
+# unbalanced game go wrong, and DiffAugment fix all three.
 #
 # **Time:** about 90 minutes. **Paper:** Zhao, Liu, Lin, Zhu, Han, *Differentiable Augmentation for
-# Data-Efficient GAN Training*, NeurIPS 2020.
+# Data-Efficient GAN Training*, NeurIPS 2020 (official code: `mit-han-lab/data-efficient-gans`).
 #
 # **Intuition.** With 100 training images, the discriminator D soon recognises *those* images: it
 # says "real" to them and "fake" to everything else, including real digits it has never seen. Its
@@ -50,19 +51,21 @@ DEVICE = "auto"
 
 # %%
 QUICK, device = effcourse.setup(QUICK, SEED, DEVICE)
-N_SHOT = 100                                  # training images: 10 per class
-ITERS = 3000 if QUICK else 6000               # GAN iterations (batch 32) without augmentation / DiffAugment
-REALS_ONLY_ITERS = 1000 if QUICK else 6000    # ... augmenting the reals only (its artifacts show early)
-NGF, NDF = 16, 32                             # generator / discriminator widths
-LR = 2e-3                                     # Adam learning rate of both nets (betas 0.5, 0.999)
-N_SAMPLES = 1000 if QUICK else 2000           # samples for the Fréchet distance
-PROBE_EVERY = 100 if QUICK else 250           # how often D's outputs are measured
-EVAL_EVERY = 500                              # how often the Fréchet distance is measured
+N_SHOT = 100                                                   # training images: 10 per class
+ITERS = effcourse.pick(full=6000, quick=2500, smoke=4)       # GAN iterations (batch 32): no augmentation, DiffAugment
+SHORT_ITERS = effcourse.pick(full=6000, quick=1000, smoke=4)  # ... the two flawed augmentations (their failure shows early)
+NGF, NDF = 16, 32                                             # generator / discriminator widths
+LR = 2e-3                                                      # Adam learning rate of both nets (betas 0.5, 0.999)
+N_SAMPLES = effcourse.pick(full=2000, quick=1000, smoke=64)    # samples for the Fréchet distance
+N_HELDOUT = effcourse.pick(full=500, quick=300, smoke=50)      # held-out reals D is probed on
+PROBE_EVERY = effcourse.pick(full=250, quick=100, smoke=2)     # how often D's outputs are measured
+EVAL_EVERY = effcourse.pick(full=500, quick=500, smoke=2)      # how often the Fréchet distance is measured
 
+# %% tags=["experiment"]
 data = few_shot(N_SHOT, size=16, seed=SEED)
 all_digits, _ = load_digits(16)
-heldout = data.heldout_images[:500]           # real digits D never trains on
-print(f"{len(data.images)} training images, {len(data.heldout_images)} held-out reals, "
+heldout = data.heldout_images[:N_HELDOUT]     # real digits D never trains on
+print(f"{len(data.images)} training images, {len(heldout)} held-out reals for D's probes, "
       f"{len(all_digits)} digits for the Fréchet distance")
 plots.image_grid(data.images[torch.argsort(data.labels)], nrow=20, title="the whole training set", vmin=-1, vmax=1)
 plt.show()
@@ -84,13 +87,15 @@ plt.show()
 # where $\bar x_i^{\,c}$ is the mean over channels *at each pixel* (shape `(N, 1, H, W)`: saturation
 # pushes colours away from or towards grey; on one-channel images it does nothing), and $\bar x_i$ is
 # the mean of the whole image (over C, H and W). Draw the random numbers with `torch.rand` in shape
-# `(N, 1, 1, 1)` so that they broadcast, on `x`'s device and dtype.
+# `(N, 1, 1, 1)` so that they broadcast, on `x`'s device and dtype. Return a new tensor: the input
+# batch must stay as it was (the training loop still needs it).
 
 # %% nbgrader={"grade": false, "grade_id": "rand_brightness", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def rand_brightness(x):
     """Add one random offset b ~ U[-0.5, 0.5) per sample to every channel and pixel.
 
-    x: (N, C, H, W). Returns a new tensor of the same shape; differentiable w.r.t. x.
+    x: (N, C, H, W). Returns a new tensor of the same shape and dtype (x is left unchanged);
+    differentiable w.r.t. x.
     """
     ### BEGIN SOLUTION
     b = torch.rand(x.shape[0], 1, 1, 1, dtype=x.dtype, device=x.device) - 0.5
@@ -99,25 +104,34 @@ def rand_brightness(x):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_rand_brightness", "locked": true, "points": 8, "schema_version": 3, "solution": false, "task": false}
+from effcourse.checks import lab6
+
 lab6.check_rand_brightness(rand_brightness)
 ### BEGIN HIDDEN TESTS
-from effcourse.checks._assert import assert_close as _close, assert_shape as _shape, assert_true as _true
+import time
 
-for _shp in [(7, 3, 5, 6), (2, 1, 9, 4), (1, 2, 3, 3), (5, 4, 1, 1)]:
-    _c = torch.randn(_shp[0], 1, 1, 1).expand(_shp).clone()
-    _y = rand_brightness(_c)
-    _shape(f"rand_brightness on {_shp}", _y, _shp)
-    _off = (_y - _c).flatten(1)
-    _true((_off.max(1).values - _off.min(1).values).max() < 1e-5, f"one offset per sample expected ({_shp})")
-_off = (rand_brightness(torch.zeros(3000, 1, 2, 2)) - 0).flatten(1)[:, 0]
-_true(_off.min() >= -0.5 and _off.max() < 0.5, f"offsets outside [-0.5, 0.5): [{_off.min():.3f}, {_off.max():.3f}]")
-_true(_off.min() < -0.45 and _off.max() > 0.45 and abs(float(_off.mean())) < 0.05,
-      f"offsets must be uniform on [-0.5, 0.5): min {_off.min():.3f}, max {_off.max():.3f}, mean {_off.mean():.3f}")
-_true(len(set(_off.tolist())) > 2900, "identical images must get independent offsets")
-_x = torch.rand(4, 2, 3, 5, requires_grad=True)
-_w = torch.randn(4, 2, 3, 5)
+import torch
+from effcourse.checks import lab6 as _lab6
+from effcourse.checks.asserts import assert_close as _close, assert_true as _true
+
+_seed = int(time.time() * 1000) % 2**31
+torch.manual_seed(_seed)
+_at = f" [hidden test, seed {_seed}]"
+for _shp, _dt in [((7, 3, 5, 6), torch.float64), ((2, 1, 9, 4), torch.float32), ((1, 2, 3, 3), torch.float64),
+                  ((5, 4, 1, 1), torch.float32)]:
+    _x = torch.randn(_shp, dtype=_dt)
+    _off = (_lab6.run_augment("rand_brightness", rand_brightness, _x, _at) - _x).double().flatten(1)
+    _true((_off.amax(1) - _off.amin(1)).max() < 1e-5, f"rand_brightness on {_shp}: one offset per sample expected{_at}")
+_x = torch.randn(4000, 1, 2, 3, dtype=torch.float64)
+_off = (_lab6.run_augment("rand_brightness", rand_brightness, _x, _at) - _x)[:, 0, 0, 0]
+_true(_off.min() >= -0.5 and _off.max() < 0.5, f"offsets outside [-0.5, 0.5): [{_off.min():.3f}, {_off.max():.3f}]{_at}")
+_true(_off.min() < -0.49 and _off.max() > 0.49, f"offsets must cover [-0.5, 0.5): [{_off.min():.3f}, {_off.max():.3f}]{_at}")
+_lab6.assert_uniform("rand_brightness offsets, in 10 bins of [-0.5, 0.5)", ((_off + 0.5) * 10).floor(), range(10), _at)
+_true(len(set(_off.tolist())) > 3900, f"identical images must get independent offsets{_at}")
+_x = torch.rand(4, 2, 3, 5, dtype=torch.float64, requires_grad=True)
+_w = torch.randn(4, 2, 3, 5, dtype=torch.float64)
 (rand_brightness(_x) * _w).sum().backward()
-_close("d(sum(w * rand_brightness(x)))/dx", _x.grad, _w)
+_close(f"d(sum(w * rand_brightness(x)))/dx = w{_at}", _x.grad, _w)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": false, "grade_id": "rand_saturation", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -125,7 +139,7 @@ def rand_saturation(x):
     """Scale each pixel's deviation from its channel mean by s ~ U[0, 2), one s per sample.
 
     x: (N, C, H, W). y = (x - m) * s + m with m = x.mean(dim=1, keepdim=True).
-    Returns a new tensor of the same shape; differentiable w.r.t. x.
+    Returns a new tensor of the same shape and dtype (x is left unchanged); differentiable w.r.t. x.
     """
     ### BEGIN SOLUTION
     m = x.mean(dim=1, keepdim=True)
@@ -135,36 +149,41 @@ def rand_saturation(x):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_rand_saturation", "locked": true, "points": 8, "schema_version": 3, "solution": false, "task": false}
+from effcourse.checks import lab6
+
 lab6.check_rand_saturation(rand_saturation)
 ### BEGIN HIDDEN TESTS
-from effcourse.checks._assert import assert_close as _close, assert_shape as _shape, assert_true as _true
+import time
 
+import torch
+from effcourse.checks import lab6 as _lab6
+from effcourse.checks.asserts import assert_close as _close, assert_true as _true
 
-def _factors(x, y, mean):
-    """Per-sample factor f with y - mean = f * (x - mean); checks one f per sample."""
-    d, e = (x - mean).flatten(1), (y - mean).flatten(1)
-    f = (e * d).sum(1) / (d * d).sum(1)
-    _true(((e - f[:, None] * d).abs().max(1).values < 1e-4).all(), "one factor per sample expected")
-    return f
-
-
-for _shp in [(6, 3, 5, 4), (3, 2, 7, 3), (1, 5, 2, 2)]:
-    _x = torch.rand(_shp, dtype=torch.float64)
-    _y = rand_saturation(_x)
-    _shape(f"rand_saturation on {_shp}", _y, _shp)
-    _f = _factors(_x, _y, _x.mean(1, keepdim=True))
-    _true(((_f >= 0) & (_f < 2)).all(), f"saturation factors outside [0, 2): {_f.tolist()}")
-_x = torch.rand(1, 3, 4, 4, dtype=torch.float64).expand(3000, 3, 4, 4).clone()
-_f = _factors(_x, rand_saturation(_x), _x.mean(1, keepdim=True))
-_true(_f.min() >= 0 and _f.max() < 2 and _f.min() < 0.1 and _f.max() > 1.9 and abs(float(_f.mean()) - 1) < 0.1,
-      f"saturation factors must be uniform on [0, 2): min {_f.min():.3f}, max {_f.max():.3f}, mean {_f.mean():.3f}")
+_seed = int(time.time() * 1000) % 2**31
+torch.manual_seed(_seed)
+_at = f" [hidden test, seed {_seed}]"
+for _shp, _dt in [((6, 3, 5, 4), torch.float64), ((3, 2, 7, 3), torch.float32), ((1, 5, 2, 2), torch.float64)]:
+    _x = torch.rand(_shp, dtype=_dt)
+    _y = _lab6.run_augment("rand_saturation", rand_saturation, _x, _at)
+    _f = _lab6.affine_factors(f"rand_saturation on {_shp}", _x, _y, _x.mean(1, keepdim=True), _at,
+                              tol=1e-4 if _dt == torch.float64 else 1e-3)
+    _true(((_f >= -1e-6) & (_f < 2)).all(), f"saturation factors outside [0, 2): {_f.tolist()}{_at}")
+_x = torch.rand(1, 3, 4, 4, dtype=torch.float64).expand(4000, 3, 4, 4).clone()
+_f = _lab6.affine_factors("rand_saturation", _x, _lab6.run_augment("rand_saturation", rand_saturation, _x, _at),
+                          _x.mean(1, keepdim=True), _at)
+_true(_f.min() >= -1e-9 and _f.max() < 2 and _f.min() < 0.02 and _f.max() > 1.98,
+      f"saturation factors must cover [0, 2): min {_f.min():.3f}, max {_f.max():.3f}{_at}")
+_lab6.assert_uniform("rand_saturation factors, in 10 bins of [0, 2)", (_f * 5).floor().clamp(0, 9), range(10), _at)
 _g = torch.rand(3, 1, 5, 7)
-_close("rand_saturation on one channel (unchanged)", rand_saturation(_g), _g, atol=1e-6)
-_x = torch.rand(4, 3, 3, 5, requires_grad=True)
+_close(f"rand_saturation on one channel (unchanged){_at}", _lab6.run_augment("rand_saturation", rand_saturation, _g, _at),
+       _g, atol=1e-6)
+# the gradient of sum(w * y) is s * w + (1 - s) * (w's channel mean), with each sample's own s
+_x = torch.rand(4, 3, 3, 5, dtype=torch.float64, requires_grad=True)
+_w = torch.randn(4, 3, 3, 5, dtype=torch.float64)
 _y = rand_saturation(_x)
-_y.sum().backward()
-_close("rand_saturation keeps the channel mean", _y.mean(1), _x.mean(1), atol=1e-5)
-_true(_x.grad is not None and torch.isfinite(_x.grad).all(), "no gradient reached x")
+(_y * _w).sum().backward()
+_f = _lab6.affine_factors("rand_saturation", _x, _y, _x.mean(1, keepdim=True), _at).view(-1, 1, 1, 1)
+_close(f"gradient of rand_saturation{_at}", _x.grad, _f * _w + (1 - _f) * _w.mean(1, keepdim=True), atol=1e-6)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": false, "grade_id": "rand_contrast", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -172,7 +191,7 @@ def rand_contrast(x):
     """Scale each image's deviation from its mean by c ~ U[0.5, 1.5), one c per sample.
 
     x: (N, C, H, W). y = (x - m) * c + m with m the mean of each image over C, H and W.
-    Returns a new tensor of the same shape; differentiable w.r.t. x.
+    Returns a new tensor of the same shape and dtype (x is left unchanged); differentiable w.r.t. x.
     """
     ### BEGIN SOLUTION
     m = x.mean(dim=(1, 2, 3), keepdim=True)
@@ -182,34 +201,39 @@ def rand_contrast(x):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_rand_contrast", "locked": true, "points": 8, "schema_version": 3, "solution": false, "task": false}
+from effcourse.checks import lab6
+
 lab6.check_rand_contrast(rand_contrast)
 ### BEGIN HIDDEN TESTS
-from effcourse.checks._assert import assert_close as _close, assert_shape as _shape, assert_true as _true
+import time
 
+import torch
+from effcourse.checks import lab6 as _lab6
+from effcourse.checks.asserts import assert_close as _close, assert_true as _true
 
-def _factors(x, y, mean):
-    d, e = (x - mean).flatten(1), (y - mean).flatten(1)
-    f = (e * d).sum(1) / (d * d).sum(1)
-    _true(((e - f[:, None] * d).abs().max(1).values < 1e-4).all(), "one factor per sample expected")
-    return f
-
-
-for _shp in [(6, 3, 5, 4), (3, 1, 7, 3), (2, 2, 1, 9)]:
-    _x = torch.rand(_shp, dtype=torch.float64)
-    _y = rand_contrast(_x)
-    _shape(f"rand_contrast on {_shp}", _y, _shp)
-    _f = _factors(_x, _y, _x.mean((1, 2, 3), keepdim=True))
-    _true(((_f >= 0.5) & (_f < 1.5)).all(), f"contrast factors outside [0.5, 1.5): {_f.tolist()}")
-# a two-level image: half the pixels at -1, half at +1 (mean 0): the output levels are -c and +c
-_two = torch.tensor([-1.0, 1.0], dtype=torch.float64).repeat(8).view(1, 1, 4, 4).expand(3000, 1, 4, 4).clone()
-_f = _factors(_two, rand_contrast(_two), torch.zeros(()))
-_true(_f.min() >= 0.5 and _f.max() < 1.5 and _f.min() < 0.55 and _f.max() > 1.45 and abs(float(_f.mean()) - 1) < 0.05,
-      f"contrast factors must be uniform on [0.5, 1.5): min {_f.min():.3f}, max {_f.max():.3f}, mean {_f.mean():.3f}")
-_x = torch.rand(4, 2, 3, 5, requires_grad=True)
+_seed = int(time.time() * 1000) % 2**31
+torch.manual_seed(_seed)
+_at = f" [hidden test, seed {_seed}]"
+for _shp, _dt in [((6, 3, 5, 4), torch.float64), ((3, 1, 7, 3), torch.float32), ((2, 2, 1, 9), torch.float64)]:
+    _x = torch.rand(_shp, dtype=_dt)
+    _y = _lab6.run_augment("rand_contrast", rand_contrast, _x, _at)
+    _f = _lab6.affine_factors(f"rand_contrast on {_shp}", _x, _y, _x.mean((1, 2, 3), keepdim=True), _at,
+                              tol=1e-4 if _dt == torch.float64 else 1e-3)
+    _true(((_f >= 0.5 - 1e-6) & (_f < 1.5)).all(), f"contrast factors outside [0.5, 1.5): {_f.tolist()}{_at}")
+_x = torch.rand(1, 2, 4, 4, dtype=torch.float64).expand(4000, 2, 4, 4).clone()
+_f = _lab6.affine_factors("rand_contrast", _x, _lab6.run_augment("rand_contrast", rand_contrast, _x, _at),
+                          _x.mean((1, 2, 3), keepdim=True), _at)
+_true(_f.min() >= 0.5 - 1e-9 and _f.max() < 1.5 and _f.min() < 0.51 and _f.max() > 1.49,
+      f"contrast factors must cover [0.5, 1.5): min {_f.min():.3f}, max {_f.max():.3f}{_at}")
+_lab6.assert_uniform("rand_contrast factors, in 10 bins of [0.5, 1.5)", ((_f - 0.5) * 10).floor().clamp(0, 9),
+                     range(10), _at)
+# the gradient of sum(w * y) is c * w + (1 - c) * (w's image mean), with each sample's own c
+_x = torch.rand(4, 2, 3, 5, dtype=torch.float64, requires_grad=True)
+_w = torch.randn(4, 2, 3, 5, dtype=torch.float64)
 _y = rand_contrast(_x)
-_y.sum().backward()
-_close("rand_contrast keeps each image's mean", _y.mean((1, 2, 3)), _x.mean((1, 2, 3)), atol=1e-5)
-_true(_x.grad is not None and torch.isfinite(_x.grad).all(), "no gradient reached x")
+(_y * _w).sum().backward()
+_f = _lab6.affine_factors("rand_contrast", _x, _y, _x.mean((1, 2, 3), keepdim=True), _at).view(-1, 1, 1, 1)
+_close(f"gradient of rand_contrast{_at}", _x.grad, _f * _w + (1 - _f) * _w.mean((1, 2, 3), keepdim=True), atol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -221,11 +245,20 @@ _true(_x.grad is not None and torch.isfinite(_x.grad).all(), "no gradient reache
 # $$ y_i[h, w] = \begin{cases} x_i[h - t_i^{y},\, w - t_i^{x}] & \text{if that pixel exists} \\ 0 & \text{otherwise,}\end{cases}
 # \qquad t_i^{y} \in \{-s_H, \dots, s_H\},\; t_i^{x} \in \{-s_W, \dots, s_W\} $$
 #
-# with $s_H = \lfloor H\cdot\text{ratio} + 0.5\rfloor$ and $s_W = \lfloor W\cdot\text{ratio} + 0.5\rfloor$
-# (2 pixels for 16×16 images at the default ratio 1/8). **Cutout** zeroes one rectangle of
-# $\lfloor H\cdot\text{ratio} + 0.5\rfloor$ rows by $\lfloor W\cdot\text{ratio} + 0.5\rfloor$ columns (a square
-# for square images; 8×8 on 16×16 at the default ratio 1/2) whose centre is a uniformly random pixel;
-# the part that falls outside the image is clipped away.
+# with $s_H = \lfloor H\cdot\text{ratio} + 0.5\rfloor$ for the rows and $s_W = \lfloor W\cdot\text{ratio} +
+# 0.5\rfloor$ for the columns (2 pixels for 16×16 images at the default ratio 1/8; a 16×8 image may move
+# 2 rows but only 1 column). Each sample draws its two offsets independently and uniformly — as the
+# official code does, one `torch.randint` per axis.
+#
+# **Cutout** zeroes one rectangle of $s_H = \lfloor H\cdot\text{ratio} + 0.5\rfloor$ rows by
+# $s_W = \lfloor W\cdot\text{ratio} + 0.5\rfloor$ columns (8×8 on 16×16 at the default ratio 1/2). Its
+# centre row $c^y$ is uniform on $\{0, 1, \dots, H - (s_H \bmod 2)\}$ and it covers rows
+# $c^y - \lfloor s_H/2\rfloor, \dots, c^y - \lfloor s_H/2\rfloor + s_H - 1$; the columns likewise, with an
+# independent $c^x$. The part outside the image is clipped away, so a rectangle centred near an edge is
+# only partly visible. (Why $H + 1$ centres when $s_H$ is even: the centre of an even-sized rectangle
+# lies between two pixels, and there are $H + 1$ such lines, borders included. Either way, every
+# placement that keeps at least half of the rectangle's rows in the image — rounded up — is equally
+# likely, so the top and bottom edges are cut equally often. This is what the official code does.)
 #
 # Both are *differentiable with respect to x* even though the offsets are integers: each output pixel
 # is either a copy of one input pixel (gradient 1 to that pixel) or a constant zero (gradient 0).
@@ -239,8 +272,9 @@ def rand_translation(x, ratio=0.125):
     """Shift each sample by random integers (t_y, t_x), zero fill.
 
     x: (N, C, H, W). t_y is uniform on {-s_H, ..., s_H} with s_H = int(H * ratio + 0.5), t_x on
-    {-s_W, ..., s_W} with s_W = int(W * ratio + 0.5), drawn independently per sample; all channels
-    of a sample move together. Returns a new tensor of the same shape; differentiable w.r.t. x.
+    {-s_W, ..., s_W} with s_W = int(W * ratio + 0.5), drawn independently per sample and per axis;
+    all channels of a sample move together. Returns a new tensor of the same shape and dtype
+    (x is left unchanged); differentiable w.r.t. x.
     """
     ### BEGIN SOLUTION
     n, c, h, w = x.shape
@@ -257,115 +291,119 @@ def rand_translation(x, ratio=0.125):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_rand_translation", "locked": true, "points": 14, "schema_version": 3, "solution": false, "task": false}
+from effcourse.checks import lab6
+
 lab6.check_rand_translation(rand_translation)
 ### BEGIN HIDDEN TESTS
-from effcourse.checks._assert import assert_shape as _shape, assert_true as _true
+import time
 
+import torch
+from effcourse.checks import lab6 as _lab6
+from effcourse.checks.asserts import assert_close as _close, assert_true as _true
 
-def _check_shifts(x, y, bound):
-    """Every output pixel is 0 or a copy of x moved by one (dy, dx) per sample; returns the shifts."""
-    n, c, h, w = x.shape
-    shifts = []
-    for i in range(n):
-        nz = (y[i] != 0).nonzero()                                      # (k, 3): channel, row, col
-        k = (y[i][y[i] != 0] - 1 - i * c * h * w).round().long()        # index of the source pixel
-        _true(((k >= 0) & (k < c * h * w)).all(), f"sample {i}: output values that are neither zeros nor its own pixels")
-        src_c, src_h, src_w = k // (h * w), (k % (h * w)) // w, k % w
-        _true((src_c == nz[:, 0]).all(), f"sample {i}: channels must not be mixed")
-        dy, dx = nz[:, 1] - src_h, nz[:, 2] - src_w
-        _true(len(nz) == 0 or (dy.unique().numel() == 1 and dx.unique().numel() == 1),
-              f"sample {i}: not a single translation (several offsets, or a wrap-around)")
-        dy, dx = (int(dy[0]), int(dx[0])) if len(nz) else (h, w)
-        _true(abs(dy) <= bound and abs(dx) <= bound, f"sample {i}: moved by ({dy}, {dx}), more than {bound} pixels")
-        _true(len(nz) == c * (h - abs(dy)) * (w - abs(dx)),
-              f"sample {i}: moved by ({dy}, {dx}) but {len(nz)} pixels kept; the uncovered border must be zeros")
-        shifts.append((dy, dx))
-    return shifts
-
-
-for _shp, _r in [((5, 2, 16, 16), 0.125), ((4, 3, 9, 13), 0.25), ((3, 1, 8, 8), 0.3), ((6, 2, 7, 5), 0.2),
-                 ((2, 1, 11, 11), 0.125)]:
+_seed = int(time.time() * 1000) % 2**31
+torch.manual_seed(_seed)
+_at = f" [hidden test, seed {_seed}]"
+# one whole-pixel shift per sample, zero fill, within the per-axis bounds (odd, non-square sizes)
+for _shp, _r in [((5, 2, 16, 16), 0.125), ((4, 3, 10, 14), 0.25), ((3, 1, 8, 8), 0.3), ((6, 2, 7, 5), 0.2),
+                 ((2, 1, 11, 11), 0.125), ((1, 1, 16, 8), 0.25), ((3, 2, 9, 13), 0.25)]:
     _n, _c, _h, _w = _shp
-    _x = torch.arange(1, _n * _c * _h * _w + 1, dtype=torch.float64).view(_shp)
-    _y = rand_translation(_x, ratio=_r)
-    _shape(f"rand_translation on {_shp}", _y, _shp)
-    _check_shifts(_x, _y, max(int(_h * _r + 0.5), int(_w * _r + 0.5)))
-_x = torch.arange(1, 65, dtype=torch.float64).view(1, 1, 8, 8).expand(300, 1, 8, 8).clone()
-_x = _x + 64 * torch.arange(300, dtype=torch.float64).view(300, 1, 1, 1)
-_s = _check_shifts(_x, rand_translation(_x, ratio=0.25), 2)
-_true({d for d, _ in _s} == set(range(-2, 3)) and {d for _, d in _s} == set(range(-2, 3)),
-      f"with s = 2 each axis must shift by every value in -2..2; saw rows {sorted({d for d, _ in _s})}, "
-      f"cols {sorted({d for _, d in _s})}")
+    _sh, _sw = int(_h * _r + 0.5), int(_w * _r + 0.5)
+    _y = _lab6.run_augment("rand_translation", rand_translation, _lab6.code_images(*_shp), _at, ratio=_r)
+    _dy, _dx = _lab6.decode_shifts(f"rand_translation on {_shp}, ratio {_r}", _y, _at)
+    _true(_dy.abs().max() <= _sh and _dx.abs().max() <= _sw,
+          f"rand_translation on {_shp}, ratio {_r}: rows may move by at most s_H = {_sh} and columns by at most "
+          f"s_W = {_sw}; got row shifts {sorted(set(_dy.tolist()))}, column shifts {sorted(set(_dx.tolist()))}{_at}")
+# the exact ranges, per axis: rows -s_H..s_H, columns -s_W..s_W, uniform and independent
+for _shp, _r in [((4000, 1, 16, 8), 0.25), ((3000, 1, 10, 14), 0.25), ((3000, 1, 8, 8), 0.25)]:
+    _n, _c, _h, _w = _shp
+    _sh, _sw = int(_h * _r + 0.5), int(_w * _r + 0.5)
+    _y = _lab6.run_augment("rand_translation", rand_translation, _lab6.code_images(*_shp, dtype=torch.float32), _at,
+                           ratio=_r)
+    _dy, _dx = _lab6.decode_shifts(f"rand_translation on {_shp}", _y, _at)
+    _lab6.assert_uniform(f"rand_translation ({_h}x{_w}, ratio {_r}): row shifts", _dy, range(-_sh, _sh + 1), _at)
+    _lab6.assert_uniform(f"rand_translation ({_h}x{_w}, ratio {_r}): column shifts", _dx, range(-_sw, _sw + 1), _at)
+    _lab6.assert_joint_uniform(f"rand_translation ({_h}x{_w}, ratio {_r}): (row, column) shifts", _dy, _dx,
+                               range(-_sh, _sh + 1), range(-_sw, _sw + 1), _at)
+# gradient: 1 on the pixels that stay in view, 0 elsewhere
 _x = (torch.rand(3, 2, 6, 7) + 0.5).requires_grad_(True)
 _y = rand_translation(_x, ratio=0.34)
 _y.sum().backward()
 _true(_x.grad is not None and set(_x.grad.unique().tolist()) <= {0.0, 1.0}
-      and int(_x.grad.sum()) == int((_y != 0).sum()), "the gradient must be 1 on the pixels that stay in view, 0 elsewhere")
+      and int(_x.grad.sum()) == int((_y != 0).sum()), f"the gradient must be 1 on the pixels that stay in view, 0 elsewhere{_at}")
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": false, "grade_id": "rand_cutout", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def rand_cutout(x, ratio=0.5):
-    """Zero one rectangle per sample: int(H*ratio+0.5) rows by int(W*ratio+0.5) columns, centred on a
-    uniformly random pixel, clipped at the image border; the same rectangle in every channel.
+    """Zero one rectangle per sample: s_H = int(H*ratio+0.5) rows by s_W = int(W*ratio+0.5) columns.
 
-    x: (N, C, H, W). Returns a new tensor of the same shape; differentiable w.r.t. x.
+    Its centre (c_y, c_x) is drawn per sample, c_y uniform on {0, ..., H - s_H % 2} and c_x uniform on
+    {0, ..., W - s_W % 2}, independently; it covers rows c_y - s_H // 2 ... c_y - s_H // 2 + s_H - 1
+    and columns likewise, clipped at the image border; the same rectangle in every channel.
+    x: (N, C, H, W). Returns a new tensor of the same shape and dtype (x is left unchanged);
+    differentiable w.r.t. x.
     """
     ### BEGIN SOLUTION
     n, c, h, w = x.shape
     sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    cy = torch.randint(0, h, (n, 1, 1), device=x.device)
-    cx = torch.randint(0, w, (n, 1, 1), device=x.device)
-    y0, x0 = cy - sh // 2, cx - sw // 2
+    cy = torch.randint(0, h + 1 - sh % 2, (n, 1, 1), device=x.device)
+    cx = torch.randint(0, w + 1 - sw % 2, (n, 1, 1), device=x.device)
+    y0, x0 = cy - sh // 2, cx - sw // 2                                  # first row / column (may be < 0)
     rows = torch.arange(h, device=x.device).view(1, h, 1)
     cols = torch.arange(w, device=x.device).view(1, 1, w)
-    cut = (rows >= y0) & (rows < y0 + sh) & (cols >= x0) & (cols < x0 + sw)
+    cut = (rows >= y0) & (rows < y0 + sh) & (cols >= x0) & (cols < x0 + sw)   # (n, h, w), clipped for free
     return x * (~cut).unsqueeze(1).to(x.dtype)
     ### END SOLUTION
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_rand_cutout", "locked": true, "points": 14, "schema_version": 3, "solution": false, "task": false}
+from effcourse.checks import lab6
+
 lab6.check_rand_cutout(rand_cutout)
 ### BEGIN HIDDEN TESTS
-from effcourse.checks._assert import assert_close as _close, assert_shape as _shape, assert_true as _true
+import time
 
+import torch
+from effcourse.checks import lab6 as _lab6
+from effcourse.checks.asserts import assert_close as _close, assert_true as _true
 
-def _rects(x, y):
-    """(top, left, height, width) of each sample's zeroed rectangle; checks it is one rectangle."""
-    out = []
-    for i in range(x.shape[0]):
-        z = y[i] == 0
-        _true((z == z[:1]).all(), f"sample {i}: the cut must be the same in every channel")
-        z = z[0]
-        _close(f"sample {i}: pixels outside the cut must be unchanged", torch.where(z, x[i], y[i]), x[i])
-        rows, cols = z.any(1).nonzero().flatten(), z.any(0).nonzero().flatten()
-        _true(len(rows) > 0, f"sample {i}: nothing was cut")
-        _true(rows.numel() == int(rows[-1] - rows[0]) + 1 and cols.numel() == int(cols[-1] - cols[0]) + 1
-              and int(z.sum()) == rows.numel() * cols.numel(), f"sample {i}: the zeroed pixels are not one rectangle")
-        out.append((int(rows[0]), int(cols[0]), rows.numel(), cols.numel()))
-    return out
-
-
+_seed = int(time.time() * 1000) % 2**31
+torch.manual_seed(_seed)
+_at = f" [hidden test, seed {_seed}]"
+# one s_H x s_W rectangle per sample, the same in every channel, clipped at the border (odd, non-square sizes)
 for _shp, _r in [((40, 2, 16, 16), 0.5), ((40, 1, 9, 9), 0.5), ((40, 3, 10, 7), 0.4), ((40, 1, 6, 12), 0.5),
-                 ((40, 1, 11, 11), 0.3)]:
+                 ((40, 1, 11, 11), 0.3), ((40, 2, 10, 14), 0.25)]:
     _n, _c, _h, _w = _shp
-    _x = torch.rand(_shp, dtype=torch.float64) + 0.5
-    _y = rand_cutout(_x, ratio=_r)
-    _shape(f"rand_cutout on {_shp}", _y, _shp)
     _sh, _sw = int(_h * _r + 0.5), int(_w * _r + 0.5)
-    _ok = {(_sh, _sw)} if _h == _w else {(_sh, _sw), (_sh, _sh), (_sw, _sw)}
-    for _t, _l, _hh, _ww in _rects(_x, _y):
-        inside = _t > 0 and _l > 0 and _t + _hh < _h and _l + _ww < _w
-        _true(_hh <= max(_sh, _sw) and _ww <= max(_sh, _sw), f"{_shp}, ratio {_r}: cut {_hh}x{_ww} is too large")
-        _true(not inside or (_hh, _ww) in _ok,
-              f"{_shp}, ratio {_r}: a cut that lies inside the image must be {_sh}x{_sw}, got {_hh}x{_ww}")
-_x = torch.ones(400, 1, 16, 16, dtype=torch.float64)
-_r = _rects(_x, rand_cutout(_x))
-_true(max(h * w for _, _, h, w in _r) == 64, "no sample lost a full 8x8 square")
-_true(len({(t, l) for t, l, _, _ in _r}) > 40, "the cut must be placed independently per sample")
+    _x = torch.rand(_shp, dtype=torch.float64) + 0.5
+    _cut = _lab6.cut_rectangles(f"rand_cutout on {_shp}, ratio {_r} (s_H = {_sh}, s_W = {_sw})", _x,
+                                _lab6.run_augment("rand_cutout", rand_cutout, _x, _at, ratio=_r), (_sh, _sw), _at)
+# where the rectangle lands: first row/column uniform on every placement the contract allows, rows and
+# columns independent; partly visible rectangles at all four edges; the mean zeroed area
+for _shp, _r in [((4000, 1, 16, 16), 0.5), ((4000, 1, 7, 10), 0.4)]:
+    _n, _c, _h, _w = _shp
+    _sh, _sw = int(_h * _r + 0.5), int(_w * _r + 0.5)
+    _x = torch.ones(_shp, dtype=torch.float32)
+    _cut = _lab6.cut_rectangles(f"rand_cutout on {_shp}, ratio {_r}", _x,
+                                _lab6.run_augment("rand_cutout", rand_cutout, _x, _at, ratio=_r), (_sh, _sw), _at)
+    _tops, _lefts = range(-(_sh // 2), _h - (_sh + 1) // 2 + 1), range(-(_sw // 2), _w - (_sw + 1) // 2 + 1)
+    _lab6.assert_uniform(f"rand_cutout ({_h}x{_w}, ratio {_r}): the rectangle's first row (centre row - s_H // 2)",
+                         _cut["top"], _tops, _at)
+    _lab6.assert_uniform(f"rand_cutout ({_h}x{_w}, ratio {_r}): the rectangle's first column", _cut["left"], _lefts, _at)
+    if len(_tops) * len(_lefts) <= 100:
+        _lab6.assert_joint_uniform(f"rand_cutout ({_h}x{_w}, ratio {_r}): (first row, first column)", _cut["top"],
+                                   _cut["left"], _tops, _lefts, _at)
+    _vis_r = torch.tensor([min(_h, _t + _sh) - max(0, _t) for _t in _tops], dtype=torch.float64)
+    _vis_c = torch.tensor([min(_w, _l + _sw) - max(0, _l) for _l in _lefts], dtype=torch.float64)
+    _mean = float(_vis_r.mean() * _vis_c.mean())
+    _area = _cut["area"].double()
+    _true(abs(float(_area.mean()) - _mean) < 6 * float(_area.std()) / len(_area) ** 0.5 + 1e-9,
+          f"rand_cutout ({_h}x{_w}, ratio {_r}): mean zeroed area {float(_area.mean()):.2f} pixels, expected "
+          f"{_mean:.2f} for a rectangle placed as the contract says{_at}")
 _x = (torch.rand(3, 2, 8, 9) + 0.5).requires_grad_(True)
 _y = rand_cutout(_x)
 _y.sum().backward()
-_close("gradient of rand_cutout (the keep-mask)", _x.grad, (_y != 0).float())
+_close(f"gradient of rand_cutout (the keep-mask){_at}", _x.grad, (_y != 0).float())
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -382,8 +420,9 @@ def diff_augment(x, policy="color,translation,cutout"):
     """Apply the augmentation groups named in ``policy`` (comma-separated), in that order.
 
     "color" = rand_brightness, rand_saturation, rand_contrast; "translation" = rand_translation;
-    "cutout" = rand_cutout. "" is the identity. Unknown names raise ValueError naming them.
-    x: (N, C, H, W); returns the same shape; differentiable w.r.t. x.
+    "cutout" = rand_cutout (default ratios). "" is the identity. Unknown names raise ValueError
+    naming them. x: (N, C, H, W); returns the same shape and dtype (x is left unchanged);
+    differentiable w.r.t. x.
     """
     ### BEGIN SOLUTION
     groups = {"color": [rand_brightness, rand_saturation, rand_contrast],
@@ -399,47 +438,95 @@ def diff_augment(x, policy="color,translation,cutout"):
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_diff_augment", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "test_diff_augment", "locked": true, "points": 8, "schema_version": 3, "solution": false, "task": false}
 # (the policy tests call your rand_* functions too: the order checks need colour, translation and cutout)
+from effcourse.checks import lab6
+
 lab6.check_diff_augment(diff_augment)
 ### BEGIN HIDDEN TESTS
-from effcourse.checks._assert import assert_close as _close, assert_shape as _shape, assert_true as _true
+import time
 
+import torch
+import torch.nn.functional as F
+from effcourse.checks import lab6 as _lab6
+from effcourse.checks.asserts import assert_close as _close, assert_true as _true, call as _call
+
+_seed = int(time.time() * 1000) % 2**31
+torch.manual_seed(_seed)
+_at = f" [hidden test, seed {_seed}]"
 for _shp in [(3, 1, 16, 16), (2, 3, 9, 7)]:
     _x = torch.randn(_shp)
-    _close(f'diff_augment(x, "") on {_shp}', diff_augment(_x, policy=""), _x)
-    _shape(f"diff_augment(x) on {_shp}", diff_augment(_x), _shp)
+    _close(f'diff_augment(x, "") on {_shp}{_at}', _call("diff_augment", diff_augment, _x, policy=""), _x)
+    _lab6.run_augment("diff_augment", diff_augment, _x, _at)
+# "translation" alone: one whole-pixel shift per sample, default ratio 1/8 (-2..2 on 16x16)
+_y = _lab6.run_augment('diff_augment(x, "translation")', diff_augment,
+                       _lab6.code_images(600, 1, 16, 16, dtype=torch.float32), _at, policy="translation")
+_dy, _dx = _lab6.decode_shifts('diff_augment(x, "translation")', _y, _at)
+_lab6.assert_uniform('diff_augment(x, "translation") on 16x16: row shifts', _dy, range(-2, 3), _at)
+_lab6.assert_uniform('diff_augment(x, "translation") on 16x16: column shifts', _dx, range(-2, 3), _at)
+# "cutout" alone: default ratio 1/2 (an 8x8 square on 16x16, clipped at the border)
+_x = torch.ones(600, 1, 16, 16)
+_cut = _lab6.cut_rectangles('diff_augment(x, "cutout") on 16x16', _x,
+                            _lab6.run_augment('diff_augment(x, "cutout")', diff_augment, _x, _at, policy="cutout"),
+                            (8, 8), _at)
+_lab6.assert_uniform('diff_augment(x, "cutout") on 16x16: first row of the square', _cut["top"], range(-4, 13), _at)
+# order: colour after cutout leaves no exact zeros; cutout after colour leaves a zero rectangle in each sample
+_x = torch.rand(64, 1, 16, 16) + 0.5
+_true(((_call("diff_augment", diff_augment, _x, "color,cutout") == 0).flatten(1).sum(1) >= 1).all(),
+      f'"color,cutout": the cutout (applied last) must leave zeros in every sample{_at}')
+_true((_call("diff_augment", diff_augment, _x, "cutout,color") == 0).float().mean() < 0.01,
+      f'"cutout,color": colour is applied after the cutout, so the cut pixels must not stay exactly 0{_at}')
+_true(((_call("diff_augment", diff_augment, _x, "color,translation") == 0).flatten(1).sum(1) > 0).float().mean() > 0.5,
+      f'"color,translation": translation (last) must leave a zero border in most samples{_at}')
+# the default policy is colour, then translation, then cutout
+_y = _call("diff_augment", diff_augment, _x)
+_z = (_y == 0).float()
+_true((F.avg_pool2d(_z, 4, stride=1).flatten(1).amax(1) == 1).all(),
+      f"diff_augment(x) (default policy): every sample must show the cutout's zeroed square{_at}")
+_edge = (_z[:, 0, 0].amin(1) == 1) | (_z[:, 0, -1].amin(1) == 1) | (_z[:, 0, :, 0].amin(1) == 1) | (_z[:, 0, :, -1].amin(1) == 1)
+_true(_edge.float().mean() > 0.75, f"diff_augment(x) (default policy): translation must leave a zeroed border row "
+      f"or column in most samples; {100 * _edge.float().mean():.0f} % had one{_at}")
+# colour on one channel is a per-sample affine map with slope in [0.5, 1.5) (contrast) and a random offset
+_x = torch.rand(400, 1, 5, 5, dtype=torch.float64)
+_y = _lab6.run_augment('diff_augment(x, "color")', diff_augment, _x, _at, policy="color")
+_slope = _lab6.affine_factors('diff_augment(x, "color") on one channel', _x - _x.mean((1, 2, 3), keepdim=True),
+                              _y - _y.mean((1, 2, 3), keepdim=True), torch.zeros(()), _at)
+_true((_slope >= 0.5 - 1e-9).all() and (_slope < 1.5).all() and _slope.std() > 0.1,
+      f'"color" on grey images: expected contrast factors in [0.5, 1.5); got {_slope.min():.3f}..{_slope.max():.3f}{_at}')
+_true((_y.mean((1, 2, 3)) - _x.mean((1, 2, 3))).std() > 0.1, f'"color" must include the brightness offset{_at}')
+# colour on three channels scales each pixel's deviation from its channel mean by saturation * contrast
+_x = torch.rand(400, 3, 4, 4, dtype=torch.float64)
+_y = _lab6.run_augment('diff_augment(x, "color")', diff_augment, _x, _at, policy="color")
+_f = _lab6.affine_factors('diff_augment(x, "color"): deviation from the channel mean', _x - _x.mean(1, keepdim=True),
+                          _y - _y.mean(1, keepdim=True), torch.zeros(()), _at)
+_true((_f >= -1e-9).all() and (_f < 3).all() and (_f < 0.3).any() and (_f > 1.7).any(),
+      f'"color" must include saturation (factor s*c in [0, 3)); got {_f.min():.3f}..{_f.max():.3f}{_at}')
+_x = torch.rand(5, 3, 16, 16, requires_grad=True)
+diff_augment(_x).sum().backward()
+_true(_x.grad is not None and torch.isfinite(_x.grad).all() and _x.grad.abs().sum() > 0,
+      f"diff_augment: no gradient reached x{_at}")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "test_diff_augment_errors", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+from effcourse.checks import lab6
+
+lab6.check_diff_augment_errors(diff_augment)
+### BEGIN HIDDEN TESTS
+import torch
+from effcourse.checks.asserts import assert_true as _true
+
 for _bad in ["blur", "color,colour", "translation,cutout,zoom"]:
     try:
         diff_augment(torch.rand(2, 1, 8, 8), policy=_bad)
     except ValueError as _err:
         _name = _bad.split(",")[-1]
         _true(_name in str(_err), f"the error for policy {_bad!r} must name {_name!r}; got: {_err}")
+    except NotImplementedError:
+        raise
+    except Exception as _err:  # noqa: BLE001
+        raise AssertionError(f"diff_augment(x, {_bad!r}) must raise ValueError, got {type(_err).__name__}: {_err}")
     else:
         raise AssertionError(f"diff_augment(x, {_bad!r}) must raise ValueError")
-# only translation: input values or zeros
-_x = torch.arange(1, 6 * 64 + 1, dtype=torch.float64).view(6, 1, 8, 8)
-_y = diff_augment(_x, "translation")
-_true(set(_y.flatten().tolist()) <= set(_x.flatten().tolist()) | {0.0}, '"translation" must only move pixels')
-# order: colour after cutout leaves no exact zeros; cutout after colour leaves a zero rectangle in each sample
-_x = torch.rand(64, 1, 16, 16) + 0.5
-_true(((diff_augment(_x, "color,cutout") == 0).flatten(1).sum(1) >= 1).all(),
-      '"color,cutout": the cutout (applied last) must leave zeros in every sample')
-_true((diff_augment(_x, "cutout,color") == 0).float().mean() < 0.01,
-      '"cutout,color": colour is applied after the cutout, so the cut pixels must not stay exactly 0')
-_true(((diff_augment(_x, "color,translation") == 0).flatten(1).sum(1) > 0).float().mean() > 0.5,
-      '"color,translation": translation (last) must leave a zero border in most samples')
-# colour on one channel is a per-sample affine map with slope in [0.5, 1.5) (contrast) and a random offset
-_x = torch.rand(200, 1, 5, 5, dtype=torch.float64)
-_y = diff_augment(_x, "color")
-_d, _e = (_x - _x.mean((1, 2, 3), keepdim=True)).flatten(1), (_y - _y.mean((1, 2, 3), keepdim=True)).flatten(1)
-_slope = (_e * _d).sum(1) / (_d * _d).sum(1)
-_true((_slope >= 0.5 - 1e-9).all() and (_slope < 1.5).all() and _slope.std() > 0.1,
-      f'"color" on grey images: expected contrast factors in [0.5, 1.5); got {_slope.min():.3f}..{_slope.max():.3f}')
-_true((_y.mean((1, 2, 3)) - _x.mean((1, 2, 3))).std() > 0.1, '"color" must include the brightness offset')
-_x = torch.rand(5, 3, 16, 16, requires_grad=True)
-diff_augment(_x).sum().backward()
-_true(_x.grad is not None and torch.isfinite(_x.grad).all(), "diff_augment: no gradient reached x")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -447,7 +534,7 @@ _true(_x.grad is not None and torch.isfinite(_x.grad).all(), "diff_augment: no g
 # full policy. The grey squares and borders are zeros (a mid-grey in [-1, 1]; the digits'
 # background is -1).
 
-# %%
+# %% tags=["experiment"]
 torch.manual_seed(SEED)
 try:
     _show = data.images[::13][:6].repeat_interleave(8, 0)
@@ -471,8 +558,16 @@ except NotImplementedError:
 # * In D's step the fake is a constant: **detach** it, so D's loss does not backpropagate into G (the
 #   training loop computes `fake = G(z)` once and reuses it for G's step).
 # * In G's step the gradient must reach G **through** $T$: $\partial L_G/\partial\theta_G$ flows
-#   from $D$ through $T$ into $G(z)$. This is why $T$ must be differentiable — with a
-#   non-differentiable $T$ one could only augment the reals, which is experiment (ii) below.
+#   from $D$ through $T$ into $G(z)$.
+#
+# Only G's step needs a differentiable $T$. In D's step the fake is detached, so nothing is
+# backpropagated through $T$ at all: *any* augmentation, even a non-differentiable one (NumPy, PIL),
+# could transform both the reals and the fakes there. That is the lecture's **Approach 2** — augment
+# reals and fakes for D only, and let G's step see the un-augmented $D(G(z))$ — experiment (iii) below.
+# It needs no gradient through $T$, but it unbalances the game: D is trained to judge augmented images,
+# while G is scored by the same D on un-augmented ones it never learns to judge; the lecture: "the
+# unbalanced optimization cripples training". Applying $T$ in G's step too (**Approach 3**,
+# DiffAugment) restores the balance, and *that* is why $T$ must be differentiable.
 
 # %% nbgrader={"grade": false, "grade_id": "d_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def d_loss(D, real, fake, augment):
@@ -488,9 +583,20 @@ def d_loss(D, real, fake, augment):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_d_loss", "locked": true, "points": 12, "schema_version": 3, "solution": false, "task": false}
+from effcourse.checks import lab6
+
 lab6.check_d_loss(d_loss)
 ### BEGIN HIDDEN TESTS
-from effcourse.checks._assert import assert_close as _close, assert_shape as _shape, assert_true as _true
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from effcourse.checks.asserts import assert_close as _close, assert_shape as _shape, assert_true as _true, call as _call
+
+_seed = int(time.time() * 1000) % 2**31
+torch.manual_seed(_seed)
+_at = f" [hidden test, seed {_seed}]"
 
 
 class _D(nn.Module):
@@ -509,19 +615,20 @@ for _c, _nr, _nf, _hw in [(1, 6, 9, 8), (3, 4, 4, 5), (2, 1, 3, 7)]:
     _real = torch.randn(_nr, _c, _hw, _hw)
     _w = torch.ones(1, requires_grad=True)
     _fake = torch.randn(_nf, _c, _hw, _hw) * _w
-    _loss = d_loss(_Dn, _real, _fake, _aug)
-    _shape("d_loss", _loss, ())
+    _loss = _call("d_loss", d_loss, _Dn, _real, _fake, _aug)
+    _shape(f"d_loss{_at}", _loss, ())
     with torch.no_grad():
         _exp = F.softplus(-_Dn(_aug(_real))).mean() + F.softplus(_Dn(_aug(_fake))).mean()
-    _close(f"d_loss (real {_nr}, fake {_nf})", _loss.detach(), _exp, atol=1e-5)
+    _close(f"d_loss (real {_nr}, fake {_nf}){_at}", _loss.detach(), _exp, atol=1e-5)
     _loss.backward()
-    _true(_w.grad is None or float(_w.grad.abs().sum()) == 0.0, "d_loss: detach the fake (gradient reached G)")
-    _true(_Dn.conv.weight.grad is not None and _Dn.conv.weight.grad.abs().sum() > 0, "d_loss: no gradient reached D")
+    _true(_w.grad is None or float(_w.grad.abs().sum()) == 0.0, f"d_loss: detach the fake (gradient reached G){_at}")
+    _true(_Dn.conv.weight.grad is not None and _Dn.conv.weight.grad.abs().sum() > 0, f"d_loss: no gradient reached D{_at}")
 # augment is applied to both reals and fakes (and not to anything else)
 _calls = []
 _Dn = _D(1)
-d_loss(_Dn, torch.randn(5, 1, 6, 6), torch.randn(7, 1, 6, 6), lambda t: (_calls.append(t.shape[0]), t)[1])
-_true(sorted(_calls) in ([5, 7], [12]), f"augment must see the 5 reals and the 7 fakes; it saw batches of {_calls}")
+_call("d_loss", d_loss, _Dn, torch.randn(5, 1, 6, 6), torch.randn(7, 1, 6, 6),
+      lambda t: (_calls.append(t.shape[0]), t)[1])
+_true(sorted(_calls) in ([5, 7], [12]), f"augment must see the 5 reals and the 7 fakes; it saw batches of {_calls}{_at}")
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": false, "grade_id": "g_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -536,9 +643,20 @@ def g_loss(D, fake, augment):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_g_loss", "locked": true, "points": 8, "schema_version": 3, "solution": false, "task": false}
+from effcourse.checks import lab6
+
 lab6.check_g_loss(g_loss)
 ### BEGIN HIDDEN TESTS
-from effcourse.checks._assert import assert_close as _close, assert_shape as _shape, assert_true as _true
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from effcourse.checks.asserts import assert_close as _close, assert_shape as _shape, assert_true as _true, call as _call
+
+_seed = int(time.time() * 1000) % 2**31
+torch.manual_seed(_seed)
+_at = f" [hidden test, seed {_seed}]"
 
 
 class _D(nn.Module):
@@ -555,31 +673,37 @@ for _c, _n, _hw in [(1, 9, 8), (3, 4, 5), (2, 1, 7)]:
     _Dn = _D(_c)
     _aug = lambda t: 0.5 * t.flip(-1) + 0.3   # noqa: E731
     _fake = torch.randn(_n, _c, _hw, _hw, requires_grad=True)
-    _loss = g_loss(_Dn, _fake, _aug)
-    _shape("g_loss", _loss, ())
+    _loss = _call("g_loss", g_loss, _Dn, _fake, _aug)
+    _shape(f"g_loss{_at}", _loss, ())
     _f2 = _fake.detach().clone().requires_grad_(True)
     _exp = F.softplus(-_Dn(_aug(_f2))).mean()
-    _close(f"g_loss (batch {_n})", _loss.detach(), _exp.detach(), atol=1e-5)
+    _close(f"g_loss (batch {_n}){_at}", _loss.detach(), _exp.detach(), atol=1e-5)
     _loss.backward()
     _exp.backward()
-    _close("gradient of g_loss w.r.t. the fake (through augment)", _fake.grad, _f2.grad, atol=1e-6)
+    _true(_fake.grad is not None, f"g_loss: no gradient reached the fake (the generator's output){_at}")
+    _close(f"gradient of g_loss w.r.t. the fake (through augment){_at}", _fake.grad, _f2.grad, atol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## 5. Experiment: 100 digits, three ways
+# ## 5. Experiment: 100 digits, four ways
 #
 # The same DCGAN (16×16 digits; G: transposed convs 1 → 4 → 8 → 16, D: strided convs 16 → 8 → 4 → 1),
 # the same seed, Adam (lr 2e-3, betas (0.5, 0.999); a large rate, so that the story fits in a few
-# thousand iterations), batch 32, trained on the 100 images above:
+# thousand iterations), batch 32, trained on the 100 images above. The lecture's three ways to
+# augment a GAN, against no augmentation:
 #
-# | setup | D's step sees | G's step sees |
-# |---|---|---|
-# | (i) no augmentation | $x$, $G(z)$ | $G(z)$ |
-# | (ii) augment reals only | $T(x)$, $G(z)$ | $G(z)$ |
-# | (iii) DiffAugment | $T(x)$, $T(G(z))$ | $T(G(z))$ |
+# | setup | D's step sees | G's step sees | needs a differentiable $T$ |
+# |---|---|---|---|
+# | (i) no augmentation | $x$, $G(z)$ | $G(z)$ | — |
+# | (ii) augment reals only (Approach 1) | $T(x)$, $G(z)$ | $G(z)$ | no |
+# | (iii) augment reals & fakes, for D only (Approach 2) | $T(x)$, $T(G(z))$ | $G(z)$ | no (the fake is detached) |
+# | (iv) DiffAugment (Approach 3) | $T(x)$, $T(G(z))$ | $T(G(z))$ | yes |
 #
-# Every few iterations we measure D's mean output on the 100 **training** reals and on 500
-# **held-out** reals, as a probability $\sigma(D(x))$ and as a logit $D(x)$. Both sets are real
+# Setups (ii) and (iii) fail early, so in QUICK mode they train for 1000 iterations instead of
+# 2500 (in full mode all four run 6000).
+#
+# Every few iterations we measure D's mean output on the 100 **training** reals and on
+# held-out reals, as a probability $\sigma(D(x))$ and as a logit $D(x)$. Both sets are real
 # digits: a discriminator that has learned what digits look like scores them alike; one that has
 # memorised its training set scores the held-out ones as more fake. The logit gap
 # $\overline{D(x_\text{train})} - \overline{D(x_\text{held-out})}$ measures that memorisation (the
@@ -590,12 +714,15 @@ for _c, _n, _hw in [(1, 9, 8), (3, 4, 5), (2, 1, 7)]:
 # of a small digit classifier that ships with the course, **not** Inception FID: compare its
 # numbers with each other, never with the paper's).
 
-# %%
+# %% tags=["experiment"]
 setups = {
-    "no augmentation": dict(augment=None, real_transform=None),
-    "augment reals only": dict(augment=None, real_transform=diff_augment),
-    "DiffAugment": dict(augment=diff_augment, real_transform=None),
+    "no augmentation": dict(augment=None),
+    "augment reals only": dict(real_transform=diff_augment),
+    "augment D only": dict(augment=diff_augment, augment_g_step=False),
+    "DiffAugment": dict(augment=diff_augment),
 }
+colors = {"no augmentation": "tab:red", "augment reals only": "tab:orange", "augment D only": "tab:purple",
+          "DiffAugment": "tab:blue"}
 runs = {}
 
 
@@ -612,20 +739,22 @@ def run(name, iters):
                                   lr=LR, probe_every=PROBE_EVERY, seed=SEED, device=device, desc=name,
                                   evaluate=frechet_of, eval_every=min(EVAL_EVERY, iters))
     samples = G_ema.sample(N_SAMPLES, generator=torch.Generator().manual_seed(SEED + 1))
-    runs[name] = {"hist": hist, "samples": samples, "fd": hist.evals[-1]}
+    runs[name] = {"hist": hist, "samples": samples, "fd": hist.evals[-1], "iters": iters}
     print(f"{name}: {iters} iterations in {time.perf_counter() - t0:.0f} s")
 
 
 run("no augmentation", ITERS)
 
-# %%
-run("augment reals only", REALS_ONLY_ITERS)
+# %% tags=["experiment"]
+run("augment reals only", SHORT_ITERS)
 
-# %%
+# %% tags=["experiment"]
+run("augment D only", SHORT_ITERS)
+
+# %% tags=["experiment"]
 run("DiffAugment", ITERS)
 
-# %%
-colors = {"no augmentation": "tab:red", "augment reals only": "tab:orange", "DiffAugment": "tab:blue"}
+# %% tags=["experiment"]
 fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.8))
 for name, r in runs.items():
     h = r["hist"]
@@ -640,14 +769,14 @@ ax3.set(xlabel="iteration", ylabel="digit-feature Fréchet distance", title="sam
 ax2.axhline(0, color="gray", lw=1)
 for ax in (ax1, ax2, ax3):
     ax.grid(alpha=0.3)
-ax1.legend(fontsize=7)
+ax1.legend(fontsize=6)
 ax2.legend(fontsize=8)
 ax3.legend(fontsize=8)
 plt.tight_layout()
 plt.show()
 
-# %%
-fig, axes = plt.subplots(1, 4, figsize=(14, 3.6))
+# %% tags=["experiment"]
+fig, axes = plt.subplots(1, 5, figsize=(17, 3.6))
 plots.image_grid(data.images[:48], nrow=8, ax=axes[0], title="training reals", vmin=-1, vmax=1)
 for ax, (name, r) in zip(axes[1:], runs.items()):
     plots.image_grid(r["samples"][:48], nrow=8, ax=ax, title=name, vmin=-1, vmax=1)
@@ -661,7 +790,7 @@ plt.show()
 # well above that floor — the best any model of these 100 images could do without generalising.
 # The artifact rate counts samples with a zeroed (grey) 4×4 square or a zeroed edge row or column.
 
-# %%
+# %% tags=["experiment"]
 gen = torch.Generator().manual_seed(SEED)
 perm = torch.randperm(len(all_digits), generator=gen)
 half = len(all_digits) // 2
@@ -676,32 +805,44 @@ for name, r in runs.items():
     fd[name] = r["fd"]
     gap[name] = sum(h.logit_gap[-n_last:]) / n_last
     art[name] = dcgan.artifact_rate(r["samples"])
-    rows.append({"setup": name, "Fréchet distance": fd[name], "σ(D) train": h.d_train[-1], "σ(D) held-out": h.d_heldout[-1],
-                 "D logit gap": gap[name], "zero squares %": 100 * art[name]["square"], "zero borders %": 100 * art[name]["edge"]})
+    rows.append({"setup": name, "iterations": r["iters"], "Fréchet distance": fd[name], "σ(D) train": h.d_train[-1],
+                 "σ(D) held-out": h.d_heldout[-1], "D logit gap": gap[name], "zero squares %": 100 * art[name]["square"],
+                 "zero borders %": 100 * art[name]["edge"]})
 real_art = dcgan.artifact_rate(all_digits)
 rows.append({"setup": "real digits (memoriser)", "Fréchet distance": floor_memoriser,
              "zero squares %": 100 * real_art["square"], "zero borders %": 100 * real_art["edge"]})
 rows.append({"setup": "real digits (two halves)", "Fréchet distance": floor_halves})
-plots.table(rows, floatfmt=".3g", title=f"100-shot digits, {ITERS} iterations "
-            f"({REALS_ONLY_ITERS} for reals-only augmentation)")
+plots.table(rows, floatfmt=".3g", title="100-shot digits, four ways")
 
 effcourse.record("fd_none", fd["no augmentation"])
 effcourse.record("fd_reals_only", fd["augment reals only"])
+effcourse.record("fd_d_only", fd["augment D only"])
 effcourse.record("fd_diffaugment", fd["DiffAugment"])
 effcourse.record("gap_none", gap["no augmentation"])
 effcourse.record("gap_reals_only", gap["augment reals only"])
+effcourse.record("gap_d_only", gap["augment D only"])
 effcourse.record("gap_diffaugment", gap["DiffAugment"])
 effcourse.record("artifacts_none", art["no augmentation"]["any"])
 effcourse.record("artifacts_reals_only", art["augment reals only"]["any"])
+effcourse.record("artifacts_d_only", art["augment D only"]["any"])
 effcourse.record("artifacts_diffaugment", art["DiffAugment"]["any"])
 effcourse.record("fd_floor_halves", floor_halves)
 effcourse.record("fd_floor_memoriser", floor_memoriser)
-lab6.check_claims(fd, gap)
+lab6.report_claims([
+    ("DiffAugment's Fréchet distance is below no augmentation's", fd["DiffAugment"] < fd["no augmentation"],
+     f"{fd['DiffAugment']:.1f} vs {fd['no augmentation']:.1f}"),
+    ("DiffAugment's discriminator memorises less (smaller logit gap)", gap["DiffAugment"] < gap["no augmentation"],
+     f"{gap['DiffAugment']:.2f} vs {gap['no augmentation']:.2f}"),
+    ("augmenting the reals only teaches G the artifacts", art["augment reals only"]["any"] > art["DiffAugment"]["any"],
+     f"{100 * art['augment reals only']['any']:.0f} % vs {100 * art['DiffAugment']['any']:.0f} % of samples"),
+    ("augmenting for D only cripples training (Fréchet distance above DiffAugment's)",
+     fd["augment D only"] > fd["DiffAugment"], f"{fd['augment D only']:.1f} vs {fd['DiffAugment']:.1f}"),
+])
 
 # %% [markdown]
 # ## 6. Paper vs. you
 
-# %%
+# %% tags=["experiment"]
 plots.table([
     {"setting": "100-shot Obama (StyleGAN2), FID", "paper: no aug. → DiffAugment": "80.20 → 46.87",
      "you": f"100-shot digits, digit-feature FD {fd['no augmentation']:.1f} → {fd['DiffAugment']:.1f}"},
@@ -709,9 +850,13 @@ plots.table([
     {"setting": "CIFAR-10 with 10 % of the data, FID", "paper: no aug. → DiffAugment": "36.02 → 14.50", "you": ""},
     {"setting": "D's train − held-out output gap", "paper: no aug. → DiffAugment": "large → small (their Fig. 1)",
      "you": f"{gap['no augmentation']:.2f} → {gap['DiffAugment']:.2f}"},
-    {"setting": "augmenting reals only", "paper: no aug. → DiffAugment": "artifacts leak into samples",
+    {"setting": "augmenting reals only (Approach 1)", "paper: no aug. → DiffAugment": "artifacts leak into samples",
      "you": f"{100 * art['augment reals only']['any']:.0f} % of samples with a zero square/border "
             f"(DiffAugment: {100 * art['DiffAugment']['any']:.0f} %)"},
+    {"setting": "augmenting reals & fakes for D only (Approach 2)",
+     "paper: no aug. → DiffAugment": "unbalanced optimisation cripples training",
+     "you": f"FD {fd['augment D only']:.1f} after {runs['augment D only']['iters']} iterations "
+            f"(DiffAugment: {fd['DiffAugment']:.1f})"},
 ], title="Paper vs. you")
 
 # %% [markdown]
