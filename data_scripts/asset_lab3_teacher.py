@@ -1,4 +1,5 @@
-"""Lab 3's teacher: ``ResnetGenerator(ngf=32)`` trained on the edges -> digit pairs (deterministic).
+"""Lab 3's teacher: ``ResnetGenerator(ngf=32)`` trained on the ``"train"`` edges -> digit pairs (1278;
+the ``"val"`` pairs that the lab's search chooses on and the ``"test"`` pairs stay unseen). Deterministic.
 
 L1 reconstruction (x100) with Adam 5e-4, betas (0.5, 0.999), batch 16, EMA weights (decay 0.999),
 seed 0, one CPU thread. The state dict is stored as int8 weights with per-filter scales (`pix2pix.pack_state`, about 1.4 MB);

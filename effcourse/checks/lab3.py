@@ -5,10 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .asserts import call, CheckFailed, assert_close, assert_raises, assert_shape, assert_true, check_tensor, passed
-
-
-_call = call
+from .asserts import CheckFailed, assert_close, assert_shape, assert_true, call, check_tensor, passed
 
 
 def _scalar(name: str, got) -> torch.Tensor:
@@ -21,16 +18,16 @@ def _scalar(name: str, got) -> torch.Tensor:
 def check_build_mappers(build_mappers) -> None:
     """A ModuleList of one trainable map per feature; each keeps the spatial size and maps
     ``student -> teacher`` channels pixel by pixel."""
-    mappers = _call("build_mappers", build_mappers, [8, 4, 5], [32, 16, 7])
+    mappers = call("build_mappers", build_mappers, [8, 4, 5], [32, 16, 7])
     assert_true(isinstance(mappers, nn.ModuleList), f"build_mappers must return an nn.ModuleList, got {type(mappers).__name__}")
     assert_true(len(mappers) == 3, f"build_mappers([8, 4, 5], [32, 16, 7]): expected 3 mappers, got {len(mappers)}")
     for k, (s, t) in enumerate([(8, 32), (4, 16), (5, 7)]):
         x = torch.randn(2, s, 5, 3)
-        y = _call(f"mappers[{k}]", mappers[k], x)
+        y = call(f"mappers[{k}]", mappers[k], x)
         assert_shape(f"mappers[{k}] on (2, {s}, 5, 3)", y, (2, t, 5, 3))
         x2 = x.clone()
         x2[:, :, 2, 1] += 1.0
-        changed = (_call(f"mappers[{k}]", mappers[k], x2) - y).abs().sum(1) > 1e-6
+        changed = (call(f"mappers[{k}]", mappers[k], x2) - y).abs().sum(1) > 1e-6
         assert_true(bool(changed[:, 2, 1].all()) and int(changed.sum()) == 2,
                     f"mappers[{k}] must be a 1x1 convolution: changing one input pixel changed "
                     f"{int(changed.sum())} output pixels (expected exactly that pixel, in each of the 2 images)")
@@ -47,9 +44,9 @@ def check_distill_loss(distill_loss) -> None:
             m.weight.copy_(torch.eye(m.weight.shape[0]).view_as(m.weight))
     s = [torch.zeros(1, 2, 2, 2), torch.zeros(1, 3, 1, 1)]
     t = [torch.ones(1, 2, 2, 2), torch.full((1, 3, 1, 1), 2.0)]
-    got = _scalar("distill_loss", _call("distill_loss", distill_loss, s, t, mappers))
+    got = _scalar("distill_loss", call("distill_loss", distill_loss, s, t, mappers))
     assert_close("distill_loss(zeros vs ones, zeros vs twos) = MSE 1 + MSE 4", got, torch.tensor(5.0))
-    same = _scalar("distill_loss", _call("distill_loss", distill_loss, t, t, mappers))
+    same = _scalar("distill_loss", call("distill_loss", distill_loss, t, t, mappers))
     assert_close("distill_loss when the mapped student equals the teacher", same, torch.tensor(0.0))
     passed("distill_loss: sum of per-feature MSEs, zero when the features match")
 
@@ -60,29 +57,40 @@ def check_generator_objective(generator_objective) -> None:
     target = torch.ones(1, 1, 2, 2)
     teacher = torch.full((1, 1, 2, 2), 0.5)
     logits = torch.zeros(1, 1, 3, 3)
-    got = _scalar("generator_objective", _call("generator_objective", generator_objective, None, fake, target,
+    got = _scalar("generator_objective", call("generator_objective", generator_objective, None, fake, target,
                                                teacher, 0.0, lambda_recon=1.0))
     assert_close("generator_objective(no D, paired, lambda_recon=1): L1 to the target = 1", got, torch.tensor(1.0))
-    got = _call("generator_objective", generator_objective, None, fake, target, teacher, 0.0, paired=False,
+    got = call("generator_objective", generator_objective, None, fake, target, teacher, 0.0, paired=False,
                 lambda_recon=1.0)
     assert_close("generator_objective(no D, unpaired, lambda_recon=1): L1 to the teacher's output = 0.5",
                  _scalar("generator_objective", got), torch.tensor(0.5))
-    got = _call("generator_objective", generator_objective, logits, fake, fake, teacher, torch.tensor(3.0),
+    got = call("generator_objective", generator_objective, logits, fake, fake, teacher, torch.tensor(3.0),
                 lambda_recon=100.0, lambda_distill=2.0)
     assert_close("generator_objective(logits 0, perfect recon, distill 3, lambda_distill 2): log 2 + 6",
                  _scalar("generator_objective", got), torch.tensor(6.0 + float(torch.log(torch.tensor(2.0)))))
-    passed("generator_objective: adversarial, reconstruction (paired and unpaired) and distillation terms")
+    # every term keeps its gradient: d/d(distill) = lambda_distill, d/d(logit) = -sigmoid(-logit) / n
+    distill = torch.tensor(3.0, requires_grad=True)
+    logits = torch.zeros(1, 1, 2, 2, requires_grad=True)
+    got = _scalar("generator_objective", call("generator_objective", generator_objective, logits, fake, target, None,
+                                                distill, lambda_recon=1.0, lambda_distill=2.0))
+    assert_true(got.requires_grad, "generator_objective: the loss carries no gradient (did you call float() or .item()?)")
+    got.backward()
+    assert_true(distill.grad is not None, "generator_objective: no gradient reached distill (keep it a tensor)")
+    assert_close("d loss / d distill with lambda_distill = 2", distill.grad, torch.tensor(2.0))
+    assert_true(logits.grad is not None, "generator_objective: no gradient reached d_fake_logits")
+    assert_close("d loss / d logits at logits 0 (4 logits): -sigmoid(0) / 4", logits.grad, torch.full((1, 1, 2, 2), -0.125))
+    passed("generator_objective: adversarial, reconstruction (paired and unpaired) and distillation terms, with gradients")
 
 
 def check_super_conv(SuperConv2d) -> None:
     """The full width equals a plain convolution; a narrower call uses the first filters and inputs."""
     torch.manual_seed(0)
-    conv = _call("SuperConv2d(6, 8, 3, padding=1)", SuperConv2d, 6, 8, 3, padding=1)
+    conv = call("SuperConv2d(6, 8, 3, padding=1)", SuperConv2d, 6, 8, 3, padding=1)
     assert_true(isinstance(conv, nn.Conv2d), "SuperConv2d must subclass nn.Conv2d (it keeps the supernet's weight)")
     x = torch.randn(2, 6, 5, 5)
     assert_close("SuperConv2d at full width vs nn.Conv2d with the same weight",
-                 _call("SuperConv2d.forward", conv, x, 8), F.conv2d(x, conv.weight, conv.bias, padding=1), atol=1e-5)
-    y = _call("SuperConv2d.forward", conv, x[:, :4], 3)
+                 call("SuperConv2d.forward", conv, x, 8), F.conv2d(x, conv.weight, conv.bias, padding=1), atol=1e-5)
+    y = call("SuperConv2d.forward", conv, x[:, :4], 3)
     assert_shape("SuperConv2d(x with 4 channels, out_channels=3)", y, (2, 3, 5, 5))
     assert_close("SuperConv2d(x with 4 channels, out_channels=3) vs the first 3 filters on the first 4 inputs",
                  y, F.conv2d(x[:, :4], conv.weight[:3, :4], conv.bias[:3], padding=1), atol=1e-5)
@@ -93,12 +101,10 @@ def check_search(search) -> None:
     """Four configs, a budget that rules one out: the best remaining one wins."""
     macs = {"a": 10, "b": 50, "c": 30, "d": 31}
     score = {"a": 1.0, "b": 9.0, "c": 5.0, "d": 4.0}
-    got = _call("search", search, list(macs), 40, macs.__getitem__, score.__getitem__)
+    got = call("search", search, list(macs), 40, macs.__getitem__, score.__getitem__)
     assert_true(got == "c", f"search(budget 40): 'b' (50 MACs) is over budget, so the best is 'c' (score 5); got {got!r}")
-    got = _call("search", search, list(macs), 50, macs.__getitem__, score.__getitem__)
+    got = call("search", search, list(macs), 50, macs.__getitem__, score.__getitem__)
     assert_true(got == "b", f"search(budget 50): a config with MACs equal to the budget fits; expected 'b', got {got!r}")
-    assert_raises("search with a budget below every config", lambda: search(list(macs), 5, macs.__getitem__,
-                                                                           score.__getitem__), ValueError)
     passed("search: best score among the configs that fit the budget")
 
 

@@ -2,7 +2,8 @@
 discriminator, training loops with EMA weights, and a once-for-all supernet.
 
 * ``edge_digit_pairs(split)``: binarised Sobel edge maps ``(N, 1, 32, 32)`` in {-1, 1} and the digits
-  they come from, ``(N, 1, 32, 32)`` in [-1, 1]; deterministic (a fixed split of scikit-learn's digits).
+  they come from, ``(N, 1, 32, 32)`` in [-1, 1]; deterministic, three disjoint splits of scikit-learn's
+  digits: ``train`` (1278), ``val`` (160, for choosing) and ``test`` (359, for reporting).
 * ``ResnetGenerator(ngf)``: the pix2pix / CycleGAN ResNet generator in miniature -- a 3x3 stem, two
   stride-2 downsamplings, ``n_blocks`` residual blocks at 8x8 with ``4 * ngf`` channels, two transposed
   convs back to 32x32, a 3x3 head and ``tanh``; InstanceNorm throughout. ``forward(x,
@@ -11,7 +12,8 @@ discriminator, training loops with EMA weights, and a once-for-all supernet.
 * ``train_generator``: the training loop; the learner's ``objective`` (and ``distill``) are passed in.
 * ``SuperGenerator(conv_cls, widths)``: a channel-elastic generator whose convs are ``conv_cls``
   instances called as ``conv(x, out_channels)`` (the learner's ``SuperConv2d``); ``forward(x, config)``
-  runs the sub-network with the widths in ``config``.
+  runs the sub-network with the widths in ``config``; ``train_supernet`` trains it once-for-all as GAN
+  Compression does (one sampled sub-network per step, distilled from the teacher).
 
 The answers to the lab's exercises are not here: every learner function is an argument.
 """
@@ -44,14 +46,27 @@ def sobel_edges(images: torch.Tensor, threshold: float = EDGE_THRESHOLD) -> torc
     return torch.where(mag > threshold, 1.0, -1.0).to(images.dtype)
 
 
+N_VAL = 160          # the last pairs of the digits' training split, held out for choosing (never trained on)
+SPLITS = ("train", "val", "test")
+
+
 def edge_digit_pairs(split: str = "train", n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The paired task: ``(edges, digits)``, each ``(N, 1, 32, 32)``; ``split`` is ``"train"`` (1438
-    pairs) or ``"test"`` (359). ``n`` keeps the first ``n`` pairs (the order is fixed)."""
+    """The paired task: ``(edges, digits)``, each ``(N, 1, 32, 32)``.
+
+    ``split``: ``"train"`` (1278 pairs: what every network trains on), ``"val"`` (the 160 pairs that
+    follow them in the digits' training split: held out to *choose* things, e.g. a sub-network, like
+    GAN Compression's ``train2`` split) or ``"test"`` (359 pairs: held out to *report*). The three are
+    disjoint. ``n`` keeps the first ``n`` pairs (the order is fixed).
+    """
     from ..data.digits import load_digits
 
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    digits, _ = load_digits(SIZE, split)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    digits, _ = load_digits(SIZE, "test" if split == "test" else "train")
+    if split == "train":
+        digits = digits[:-N_VAL]
+    elif split == "val":
+        digits = digits[-N_VAL:]
     if n is not None:
         if int(n) < 1:
             raise ValueError(f"n must be >= 1, got {n}")
@@ -186,6 +201,25 @@ def generate(model: nn.Module, x: torch.Tensor, batch_size: int = 256, return_fe
     return out, [torch.cat(parts) for parts in zip(*feats)]
 
 
+def _discriminator_optimizer(discriminator: nn.Module | None, lr: float, device) -> torch.optim.Optimizer | None:
+    if discriminator is None:
+        return None
+    discriminator.to(device).train()
+    return torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
+
+
+def _adversarial_step(discriminator: nn.Module, opt_d: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                      fake: torch.Tensor) -> torch.Tensor:
+    """One D step on the logistic loss (real pairs vs detached fakes), then D's logits for ``fake`` with
+    D frozen, so the generator's loss sends gradients into G only (the caller unfreezes D after G's step)."""
+    d_loss = discriminator_loss(discriminator(x, y), discriminator(x, fake.detach()))
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+    discriminator.requires_grad_(False)
+    return discriminator(x, fake)
+
+
 def train_generator(generator: nn.Module, edges: torch.Tensor, targets: torch.Tensor, steps: int,
                     objective: Callable, *, distill: Callable | None = None, mappers: nn.Module | None = None,
                     teacher_features: Sequence[torch.Tensor] | None = None,
@@ -223,9 +257,7 @@ def train_generator(generator: nn.Module, edges: torch.Tensor, targets: torch.Te
     generator.to(device).train()
     params = list(generator.parameters()) + (list(mappers.parameters()) if (distill and mappers is not None) else [])
     opt = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
-    if discriminator is not None:
-        discriminator.to(device).train()
-        opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_d = _discriminator_optimizer(discriminator, lr, device)
     if mappers is not None:
         mappers.to(device).train()
     ema = EMA(generator, ema_decay)
@@ -242,15 +274,7 @@ def train_generator(generator: nn.Module, edges: torch.Tensor, targets: torch.Te
         else:
             fake = generator(x)
             distill_value = 0.0
-        if discriminator is not None:
-            d_loss = discriminator_loss(discriminator(x, y), discriminator(x, fake.detach()))
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-            discriminator.requires_grad_(False)
-            d_fake = discriminator(x, fake)
-        else:
-            d_fake = None
+        d_fake = _adversarial_step(discriminator, opt_d, x, y, fake) if discriminator is not None else None
         loss = objective(d_fake, fake, y, t_out, distill_value, paired=paired, lambda_recon=lambda_recon,
                          lambda_distill=lambda_distill)
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
@@ -270,23 +294,57 @@ def train_generator(generator: nn.Module, edges: torch.Tensor, targets: torch.Te
     return ema.model, hist
 
 
+SAMPLING = ("single", "sandwich")
+
+
 def train_supernet(supernet: nn.Module, edges: torch.Tensor, targets: torch.Tensor, steps: int,
-                   configs: Sequence[tuple[int, ...]], objective: Callable, lr: float = 5e-4,
-                   batch_size: int = 16, lambda_recon: float = 100.0, ema_decay: float = 0.995, seed: int = 0,
-                   device: torch.device | str = "cpu", desc: str = "supernet") -> tuple[nn.Module, dict]:
-    """Once-for-all training with the sandwich rule: each step trains the largest config and one
-    config drawn uniformly from ``configs`` on the same batch (their gradients add up). The loss of
-    each is ``objective(None, fake, target, None, 0.0, paired=True, lambda_recon=...)`` (no
-    discriminator, no distillation). Returns ``(ema_supernet, history)``."""
-    steps = int(steps)
-    if steps < 1 or not configs:
-        raise ValueError("train_supernet needs steps >= 1 and at least one config")
+                   configs: Sequence[tuple[int, ...]], objective: Callable, *, distill: Callable | None = None,
+                   mappers: nn.Module | None = None, teacher_features: Sequence[torch.Tensor] | None = None,
+                   discriminator: nn.Module | None = None, sampling: str = "single", lr: float = 5e-4,
+                   batch_size: int = 16, lambda_recon: float = 100.0, lambda_distill: float = 1.0,
+                   ema_decay: float = 0.995, seed: int = 0, device: torch.device | str = "cpu",
+                   desc: str = "supernet", log_every: int = 50) -> tuple[nn.Module, dict]:
+    """Once-for-all training of a ``SuperGenerator`` on the pairs ``(edges, targets)``; returns
+    ``(ema_supernet, history)``.
+
+    ``sampling="single"`` is GAN Compression's rule (mit-han-lab/gan-compression,
+    ``supernets/resnet_supernet.py``): each step draws **one** config uniformly from ``configs`` and
+    takes one Adam step on its loss. ``"sandwich"`` trains the largest config and one drawn config on
+    the same batch and adds their gradients (the slimmable-network rule; kept for comparison).
+
+    The loss of a config is ``objective(d_fake_logits, fake, target, None, distill_value, paired=True,
+    lambda_recon=..., lambda_distill=...)``. With ``distill``, ``distill_value = distill(student_feats,
+    teacher_feats, mappers)``: the sub-network's block outputs (``t <= trunk`` channels) are padded with
+    zero channels to the supernet's trunk width first. A zero input channel adds nothing to a 1x1
+    mapper, so this is the same as slicing the mapper's input channels like ``SuperConv2d`` -- the
+    official code's mappers are ``SuperConv2d`` layers -- and one set of ``mappers`` (trunk ->
+    teacher channels, trained with the supernet) serves every sub-network. ``teacher_features`` are
+    the teacher's block outputs on ``edges``, computed once. With a ``discriminator`` (shared by all
+    sub-networks), D takes one step per generator step, as in ``train_generator``.
+    """
+    steps, batch_size = int(steps), int(batch_size)
+    if steps < 1 or batch_size < 1 or not configs:
+        raise ValueError("train_supernet needs steps >= 1, batch_size >= 1 and at least one config")
+    if sampling not in SAMPLING:
+        raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
+    if edges.shape[0] != targets.shape[0]:
+        raise ValueError(f"edges and targets must pair up, got {edges.shape[0]} and {targets.shape[0]} images")
+    if distill is not None and (mappers is None or teacher_features is None):
+        raise ValueError("distillation needs both mappers and teacher_features")
+    if teacher_features is not None and any(f.shape[0] != edges.shape[0] for f in teacher_features):
+        raise ValueError("teacher_features must have one entry per training pair")
     gen = torch.Generator().manual_seed(seed)
     supernet.to(device).train()
-    opt = torch.optim.Adam(supernet.parameters(), lr=lr, betas=(0.5, 0.999))
+    params = list(supernet.parameters())
+    if distill is not None:
+        mappers.to(device).train()
+        params += list(mappers.parameters())
+    opt = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
+    opt_d = _discriminator_optimizer(discriminator, lr, device)
     ema = EMA(supernet, ema_decay)
     largest = tuple(supernet.widths)
-    hist: dict[str, list] = {"step": [], "loss": []}
+    trunk = largest[2]
+    hist: dict[str, list] = {"step": [], "loss": [], "config": []}
     bar = tqdm(range(steps), desc=desc, leave=False)
     for step in bar:
         idx = torch.randint(0, edges.shape[0], (batch_size,), generator=gen)
@@ -294,17 +352,29 @@ def train_supernet(supernet: nn.Module, edges: torch.Tensor, targets: torch.Tens
         sampled = tuple(configs[int(torch.randint(0, len(configs), (1,), generator=gen))])
         opt.zero_grad(set_to_none=True)
         total = 0.0
-        for cfg in (largest, sampled):
-            loss = objective(None, supernet(x, cfg), y, None, 0.0, paired=True, lambda_recon=lambda_recon,
-                             lambda_distill=0.0)
+        for cfg in ((largest, sampled) if sampling == "sandwich" else (sampled,)):
+            if distill is not None:
+                fake, feats = supernet(x, cfg, return_features=True)
+                feats = [F.pad(f, (0, 0, 0, 0, 0, trunk - f.shape[1])) for f in feats]   # (B, t, h, w) -> (B, trunk, h, w)
+                distill_value = distill(feats, [f[idx].to(device) for f in teacher_features], mappers)
+            else:
+                fake, distill_value = supernet(x, cfg), 0.0
+            d_fake = _adversarial_step(discriminator, opt_d, x, y, fake) if discriminator is not None else None
+            loss = objective(d_fake, fake, y, None, distill_value, paired=True, lambda_recon=lambda_recon,
+                             lambda_distill=lambda_distill)
+            if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+                raise TypeError(f"objective must return a scalar tensor, got {type(loss).__name__}")
             loss.backward()
+            if discriminator is not None:
+                discriminator.requires_grad_(True)
             total += loss.item()
         opt.step()
         ema.update(supernet)
-        if step % 50 == 0 or step == steps - 1:
+        if step % log_every == 0 or step == steps - 1:
             hist["step"].append(step + 1)
-            hist["loss"].append(total / 2)
-            bar.set_postfix(loss=f"{total / 2:.3f}")
+            hist["loss"].append(total)
+            hist["config"].append(sampled)
+            bar.set_postfix(loss=f"{total:.3f}")
     supernet.eval()
     return ema.model, hist
 
@@ -320,7 +390,9 @@ class SuperGenerator(nn.Module):
     goes ``trunk -> inner`` and second ``inner -> trunk``, then nearest-neighbour 2x upsampling with
     3x3 convs back to ``down`` and ``stem`` channels and a 3x3 head to ``out_channels`` + tanh.
     ``forward(x, config=None)`` runs the sub-network with widths ``config`` (each ``1 <= config[i] <=
-    widths[i]``; ``None`` = the full widths). InstanceNorm without affine parameters works at any width.
+    widths[i]``; ``None`` = the full widths); ``return_features=True`` also returns the ``n_blocks``
+    block outputs, each ``(N, config[2], H/4, W/4)``. InstanceNorm without affine parameters works at
+    any width.
     """
 
     def __init__(self, conv_cls: type, widths: Sequence[int] = (8, 16, 32, 32), n_blocks: int = 4,
@@ -348,21 +420,24 @@ class SuperGenerator(nn.Module):
             raise ValueError(f"config must be 4 widths with 1 <= config[i] <= {self.widths}[i], got {tuple(config)}")
         return cfg
 
-    def forward(self, x: torch.Tensor, config: Sequence[int] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, config: Sequence[int] | None = None, return_features: bool = False):
         _check_input(x)
         s, d, t, i = self.check_config(config)
 
         def nr(h):
             return F.relu(F.instance_norm(h))
 
-        h = nr(self.stem(x, s))
-        h = nr(self.down1(h, d))
-        h = nr(self.down2(h, t))
+        h = nr(self.stem(x, s))                                  # (N, s, H, W)
+        h = nr(self.down1(h, d))                                 # (N, d, H/2, W/2)
+        h = nr(self.down2(h, t))                                 # (N, t, H/4, W/4)
+        feats = []
         for conv_a, conv_b in self.blocks:
-            h = h + F.instance_norm(conv_b(nr(conv_a(h, i)), t))
-        h = nr(self.up1(F.interpolate(h, scale_factor=2, mode="nearest"), d))
-        h = nr(self.up2(F.interpolate(h, scale_factor=2, mode="nearest"), s))
-        return torch.tanh(self.head(h, self.out_channels))
+            h = h + F.instance_norm(conv_b(nr(conv_a(h, i)), t))   # (N, t, H/4, W/4)
+            feats.append(h)
+        h = nr(self.up1(F.interpolate(h, scale_factor=2, mode="nearest"), d))   # (N, d, H/2, W/2)
+        h = nr(self.up2(F.interpolate(h, scale_factor=2, mode="nearest"), s))   # (N, s, H, W)
+        out = torch.tanh(self.head(h, self.out_channels))        # (N, out_channels, H, W)
+        return (out, feats) if return_features else out
 
 
 def config_space(widths: Sequence[int], fractions: Sequence[float] = (0.25, 0.5, 1.0)) -> list[tuple[int, ...]]:
