@@ -5,9 +5,11 @@ The generator is ``effcourse.gan.anycost.AnycostGenerator`` at full width (every
 trained on all 1797 bundled digits at 32x32 with sampling-based multi-resolution training: each step
 draws one output resolution (8, 16 or 32 px), trains that output against reals resized to match
 (non-saturating logistic GAN loss), and pulls it towards the top-resolution output of the same latent
-(MSE after average pooling, the top output detached). At ratio 1 an elastic conv is a plain
-``nn.Conv2d``, so plain convs are used here and the state dict loads into the lab's generator.
-Deterministic from the seed on one CPU thread; weights are the EMA of the training weights.
+(MSE to ``anycost.resize`` of the top output, computed without gradient). This self-distillation
+stands in for the official multi-resolution stage, which distils from a pre-trained StyleGAN2
+(``scripts/train_anycost_multires_ffhq.sh`` in mit-han-lab/anycost-gan). At ratio 1 an elastic conv
+is a plain ``nn.Conv2d``, so plain convs are used here and the state dict loads into the lab's
+generator. Deterministic from the seed on one CPU thread; weights are the EMA of the training weights.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def _step(G, D, real, g_opt, d_opt, gen, lambda_res=1.0):
     d_opt.zero_grad(set_to_none=True)
     loss_d.backward()
     d_opt.step()
-    cons = F.mse_loss(fake, F.adaptive_avg_pool2d(top, fake.shape[-2:]))
+    cons = F.mse_loss(fake, anycost.resize(top, res))      # the top output was computed without gradient
     loss_g = anycost.g_loss(D(fake)) + lambda_res * cons
     g_opt.zero_grad(set_to_none=True)
     loss_g.backward()

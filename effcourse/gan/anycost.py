@@ -175,19 +175,23 @@ class AnycostGenerator(nn.Module):
     # ---- channel sorting ---------------------------------------------------------------------
     @torch.no_grad()
     def sort_channels(self, sort_fn: Callable[[nn.Conv2d, nn.Conv2d], torch.Tensor]) -> None:
-        """Apply the learner's ``sort_fn(layer, next_layer) -> perm`` to every elastic layer.
+        """Apply the learner's ``sort_fn(layer, next_layer) -> perm`` to every elastic layer, from the
+        output back (as the official ``models/dynamic_channel.py: sort_channel`` does).
 
-        A stage's ``conv_b`` feeds both the next stage's ``conv_a`` and its own image conv; the image
-        conv's input channels are permuted with the returned ``perm`` (new channel i = old perm[i]).
+        ``next_layer`` is the conv that reads ``layer``'s outputs: ``conv_b`` for a stage's ``conv_a``; the
+        next stage's ``conv_a`` for ``conv_b`` (the last stage's ``conv_b``: its image conv). A stage's
+        ``conv_b`` also feeds its own image conv, whose input channels are permuted with the returned
+        ``perm`` (new channel i = old perm[i]) without taking part in the ranking, as in the official code.
         """
         stages = list(self.stages)
-        for i, s in enumerate(stages):
-            _check_perm(sort_fn(s.conv_a, s.conv_b), s.conv_a.out_channels)
+        for i in reversed(range(len(stages))):
+            s = stages[i]
             if i + 1 < len(stages):
                 perm = _check_perm(sort_fn(s.conv_b, stages[i + 1].conv_a), s.conv_b.out_channels)
-                s.to_img.weight.copy_(s.to_img.weight[:, perm])
+                s.to_img.weight.copy_(s.to_img.weight[:, perm.to(s.to_img.weight.device)])
             else:
                 _check_perm(sort_fn(s.conv_b, s.to_img), s.conv_b.out_channels)
+            _check_perm(sort_fn(s.conv_a, s.conv_b), s.conv_a.out_channels)
 
 
 def _check_perm(perm: Any, n: int) -> torch.Tensor:
@@ -256,6 +260,13 @@ class AnycostDiscriminator(nn.Module):
             if self.conditioned:
                 h = self.mods[i](h, code)
         return self.head(h).squeeze(1)
+
+
+def frozen_copy(G: AnycostGenerator) -> AnycostGenerator:
+    """A frozen deep copy of ``G`` at full width (eval mode, no parameter requires gradient): the
+    teacher that anycost training distils every sub-generator from."""
+    teacher = copy.deepcopy(G).set_ratio(1.0).eval()
+    return teacher.requires_grad_(False)
 
 
 def conditioned_copy(D: AnycostDiscriminator, modulation_cls: type, code_dim: int) -> AnycostDiscriminator:

@@ -16,8 +16,9 @@
 # the full network's. Then you will measure what a sub-network saves (MACs, latency) and what it
 # costs (consistency, quality), and preview the generator at any cost with sliders.
 #
-# **Time:** about 90 minutes. **Paper:** Lin, Zhang, Yan, Wang, Han, *Anycost GANs for Interactive
-# Image Synthesis and Editing*, CVPR 2021.
+# **Time:** about 120 minutes. **Paper:** Lin, Zhang, Ganz, Han, Zhu, *Anycost GANs for Interactive
+# Image Synthesis and Editing*, CVPR 2021; official code: `github.com/mit-han-lab/anycost-gan`
+# (cited below by file, e.g. `tools/train_gan.py`).
 #
 # **Intuition.** A ray tracer shows a noisy preview first and refines it later: the preview is cheap
 # and *looks like* the final image. Anycost GAN does the same for a generator. One set of weights is
@@ -25,10 +26,12 @@
 # early and you pay only for the stages you ran; (b) every convolution also works with only its
 # first 25 %, 50 % or 75 % of channels: a 0.5× generator costs about a quarter of the MACs. Trained
 # naively, a sub-generator draws a *different* picture than the full one for the same latent, which
-# defeats the purpose of a preview; a consistency loss fixes that. The lecture's numbers: up to 10×
-# less computation, 6–12× faster on CPUs, with a preview that matches the final output.
+# defeats the purpose of a preview; distilling every sub-generator from the full one fixes that. The
+# paper (abstract) reports up to 10× less computation and 6–12× faster previews on CPUs and edge
+# devices, with previews that look like the final output.
 
 # %%
+import copy
 import time
 
 import matplotlib.pyplot as plt
@@ -37,12 +40,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import effcourse
+import effcourse.assets
 from effcourse import bench, plots
 from effcourse.checks import lab4
 from effcourse.data.digits import load_digits
 from effcourse.gan import anycost
-from effcourse.widgets import anycost_preview as preview
 from effcourse.metrics import frechet_distance, psnr
+from effcourse.widgets import anycost_preview as preview
 
 # %% tags=["parameters"]
 QUICK = False
@@ -53,11 +57,17 @@ DEVICE = "auto"
 QUICK, device = effcourse.setup(QUICK, SEED, DEVICE)
 device = torch.device("cpu")        # the generator is tiny: CPU is the point of this lab
 CHOICES = (0.25, 0.5, 0.75, 1.0)    # channel ratios of the sub-generators
-FINETUNE_STEPS = 150 if QUICK else 1000   # anycost training steps per run (batch 16)
-PRETRAIN_STEPS = 0                        # 0: load the bundled pre-trained generator; 3000: train it here
-N_EVAL = 500 if QUICK else 2000           # latents for consistency and Fréchet distance
-reals, labels = load_digits(32)           # (1797, 1, 32, 32) in [-1, 1]
-print(f"{len(reals)} digits at 32x32; fine-tuning {FINETUNE_STEPS} steps per run")
+FINETUNE_STEPS = effcourse.pick(full=1000, quick=150, smoke=2)   # anycost training steps per run (batch 16)
+N_EVAL = effcourse.pick(full=2000, quick=500, smoke=128)         # latents for consistency and Fréchet distance
+N_SORT = effcourse.pick(full=500, quick=200, smoke=32)           # latents for the channel-sorting comparison
+BENCH_REPEATS = effcourse.pick(full=11, quick=5, smoke=1)        # interleaved timing rounds of the cost grid
+N_RES = 2                 # resolutions sampled per training step (the official recipe samples 2 of its 4)
+LAMBDA = 10.0             # weight of the consistency (distillation) term
+PRETRAIN_STEPS = 0        # 0: load the bundled pre-trained generator; 3000: train it here (a few CPU minutes)
+reals, labels = load_digits(32)     # (1797, 1, 32, 32) in [-1, 1]
+print(f"{len(reals)} digits at 32x32; anycost training: {FINETUNE_STEPS} steps per run")
+
+# %% tags=["experiment"]
 plots.image_grid(reals[:16], nrow=16, title="real digits (32x32)", vmin=-1, vmax=1)
 plt.show()
 
@@ -72,7 +82,11 @@ plt.show()
 #
 # Every sub-network is therefore a **prefix** of the full one: no weights of its own, just fewer of
 # the shared ones. Two stacked convolutions at ratio $r$ cost about $r^2$ of the MACs (both $c_\text{in}$
-# and $c_\text{out}$ shrink), so 0.25× channels cost about 1/16.
+# and $c_\text{out}$ shrink), so 0.25× channels cost about 1/16. (The official code does the same with
+# a `first_k_oup` attribute on each modulated conv, `models/dynamic_channel.py`.)
+#
+# Write both methods. `super().__init__(*args, **kwargs)` builds the ordinary convolution; the
+# parent's `self._conv_forward(x, weight, bias)` or `F.conv2d` runs it with the weight you choose.
 
 # %% nbgrader={"grade": false, "grade_id": "ElasticConv2d", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class ElasticConv2d(nn.Conv2d):
@@ -85,34 +99,45 @@ class ElasticConv2d(nn.Conv2d):
 
     x: (N, c_in, H, W) with c_in <= in_channels  ->  (N, c_out, H', W').
     """
-    ### BEGIN SOLUTION
+
     def __init__(self, *args, **kwargs):
+        ### BEGIN SOLUTION
         super().__init__(*args, **kwargs)
         self.ratio = 1.0
+        ### END SOLUTION
 
     def forward(self, x):
+        ### BEGIN SOLUTION
         c_out = max(1, round(self.ratio * self.out_channels))
         weight = self.weight[:c_out, :x.shape[1]]
         bias = None if self.bias is None else self.bias[:c_out]
         return self._conv_forward(x, weight, bias)
-    ### END SOLUTION
+        ### END SOLUTION
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_ElasticConv2d", "locked": true, "points": 14, "schema_version": 3, "solution": false, "task": false}
+import torch
+import torch.nn.functional as F
+from torch import nn
+from effcourse.checks import lab4
+
 lab4.check_elastic_conv(ElasticConv2d)
 ### BEGIN HIDDEN TESTS
-from effcourse.checks._assert import assert_close as _close, assert_true as _true
-_g = torch.Generator().manual_seed(int(time.time() * 1000) % 2**31)
+import time
+from effcourse.checks.asserts import assert_close, assert_true, call
+_seed = int(time.time() * 1000) % 2**31
+_g = torch.Generator().manual_seed(_seed)
 for (cin, cout, k, stride, pad, bias, dil) in [(4, 6, 3, 1, 1, True, 1), (5, 7, 1, 1, 0, False, 1),
                                               (3, 10, 3, 2, 1, True, 1), (6, 5, 5, 1, 4, True, 2),
                                               (1, 3, 3, 2, 0, False, 1)]:
     torch.manual_seed(int(torch.randint(0, 10**6, (1,), generator=_g)))
-    conv = ElasticConv2d(cin, cout, k, stride=stride, padding=pad, bias=bias, dilation=dil)
-    _true(conv.ratio == 1.0, f"a new ElasticConv2d should have ratio 1.0, got {conv.ratio}")
+    where = f"[seed {_seed}] ElasticConv2d({cin}, {cout}, {k}, stride={stride}, padding={pad}, bias={bias}, dilation={dil})"
+    conv = call(where, ElasticConv2d, cin, cout, k, stride=stride, padding=pad, bias=bias, dilation=dil)
+    assert_true(getattr(conv, "ratio", None) == 1.0, f"{where}: a new ElasticConv2d should have ratio 1.0")
     dense = nn.Conv2d(cin, cout, k, stride=stride, padding=pad, bias=bias, dilation=dil)
     dense.load_state_dict(conv.state_dict())
     x = torch.randn(3, cin, 9, 11, generator=_g)
-    _close(f"ratio 1 vs the dense conv ({cin}->{cout}, k={k}, stride={stride})", conv(x), dense(x), atol=1e-5)
+    assert_close(f"{where}: ratio 1 vs the dense conv", call(where, conv, x), dense(x), atol=1e-5)
     for r in (1.0, 0.75, 0.5, 0.3, 0.25, 0.1, 0.01):
         if abs((r * cout) % 1 - 0.5) < 1e-9:
             continue                                       # exact .5: rounding convention, not tested
@@ -121,17 +146,20 @@ for (cin, cout, k, stride, pad, bias, dil) in [(4, 6, 3, 1, 1, True, 1), (5, 7, 
             conv.ratio = r
             xi = x[:, :c_in].clone().requires_grad_(True)
             conv.zero_grad()
-            y = conv(xi)
+            y = call(f"{where} at ratio {r}", conv, xi)
             exp = F.conv2d(xi.detach(), conv.weight[:c, :c_in].detach(),
                            None if conv.bias is None else conv.bias[:c].detach(), stride, pad, dil)
-            _close(f"ratio {r} with {c_in} input channels ({cin}->{cout})", y, exp, atol=1e-5)
-            y.sum().backward()
+            assert_close(f"{where}: ratio {r} with {c_in} input channels", y, exp, atol=1e-5)
+            y.pow(2).sum().backward()
             gw = conv.weight.grad
-            _true(gw is not None and gw[c:].abs().sum() == 0 and gw[:, c_in:].abs().sum() == 0,
-                  f"ratio {r}: only the used prefix weight[:{c}, :{c_in}] may get gradient")
-            _true(xi.grad is not None, "the input should get a gradient")
+            assert_true(gw is not None and gw[c:].abs().sum() == 0 and gw[:, c_in:].abs().sum() == 0
+                        and gw[:c, :c_in].abs().sum() > 0,
+                        f"{where}: at ratio {r}, exactly the used prefix weight[:{c}, :{c_in}] should get gradient")
+            assert_true(xi.grad is not None, f"{where}: the input should get a gradient")
+    other = call(where, ElasticConv2d, cin, cout, k, stride=stride, padding=pad, bias=bias, dilation=dil)
+    assert_true(other.ratio == 1.0, f"{where}: each ElasticConv2d has its own ratio (another one was changed)")
     conv.ratio = 1.0
-    _close("ratio set back to 1", conv(x), dense(x), atol=1e-5)
+    assert_close(f"{where}: ratio set back to 1", conv(x), dense(x), atol=1e-5)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -140,14 +168,15 @@ for (cin, cout, k, stride, pad, bias, dil) in [(4, 6, 3, 1, 1, True, 1), (5, 7, 
 # `anycost.AnycostGenerator(ElasticConv2d)` builds a small generator from **your** class:
 # a latent $z \in \mathbb{R}^{32}$ becomes a 4×4 map with 64 channels, then three stages (8, 16, 32 px)
 # each upsample ×2 and apply two elastic 3×3 convs (64, 32, 16 channels), and each stage ends in a
-# 1×1 conv to an image. `G(z, target_resolution=16)` stops after the 16 px stage (early exit), and
-# `G.set_ratio(0.5)` (or a list with one ratio per elastic layer) picks the channels.
+# 1×1 conv to an image. `G(z, target_resolution=16)` stops after the 16 px stage (early exit),
+# `G.forward_all(z)` returns the image of every stage, and `G.set_ratio(0.5)` (or a list with one
+# ratio per elastic layer) picks the channels.
 #
 # The cost grid below measures every (ratio, resolution) configuration in **one run** with
 # interleaved medians (`effcourse.bench.compare_latency`), at a batch of 64 latents. Ratios of
 # latencies are meaningful; absolute numbers depend on your machine and its load.
 
-# %%
+# %% tags=["experiment"]
 G = anycost.AnycostGenerator(ElasticConv2d, z_dim=32, channels=(64, 32, 16))
 print(G)
 z_bench = torch.randn(64, G.z_dim)
@@ -168,7 +197,7 @@ for r, res in configs:
     macs[(r, res)] = bench.count_macs(G, z_bench[:1], res)
 G.set_ratio(1.0).eval()
 times = bench.compare_latency({(r, res): config_fn(G, r, res, z_bench) for r, res in configs},
-                              repeats=5 if QUICK else 11, number=2 if QUICK else 3)
+                              repeats=BENCH_REPEATS, number=effcourse.pick(full=3, quick=2, smoke=1))
 G.set_ratio(1.0)
 top = G.resolutions[-1]
 full_ms = times[(1.0, top)]
@@ -203,28 +232,37 @@ plt.show()
 # ## 2. Channel sorting: make the prefix the important part
 #
 # A sub-network keeps a conv's *first* channels, so they had better be the important ones. Before
-# training the elastic generator, the paper reorders the channels of a pre-trained generator by
-# importance, the L1 norm of each output filter,
+# anycost training, the official code reorders the channels of the pre-trained generator
+# (`models/dynamic_channel.py: sort_channel`). It ranks an output channel $c$ of a layer by **how
+# much the next layer uses it**, the L1 norm of the next layer's weights on that input channel,
 #
-# $$ s_c = \sum_{i,u,v} |W_{c,i,u,v}|, \qquad \text{order: } s_{\pi(0)} \ge s_{\pi(1)} \ge \dots $$
+# $$ s_c = \sum_{o,u,v} \bigl|W^{\text{next}}_{o,c,u,v}\bigr|, \qquad \text{order: } s_{\pi(0)} \ge s_{\pi(1)} \ge \dots $$
+#
+# and goes through the layers from the output back. (In StyleGAN2 the next layer's weights are
+# modulated per input channel by a style $s_c$, so the official score is $\sum|W^\text{next}_{:,c}|$
+# times the mean $|s_c|$ over 100 000 sampled styles; our generator has no style modulation, so the
+# weights alone are the whole story.) A common alternative ranks a channel by the L1 norm of its
+# **own** filter, $\sum |W_{c,:,:,:}|$; you will compare the two in §7.
 #
 # Permuting a layer's output channels is harmless if the next layer's **input** channels are
 # permuted the same way: $W'_1 = W_1[\pi]$, $b'_1 = b_1[\pi]$, $W'_2 = W_2[:, \pi]$ compute the same
-# function (anything elementwise in between, like LeakyReLU, commutes with a permutation).
+# function (anything that treats channels alike in between, like LeakyReLU or the pixel norm that
+# rescales each pixel's feature vector, commutes with a permutation).
 
 # %% nbgrader={"grade": false, "grade_id": "sort_channels", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def sort_channels(layer, next_layer):
-    """Reorder ``layer``'s output channels by importance and ``next_layer``'s inputs to match, in place.
+    """Reorder ``layer``'s output channels by importance and ``next_layer``'s inputs to match.
 
     layer: nn.Conv2d with weight (C, C_in, k, k) and optional bias (C,).
     next_layer: nn.Conv2d whose weight is (C_next, C, k', k') (its input channels are layer's outputs).
-    Importance of channel c: the L1 norm of layer.weight[c]; the new order is descending importance.
-    Modifies both layers' parameters in place (no gradient recorded) and returns ``perm``, a LongTensor
-    (C,) such that new channel i is old channel perm[i].
+    Importance of channel c: the L1 norm of next_layer.weight[:, c] (how much the next layer uses it);
+    the new order is descending importance. Updates layer.weight, layer.bias and next_layer.weight
+    (their values; they stay nn.Parameters; no gradient is recorded) and returns ``perm``, a
+    LongTensor (C,) such that new channel i is old channel perm[i].
     """
     ### BEGIN SOLUTION
     with torch.no_grad():
-        importance = layer.weight.abs().sum(dim=(1, 2, 3))
+        importance = next_layer.weight.abs().sum(dim=(0, 2, 3))
         perm = torch.argsort(importance, descending=True)
         layer.weight.copy_(layer.weight[perm])
         if layer.bias is not None:
@@ -235,10 +273,45 @@ def sort_channels(layer, next_layer):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_sort_channels", "locked": true, "points": 12, "schema_version": 3, "solution": false, "task": false}
+import torch
+from torch import nn
+from effcourse.checks import lab4
+
 lab4.check_sort_channels(sort_channels)
 ### BEGIN HIDDEN TESTS
-from effcourse.checks._assert import assert_close as _close, assert_true as _true
-_g = torch.Generator().manual_seed(int(time.time() * 1000) % 2**31 + 1)
+import time
+from effcourse.checks.asserts import assert_close, assert_true, call
+_seed = int(time.time() * 1000) % 2**31 + 1
+_g = torch.Generator().manual_seed(_seed)
+
+
+def _case(l1, l2, x, what):
+    net = nn.Sequential(l1, nn.LeakyReLU(0.2), l2)
+    before = net(x).detach()
+    w1, w2 = l1.weight.detach().clone(), l2.weight.detach().clone()
+    b1 = None if l1.bias is None else l1.bias.detach().clone()
+    b2 = None if l2.bias is None else l2.bias.detach().clone()
+    imp0 = w2.abs().sum(dim=(0, 2, 3))
+    perm = call(f"{what}: sort_channels", sort_channels, l1, l2)
+    assert_true(isinstance(perm, torch.Tensor) and sorted(perm.tolist()) == list(range(len(w1))),
+                f"{what}: sort_channels should return a permutation of range({len(w1)}), got {perm}")
+    perm = perm.long()
+    assert_true(isinstance(l1.weight, nn.Parameter) and isinstance(l2.weight, nn.Parameter),
+                f"{what}: the weights must stay nn.Parameters")
+    assert_close(f"{what}: layer.weight after sorting (old_weight[perm])", l1.weight.detach(), w1[perm])
+    if b1 is not None:
+        assert_close(f"{what}: layer.bias after sorting (old_bias[perm])", l1.bias.detach(), b1[perm])
+    assert_close(f"{what}: next_layer.weight after sorting (old_weight[:, perm])", l2.weight.detach(), w2[:, perm])
+    if b2 is not None:
+        assert_close(f"{what}: next_layer.bias is not permuted", l2.bias.detach(), b2)
+    imp = l2.weight.detach().abs().sum(dim=(0, 2, 3))
+    assert_true(bool((imp[:-1] >= imp[1:]).all()),
+                f"{what}: importance (L1 norm of next_layer.weight[:, c]) must be non-increasing, got {imp.tolist()}")
+    assert_close(f"{what}: sorted importances", imp, imp0.sort(descending=True).values, atol=1e-5)
+    assert_close(f"{what}: network output after sorting", net(x).detach(), before, atol=1e-5)
+    assert_true(all(p.grad is None for p in net.parameters()), f"{what}: sorting should record no gradient")
+
+
 for (cin, cmid, cout, k1, k2, b1, b2) in [(3, 7, 5, 3, 1, True, True), (1, 4, 2, 1, 3, False, True),
                                          (5, 1, 3, 3, 3, True, False), (2, 9, 9, 5, 3, True, True),
                                          (4, 16, 1, 3, 3, True, True)]:
@@ -246,27 +319,17 @@ for (cin, cmid, cout, k1, k2, b1, b2) in [(3, 7, 5, 3, 1, True, True), (1, 4, 2,
     l1 = nn.Conv2d(cin, cmid, k1, padding=k1 // 2, bias=b1)
     l2 = nn.Conv2d(cmid, cout, k2, padding=k2 // 2, bias=b2)
     with torch.no_grad():
-        l1.weight.mul_(torch.rand(cmid, 1, 1, 1, generator=_g) * 3)   # spread the importances
-    net = nn.Sequential(l1, nn.LeakyReLU(0.2), l2)
-    x = torch.randn(3, cin, 6, 5, generator=_g)
-    before = net(x).detach()
-    w1, w2 = l1.weight.detach().clone(), l2.weight.detach().clone()
-    bb1 = None if l1.bias is None else l1.bias.detach().clone()
-    imp0 = w1.abs().sum(dim=(1, 2, 3))
-    perm = sort_channels(l1, l2)
-    _true(isinstance(perm, torch.Tensor) and sorted(perm.tolist()) == list(range(cmid)),
-          f"sort_channels should return a permutation of range({cmid}), got {perm}")
-    perm = perm.long()
-    _close("layer.weight after sorting (old_weight[perm])", l1.weight.detach(), w1[perm])
-    if bb1 is not None:
-        _close("layer.bias after sorting (old_bias[perm])", l1.bias.detach(), bb1[perm])
-    _close("next_layer.weight after sorting (old_weight[:, perm])", l2.weight.detach(), w2[:, perm])
-    imp = l1.weight.detach().abs().sum(dim=(1, 2, 3))
-    _true(bool((imp[:-1] >= imp[1:] - 1e-6).all()), f"importance must be non-increasing, got {imp.tolist()}")
-    _close("sorted importances", imp, imp0.sort(descending=True).values, atol=1e-5)
-    _close(f"network output after sorting ({cin}->{cmid}->{cout})", net(x).detach(), before, atol=1e-5)
-    _true(isinstance(l1.weight, nn.Parameter) and isinstance(l2.weight, nn.Parameter),
-          "the weights must stay nn.Parameters")
+        l2.weight.mul_(torch.rand(1, cmid, 1, 1, generator=_g) * 3)   # spread the importances
+        l1.weight.mul_(torch.rand(cmid, 1, 1, 1, generator=_g) * 3)   # and, independently, the filter norms
+    _case(l1, l2, torch.randn(3, cin, 6, 5, generator=_g), f"[seed {_seed}] {cin}->{cmid}->{cout}")
+# L1, not L2: column 0 has one large weight (L1 4, L2 4), column 1 many small ones (L1 6, L2 ~1.7)
+l1, l2 = nn.Conv2d(2, 3, 1), nn.Conv2d(3, 12, 1)
+with torch.no_grad():
+    l2.weight.zero_()
+    l2.weight[0, 0] = 4.0
+    l2.weight[:, 1] = 0.5
+    l2.weight[:2, 2] = 1.0
+_case(l1, l2, torch.randn(2, 2, 3, 3, generator=_g), "L1 vs L2 norm")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -276,7 +339,9 @@ for (cin, cmid, cout, k1, k2, b1, b2) in [(3, 7, 5, 3, 1, True, True), (1, 4, 2,
 # `sample_ratios`: in **uniform** mode one ratio for the whole network (the configurations you will
 # deploy), in **flexible** mode an independent ratio per layer (a richer family, used by the paper to
 # search for the best network under a budget). Draw every random number from the `generator` you are
-# given, so that a run can be repeated exactly.
+# given, so that a run can be repeated exactly. (The official `sample_random_sub_channel` does the
+# same with Python's `random`; its flexible mode also skips ratios that would leave a layer with fewer
+# channels than the 0.25× configuration.)
 
 # %% nbgrader={"grade": false, "grade_id": "sample_ratios", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def sample_ratios(n_layers, choices=(0.25, 0.5, 0.75, 1.0), mode="uniform", generator=None):
@@ -298,48 +363,64 @@ def sample_ratios(n_layers, choices=(0.25, 0.5, 0.75, 1.0), mode="uniform", gene
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_sample_ratios", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "test_sample_ratios", "locked": true, "points": 8, "schema_version": 3, "solution": false, "task": false}
+import torch
+from effcourse.checks import lab4
+
 lab4.check_sample_ratios(sample_ratios)
 ### BEGIN HIDDEN TESTS
-from effcourse.checks._assert import assert_true as _true
+import time
+from effcourse.checks.asserts import assert_true, call
 _s = int(time.time() * 1000) % 2**31
+
+
+def _draw(n, choices, mode, gen):
+    out = call(f"[seed {_s}] sample_ratios({n}, {choices}, {mode!r}, generator)", sample_ratios, n, choices, mode, gen)
+    # each value as the choice it equals (to float32 precision), so that float32 round-trips pass
+    return [next((c for c in choices if abs(float(v) - c) < 1e-6), float(v)) for v in out]
+
+
 for choices in [(0.25, 0.5, 0.75, 1.0), (0.3, 0.6, 1.0), (0.5, 1.0)]:
-    for n in (1, 5, 12):
-        gen = torch.Generator().manual_seed(_s + n)
-        uni = [[float(v) for v in sample_ratios(n, choices, "uniform", gen)] for _ in range(300)]
-        _true(all(len(d) == n and len(set(d)) == 1 and d[0] in choices for d in uni),
-              f"uniform mode: {n} equal ratios from {choices} per draw")
-        freq = [sum(d[0] == c for d in uni) / len(uni) for c in choices]
-        _true(min(freq) > 0.5 / len(choices) and max(freq) < 1.6 / len(choices),
-              f"uniform mode should draw each choice about equally often, got frequencies {freq}")
-        flex = [[float(v) for v in sample_ratios(n, choices, "flexible", gen)] for _ in range(300)]
-        _true(all(len(d) == n and all(v in choices for v in d) for d in flex),
-              f"flexible mode: {n} ratios from {choices} per draw")
-        freq = [sum(v == c for d in flex for v in d) / (n * len(flex)) for c in choices]
-        _true(min(freq) > 0.5 / len(choices) and max(freq) < 1.6 / len(choices),
-              f"flexible mode should draw each choice about equally often, got frequencies {freq}")
-        if n > 1:
-            varied = sum(len(set(d)) > 1 for d in flex) / len(flex)
-            _true(varied > 0.4, f"flexible mode should vary across layers; only {varied:.0%} of draws did")
-            pos0 = [d[0] for d in flex]
-            _true(len(set(pos0)) == len(choices), "flexible mode: every layer should see every choice")
-        for mode in ("uniform", "flexible"):
-            torch.manual_seed(_s)
-            a = [[float(v) for v in sample_ratios(n, choices, mode, torch.Generator().manual_seed(_s + 3))]
-                 for _ in range(1)]
-            torch.manual_seed(_s + 12345)
-            b = [[float(v) for v in sample_ratios(n, choices, mode, torch.Generator().manual_seed(_s + 3))]
-                 for _ in range(1)]
-            _true(a == b, f"{mode}: the same seeded generator must give the same ratios whatever the global seed; "
-                          f"got {a} and {b}")
-            gen = torch.Generator().manual_seed(_s + 4)
-            seq1 = [tuple(sample_ratios(n, choices, mode, gen)) for _ in range(30)]
-            gen = torch.Generator().manual_seed(_s + 4)
-            seq2 = [tuple(sample_ratios(n, choices, mode, gen)) for _ in range(30)]
-            _true(seq1 == seq2, f"{mode}: a re-seeded generator should replay the same sequence of draws")
-d = [float(v) for v in sample_ratios(7, generator=torch.Generator().manual_seed(_s))]
-_true(len(set(d)) == 1 and d[0] in (0.25, 0.5, 0.75, 1.0), f"the defaults are uniform mode over (0.25, 0.5, 0.75, 1.0), got {d}")
-for bad in ("Uniform", "per_layer", ""):
+    k = len(choices)
+    gen = torch.Generator().manual_seed(_s)
+    uni = [_draw(5, choices, "uniform", gen) for _ in range(600)]
+    assert_true(all(len(d) == 5 and len(set(d)) == 1 and d[0] in choices for d in uni),
+                f"[seed {_s}] uniform mode: 5 equal ratios from {choices} per draw")
+    freq = [sum(d[0] == c for d in uni) / len(uni) for c in choices]
+    assert_true(min(freq) > 0.6 / k and max(freq) < 1.4 / k,
+                f"[seed {_s}] uniform mode should draw each of {choices} about equally often, got frequencies {freq}")
+    flex = [_draw(12, choices, "flexible", gen) for _ in range(100)]
+    assert_true(all(len(d) == 12 and all(v in choices for v in d) for d in flex),
+                f"[seed {_s}] flexible mode: 12 ratios from {choices} per draw")
+    freq = [sum(v == c for d in flex for v in d) / (12 * len(flex)) for c in choices]
+    assert_true(min(freq) > 0.6 / k and max(freq) < 1.4 / k,
+                f"[seed {_s}] flexible mode should draw each of {choices} about equally often, got frequencies {freq}")
+    varied = sum(len(set(d)) > 1 for d in flex) / len(flex)
+    assert_true(varied > 0.4, f"[seed {_s}] flexible mode should vary across layers; only {varied:.0%} of draws did")
+    for pos in (0, 11):
+        assert_true({d[pos] for d in flex} == set(choices), f"[seed {_s}] flexible mode: every layer should see every choice")
+    for n in (1, 3):
+        assert_true(len(_draw(n, choices, "flexible", gen)) == n and len(_draw(n, choices, "uniform", gen)) == n,
+                    f"[seed {_s}] sample_ratios({n}, ...) should return {n} ratios")
+    for mode in ("uniform", "flexible"):
+        torch.manual_seed(_s)
+        a = [_draw(6, choices, mode, g) for g in [torch.Generator().manual_seed(_s + 3)] for _ in range(5)]
+        torch.manual_seed(_s + 12345)
+        b = [_draw(6, choices, mode, g) for g in [torch.Generator().manual_seed(_s + 3)] for _ in range(5)]
+        assert_true(a == b, f"[seed {_s}] {mode}: the same seeded generator must give the same ratios whatever the "
+                            f"global seed; got {a[0]} and {b[0]}")
+d = [float(v) for v in call("sample_ratios(7, generator=...)", sample_ratios, 7, generator=torch.Generator().manual_seed(_s))]
+assert_true(len(set(d)) == 1 and any(abs(d[0] - c) < 1e-6 for c in (0.25, 0.5, 0.75, 1.0)),
+            f"[seed {_s}] the defaults are uniform mode over (0.25, 0.5, 0.75, 1.0), got {d}")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "test_sample_ratios_validation", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+import torch
+from effcourse.checks import lab4
+
+lab4.check_sample_ratios_validation(sample_ratios)
+### BEGIN HIDDEN TESTS
+for bad in ("Uniform", "per_layer", "", None):
     try:
         sample_ratios(3, (0.5, 1.0), bad, torch.Generator())
     except ValueError:
@@ -359,78 +440,104 @@ for bad in ("Uniform", "per_layer", ""):
 # $$ h' = h \odot \bigl(1 + \gamma(a)\bigr) + \beta(a), \qquad \gamma, \beta: \mathbb{R}^{d} \to \mathbb{R}^{C}\ \text{(linear layers)}. $$
 #
 # With $\gamma$ and $\beta$ **zero-initialised**, the modulation starts as the identity, so it can be
-# added to an already trained discriminator without changing what it outputs.
+# added to an already trained discriminator without changing what it outputs. (The official
+# `AdaptiveModulate` in `models/ops.py` has the same form but keeps PyTorch's default initialisation,
+# shares one code across the batch, and sits only in D's last two blocks; here each image carries its
+# own code, because the reals get a code of their own, see §6, and the modulation follows every block.)
 
 # %% nbgrader={"grade": false, "grade_id": "ArchModulation", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class ArchModulation(nn.Module):
     """Architecture-conditioned feature modulation of the G-conditioned discriminator.
 
-    __init__(code_dim, num_channels): gamma and beta map a code (N, code_dim) to (N, num_channels);
-    all their parameters start at zero, so the module is the identity until trained.
+    __init__(code_dim, num_channels): gamma and beta are linear maps from a code (N, code_dim) to
+    (N, num_channels); all their parameters start at zero, so the module is the identity until trained.
     forward(h, code): h (N, C, H, W), code (N, code_dim) -> h * (1 + gamma(code)) + beta(code), with
     gamma and beta broadcast over H and W (sample n uses code[n]).
     """
-    ### BEGIN SOLUTION
+
     def __init__(self, code_dim, num_channels):
         super().__init__()
+        ### BEGIN SOLUTION
         self.gamma = nn.Linear(code_dim, num_channels)
         self.beta = nn.Linear(code_dim, num_channels)
         for p in self.parameters():
             nn.init.zeros_(p)
+        ### END SOLUTION
 
     def forward(self, h, code):
+        ### BEGIN SOLUTION
         gamma = self.gamma(code)[:, :, None, None]
         beta = self.beta(code)[:, :, None, None]
         return h * (1 + gamma) + beta
-    ### END SOLUTION
+        ### END SOLUTION
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_ArchModulation", "locked": true, "points": 12, "schema_version": 3, "solution": false, "task": false}
+import torch
+import torch.nn.functional as F
+from effcourse.checks import lab4
+
 lab4.check_arch_modulation(ArchModulation)
 ### BEGIN HIDDEN TESTS
-from effcourse.checks._assert import assert_close as _close, assert_true as _true
-_g = torch.Generator().manual_seed(int(time.time() * 1000) % 2**31 + 2)
+import time
+from effcourse.checks.asserts import assert_close, assert_true, call
+_seed = int(time.time() * 1000) % 2**31 + 2
+_g = torch.Generator().manual_seed(_seed)
 for (d, C, N, H, W) in [(24, 8, 3, 4, 4), (4, 1, 1, 3, 5), (12, 13, 5, 1, 1), (6, 3, 2, 7, 2)]:
-    mod = ArchModulation(d, C)
+    where = f"[seed {_seed}] ArchModulation({d}, {C}) on h {(N, C, H, W)}"
+    mod = call(where, ArchModulation, d, C)
     h = torch.randn(N, C, H, W, generator=_g)
     code = F.one_hot(torch.randint(0, d, (N,), generator=_g), d).float()
-    _close(f"zero-initialised ArchModulation({d}, {C}) must be the identity", mod(h, code), h, atol=1e-6)
-    out = mod(h.requires_grad_(True), code)
+    assert_close(f"{where}: zero-initialised it must be the identity", call(where, mod, h, code), h, atol=1e-6)
+    out = mod(h.clone().requires_grad_(True), code)
     out.pow(2).sum().backward()
-    _true(any(p.grad is not None and p.grad.abs().sum() > 0 for p in mod.parameters()),
-          "at zero initialisation the modulation's parameters must still get gradient (it has to learn)")
+    assert_true(any(p.grad is not None and p.grad.abs().sum() > 0 for p in mod.parameters()),
+                f"{where}: at zero initialisation the modulation's parameters must still get gradient (it has to learn)")
     with torch.no_grad():
         for p in mod.parameters():
             p.copy_(torch.randn(p.shape, generator=_g))
-    h = h.detach()
     out = mod(h, code)
-    _true(tuple(out.shape) == (N, C, H, W), f"output shape should be {(N, C, H, W)}, got {tuple(out.shape)}")
+    assert_true(tuple(out.shape) == (N, C, H, W), f"{where}: output shape should be {(N, C, H, W)}, got {tuple(out.shape)}")
     zero = mod(torch.zeros_like(h), code)
-    _close("the shift beta(code) must be the same at every pixel", zero, zero[:, :, :1, :1].expand_as(zero), atol=1e-5)
-    scale = (mod(2 * h, code) - zero) / 2
-    _close("the output must be affine in h", scale, mod(h, code) - zero, atol=1e-4)
-    ratio = (mod(torch.ones_like(h), code) - zero)
-    _close("the scale 1 + gamma(code) must be the same at every pixel", ratio, ratio[:, :, :1, :1].expand_as(ratio), atol=1e-5)
-    _close("the scale times h", scale, ratio * h, atol=1e-4)
+    assert_close(f"{where}: the shift beta(code) must be the same at every pixel", zero,
+                 zero[:, :, :1, :1].expand_as(zero), atol=1e-5)
+    scale = mod(torch.ones_like(h), code) - zero
+    assert_close(f"{where}: the scale 1 + gamma(code) must be the same at every pixel", scale,
+                 scale[:, :, :1, :1].expand_as(scale), atol=1e-5)
+    assert_close(f"{where}: the output must be h * scale + shift", out, h * scale + zero, atol=1e-4)
     if N > 1:
         per = torch.cat([mod(h[i:i + 1], code[i:i + 1]) for i in range(N)])
-        _close("sample n must use code[n]", out, per, atol=1e-5)
+        assert_close(f"{where}: sample n must use code[n]", out, per, atol=1e-5)
     other = F.one_hot((code.argmax(1) + 1) % d, d).float()
-    _true(not torch.allclose(mod(h, other), out, atol=1e-4), "once trained, the output must depend on the code")
+    zero_o = mod(torch.zeros_like(h), other)
+    assert_true(not torch.allclose(zero_o, zero, atol=1e-4), f"{where}: once trained, the shift beta(code) must depend on the code")
+    assert_true(not torch.allclose(mod(torch.ones_like(h), other) - zero_o, scale, atol=1e-4),
+                f"{where}: once trained, the scale 1 + gamma(code) must depend on the code")
+    # gamma and beta are linear (affine) in the code: check on mixtures of two multi-hot codes
+    c1, c2 = (torch.rand(N, d, generator=_g).round() for _ in range(2))
+    t = 0.3
+    mix = t * c1 + (1 - t) * c2
+    for name, f in (("shift beta(code)", lambda c: mod(torch.zeros_like(h), c)),
+                    ("scale 1 + gamma(code)", lambda c: mod(torch.ones_like(h), c) - mod(torch.zeros_like(h), c))):
+        assert_close(f"{where}: the {name} must be linear in the code", f(mix), t * f(c1) + (1 - t) * f(c2), atol=1e-4)
 ### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 5. Consistency loss
 #
 # For the same latent $z$, a sub-generator's output $G_{\text{sub}}(z)$ at resolution $r$ should look
-# like the full generator's output $G(z)$ at the top resolution $R$, shrunk to $r$. The paper adds
+# like the full generator's output $G(z)$ at the top resolution $R$, shrunk to $r$:
 #
-# $$ \mathcal{L}_\text{cons} = \bigl\lVert G_\text{sub}(z) - \operatorname{down}_{R \to r}\bigl(\operatorname{sg}[G(z)]\bigr) \bigr\rVert_2^2 \quad(\text{mean over all values}) $$
+# $$ \mathcal{L}_\text{cons} = \bigl\lVert G_\text{sub}(z) - \operatorname{down}_{R \to r}\bigl(\operatorname{sg}[G(z)]\bigr) \bigr\rVert_2^2 \quad(\text{mean over all values}). $$
 #
-# (plus a perceptual term, which we skip). $\operatorname{down}$ is average pooling: each sub-output
-# pixel is compared with the mean of the $(R/r) \times (R/r)$ full-output pixels it covers.
-# $\operatorname{sg}$ is *stop-gradient*: the full output is the teacher; the loss must pull the
-# sub-network towards it, never pull the full network towards its weaker sub-networks.
+# $\operatorname{down}$ is average pooling: each sub-output pixel is compared with the mean of the
+# $(R/r) \times (R/r)$ full-output pixels it covers. $\operatorname{sg}$ is *stop-gradient*: the full
+# output is the teacher; the loss must pull the sub-network towards it, never pull the teacher
+# towards its weaker students. The official distillation loss (`tools/train_gan.py`) is this MSE
+# **plus LPIPS**, a perceptual distance computed by an ImageNet-pretrained VGG; those weights cannot
+# be downloaded in this offline course, so we use the MSE alone. It also shrinks the teacher's output
+# with bilinear interpolation (`utils/train_utils.py: get_teacher_multi_res`) where we average-pool,
+# which does not alias.
 
 # %% nbgrader={"grade": false, "grade_id": "consistency_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def consistency_loss(sub_out, full_out):
@@ -448,133 +555,198 @@ def consistency_loss(sub_out, full_out):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_consistency_loss", "locked": true, "points": 12, "schema_version": 3, "solution": false, "task": false}
+import torch
+from effcourse.checks import lab4
+
 lab4.check_consistency_loss(consistency_loss)
 ### BEGIN HIDDEN TESTS
-from effcourse.checks._assert import assert_close as _close, assert_true as _true
-_g = torch.Generator().manual_seed(int(time.time() * 1000) % 2**31 + 3)
+import time
+from effcourse.checks.asserts import assert_close, assert_true, call
+_seed = int(time.time() * 1000) % 2**31 + 3
+_g = torch.Generator().manual_seed(_seed)
 for (N, C, r, f) in [(3, 1, 8, 4), (1, 3, 5, 2), (2, 1, 16, 1), (4, 2, 3, 3), (2, 1, 4, 8)]:
+    where = f"[seed {_seed}] consistency_loss(sub {(N, C, r, r)}, full {(N, C, r * f, r * f)})"
     sub = torch.randn(N, C, r, r, generator=_g, dtype=torch.float64).requires_grad_(True)
     full = torch.randn(N, C, r * f, r * f, generator=_g, dtype=torch.float64).requires_grad_(True)
-    loss = consistency_loss(sub, full)
-    down = full.detach().reshape(N, C, r, f, r, f).mean(dim=(3, 5))
-    exp = (sub.detach() - down).pow(2).mean()
-    _true(isinstance(loss, torch.Tensor) and loss.numel() == 1, "consistency_loss must return a scalar tensor")
-    _close(f"consistency_loss for sub {(N, C, r, r)} vs full {(N, C, r * f, r * f)}", loss.reshape(()), exp, atol=1e-9)
+    sub0, full0 = sub.detach().clone(), full.detach().clone()
+    loss = call(where, consistency_loss, sub, full)
+    down = full0.reshape(N, C, r, f, r, f).mean(dim=(3, 5))
+    exp = (sub0 - down).pow(2).mean()
+    assert_true(isinstance(loss, torch.Tensor) and loss.numel() == 1, f"{where}: should return a scalar tensor")
+    assert_close(where, loss.reshape(()), exp, atol=1e-9)
     loss.backward()
-    _true(full.grad is None or full.grad.abs().max() == 0, "no gradient may reach full_out (detach it)")
-    _close("gradient into sub_out", sub.grad, 2 * (sub.detach() - down) / sub.numel(), atol=1e-9)
+    assert_true(full.grad is None or full.grad.abs().max() == 0, f"{where}: no gradient may reach full_out (detach it)")
+    assert_close(f"{where}: gradient into sub_out", sub.grad, 2 * (sub0 - down) / sub.numel(), atol=1e-9)
+    assert_true(torch.equal(sub.detach(), sub0) and torch.equal(full.detach(), full0), f"{where}: inputs must not be modified")
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## 6. The training step: sampling-based multi-resolution and channel sampling
+# ## 6. The training step: distillation from a frozen teacher, sampled resolutions and channels
 #
-# StyleGAN2 trains only the top resolution; MSG-GAN feeds every resolution to D at every step. Anycost
-# GAN **samples**: each step picks one resolution $r$ and one channel configuration, trains that
-# sub-generator against reals resized to $r$, and distils the full generator into it. The full
-# generator is trained at every step too, so that the teacher of the consistency loss stays a good
-# generator (the "sandwich rule" of slimmable networks, upper slice only):
+# Anycost GAN fine-tunes a pre-trained generator in which every stage already outputs an image.
+# As in the official code (`tools/train_gan.py` with `--dynamic_channel --conditioned_d
+# --teacher_ckpt`), a **frozen copy of that pre-trained generator is the teacher**: each step trains
+# one randomly drawn sub-generator, adversarially at a few sampled resolutions and by distillation
+# from the teacher at *every* resolution. StyleGAN2 trains only the top resolution and MSG-GAN feeds
+# every resolution to D at every step; Anycost GAN **samples** (the official recipe: 2 of its 4
+# resolutions per step, `--n_sampled_res 2`). One step:
 #
-# 1. $r \sim \mathcal{U}(\text{G.resolutions})$, ratios $=$ `sample_ratios(G.n_layers, choices, mode, generator)`,
-#    $z \sim \mathcal{N}(0, I)$, all drawn with `generator`.
-# 2. Full generator: `G.set_ratio(1.0)`, $a_\text{full}$ = `G.arch_code()`, $x_\text{full} = G(z)$ (top resolution).
-# 3. Sub-generator: `G.set_ratio(ratios)`, $a$ = `G.arch_code()`, $x = G(z, r)$. Codes go to D with one row per image.
-# 4. D step: $\mathcal{L}_D = $ `d_loss(D(real, a_full), D(sg[x_full], a_full))` $+$ `d_loss(D(resize(real, r), a), D(sg[x], a))`; update D.
-# 5. G step: $\mathcal{L}_G = $ `g_loss(D(x_full, a_full))` $+$ `g_loss(D(x, a))` $+ \lambda\,$`consistency_loss(x, x_full)`; update G.
+# 1. **Draw**, all with `generator`: the sub-generator's `ratios = sample_ratios(G.n_layers, choices, mode, generator)`;
+#    a second, independent `real_ratios = sample_ratios(...)` (the official code gives the reals a random
+#    architecture code, so that the code alone cannot tell D which images are real); `n_res` different
+#    resolutions $S$, uniformly from `G.resolutions`; latents $z \sim \mathcal{N}(0, I)$, one row per real image.
+# 2. **Sub-generator:** `G.set_ratio(ratios)`; its images $x_r$ at every resolution $r$ (`G.forward_all(z)`);
+#    codes $a$ = `G.arch_code(ratios)` and $a_\text{real}$ = `G.arch_code(real_ratios)`, one row per image for D.
+# 3. **Teacher:** $y$ = `teacher(z)` (top resolution), without gradient.
+# 4. **D step:** $\mathcal{L}_D = \sum_{r \in S}$ `d_loss(D(resize(real, r), a_real), D(sg[x_r], a))`;
+#    clear D's old gradients, backward, `d_opt.step()`.
+# 5. **G step**, judged by the *updated* D: $\mathcal{L}_\text{cons} = \sum_{r \in \text{G.resolutions}}$
+#    `consistency_loss(x_r, y)` and $\mathcal{L}_G = \sum_{r \in S}$ `g_loss(D(x_r, a))` $+ \lambda\,\mathcal{L}_\text{cons}$;
+#    clear G's old gradients, backward, `g_opt.step()`.
 #
 # (`anycost.d_loss`/`g_loss` are the non-saturating logistic losses, `anycost.resize` shrinks with area
-# averaging, sg is `.detach()`.) The step gets `sample_ratios` and `consistency_loss` as arguments,
-# so it can be tested on its own; the grader passes stand-ins.
+# averaging, sg is `.detach()`.) Two simplifications of the official loop: one configuration and one
+# $z$ serve both the D step and the G step (the official code draws them afresh for each), and there is
+# no R1 penalty. The step gets `teacher`, `sample_ratios` and `consistency_loss` as arguments, so it can
+# be tested on its own: the checks pass spies (a scripted `sample_ratios` that hands out fixed
+# configurations, a probe in place of the consistency loss) and look at what your step does with them.
 
 # %% nbgrader={"grade": false, "grade_id": "anycost_step", "locked": false, "schema_version": 3, "solution": true, "task": false}
-def anycost_step(G, D, real, g_opt, d_opt, generator, sample_ratios, consistency_loss,
-                 choices=(0.25, 0.5, 0.75, 1.0), mode="uniform", lambda_consistency=1.0):
-    """One Anycost GAN training step (the five steps above).
+def anycost_step(G, D, real, g_opt, d_opt, generator, teacher, sample_ratios, consistency_loss,
+                 choices=(0.25, 0.5, 0.75, 1.0), mode="uniform", n_res=1, lambda_consistency=1.0):
+    """One Anycost GAN training step (the five steps above): D's update, then G's.
 
-    G: an anycost.AnycostGenerator (G.resolutions, G.n_layers, G.z_dim, G.set_ratio, G.arch_code,
-       G(z, target_resolution)).  D: called as D(images, code) -> logits (N,), code (N, code_dim).
-    real: (N, C, R, R) real images at G's top resolution R.
-    g_opt, d_opt: the optimisers of G and D.  generator: the torch.Generator for every draw.
+    G: the anycost.AnycostGenerator being trained (G.resolutions, G.n_layers, G.z_dim, G.set_ratio,
+       G.arch_code, G.forward_all(z), G(z, target_resolution)).
+    D: called as D(images, code) -> logits (N,), with code (N, code_dim), one row per image.
+    real: (N, C, R, R) real images at G's top resolution R.   g_opt, d_opt: the optimisers of G and D.
+    generator: the torch.Generator for every random draw of the step (resolutions, z).
+    teacher: the frozen pre-trained generator; teacher(z) is its (N, C, R, R) output.
     sample_ratios(n_layers, choices, mode, generator), consistency_loss(sub_out, full_out): your
-    functions, passed in.
-    Returns {"d_loss": float, "g_loss": float, "consistency": float, "resolution": int r,
-             "ratios": the list sample_ratios returned}.
+    functions, passed in (sample_ratios is called twice: one draw for G's configuration, one for the reals' code).
+    n_res: how many different resolutions the adversarial losses use this step.
+    Returns {"d_loss": L_D, "g_loss": L_G, "consistency": L_cons (numbers),
+             "resolutions": the list of sampled resolutions, "ratios": G's configuration (a list)}.
     """
     ### BEGIN SOLUTION
     n = len(real)
-    res = G.resolutions[int(torch.randint(len(G.resolutions), (1,), generator=generator))]
     ratios = sample_ratios(G.n_layers, choices, mode, generator)
+    real_ratios = sample_ratios(G.n_layers, choices, mode, generator)
+    picked = torch.randperm(len(G.resolutions), generator=generator)[:n_res]
+    resolutions = sorted(G.resolutions[int(i)] for i in picked)
     z = torch.randn(n, G.z_dim, generator=generator).to(real.device)
-    G.set_ratio(1.0)
-    code_full = G.arch_code().expand(n, -1)
-    full = G(z)
     G.set_ratio(ratios)
-    code = G.arch_code().expand(n, -1)
-    fake = G(z, target_resolution=res)
-    loss_d = (anycost.d_loss(D(real, code_full), D(full.detach(), code_full))
-              + anycost.d_loss(D(anycost.resize(real, res), code), D(fake.detach(), code)))
+    code = G.arch_code(ratios).expand(n, -1)
+    code_real = G.arch_code(real_ratios).expand(n, -1)
+    fakes = dict(zip(G.resolutions, G.forward_all(z)))
+    with torch.no_grad():
+        target = teacher(z)
+    loss_d = sum(anycost.d_loss(D(anycost.resize(real, r), code_real), D(fakes[r].detach(), code))
+                 for r in resolutions)
     d_opt.zero_grad(set_to_none=True)
     loss_d.backward()
     d_opt.step()
-    cons = consistency_loss(fake, full)
-    loss_g = anycost.g_loss(D(full, code_full)) + anycost.g_loss(D(fake, code)) + lambda_consistency * cons
+    cons = sum(consistency_loss(fakes[r], target) for r in G.resolutions)
+    loss_g = sum(anycost.g_loss(D(fakes[r], code)) for r in resolutions) + lambda_consistency * cons
     g_opt.zero_grad(set_to_none=True)
     loss_g.backward()
     g_opt.step()
     G.set_ratio(1.0)
-    return {"d_loss": loss_d.item(), "g_loss": loss_g.item(), "consistency": cons.item(), "resolution": res,
-            "ratios": ratios}
+    return {"d_loss": loss_d.item(), "g_loss": loss_g.item(), "consistency": cons.item(),
+            "resolutions": resolutions, "ratios": ratios}
     ### END SOLUTION
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_anycost_step", "locked": true, "points": 20, "schema_version": 3, "solution": false, "task": false}
+import torch
+from effcourse.checks import lab4
+
 lab4.check_anycost_step(anycost_step)
 ### BEGIN HIDDEN TESTS
-from effcourse.checks._assert import assert_true as _true
+import time
+from effcourse.checks.asserts import assert_close, assert_true, call
+from effcourse.gan import anycost
 _s = int(time.time() * 1000) % 10**6
-for i, (batch, mode) in enumerate([(2, "uniform"), (5, "flexible"), (1, "uniform")]):
-    lab4.verify_step(anycost_step, seed=_s + i, batch=batch, mode=mode)
-# the consistency term is weighted by lambda_consistency (same seed: same D step, same adversarial term)
-r0 = lab4.run_step(anycost_step, seed=_s, lambda_consistency=0.0)
-r1 = lab4.run_step(anycost_step, seed=_s, lambda_consistency=1000.0)
-adv0 = float(r0["out"]["g_loss"])
-adv1 = float(r1["out"]["g_loss"]) - 1000.0 * float(r1["out"]["consistency"])
-_true(abs(adv0 - adv1) < 1e-3 * max(1.0, abs(adv0)),
-      f"g_loss should be the adversarial loss + lambda_consistency * consistency: with lambda 0 it was {adv0:.5f}, "
-      f"with lambda 1000 it was {float(r1['out']['g_loss']):.5f} - 1000 * {float(r1['out']['consistency']):.3g}")
-# reproducible from the generator alone
-torch.manual_seed(_s + 1)
-a = lab4.run_step(anycost_step, seed=_s + 5)
-torch.manual_seed(_s + 2)
-b = lab4.run_step(anycost_step, seed=_s + 5)
-_true(a["out"]["resolution"] == b["out"]["resolution"] and all(
-    torch.equal(p, q) for p, q in zip(a["G"].parameters(), b["G"].parameters())),
-    "the step must draw everything (resolution, ratios, z) from the generator it is given")
-# over many steps every resolution is trained
-G_, D_, go, do = lab4.tiny_gan(_s)
+for i, (batch, mode, n_res, lam, choices) in enumerate([(2, "flexible", 2, 3.0, (0.25, 0.5, 0.75, 1.0)),
+                                                        (1, "uniform", 3, 0.5, (0.5, 1.0))]):
+    seed = _s + i
+    where = f"[seed {seed}] batch {batch}, mode {mode!r}, n_res {n_res}, lambda {lam}"
+    run = lab4.verify_step(anycost_step, seed=seed, batch=batch, mode=mode, n_res=n_res, lambda_consistency=lam,
+                           choices=choices)
+    # recompute the step by hand from what it drew: one SGD step on L_D, then one on L_G
+    ing = lab4.replay(run)
+    G0, D0, D1, z, real = ing["G0"], ing["D0"], ing["D1"], ing["z"], ing["real"]
+    G0.set_ratio(ing["fake_ratios"])
+    fakes = dict(zip(G0.resolutions, G0.forward_all(z)))
+    code = G0.arch_code(ing["fake_ratios"]).expand(batch, -1)
+    code_real = G0.arch_code(ing["real_ratios"]).expand(batch, -1)
+    loss_d = sum(anycost.d_loss(D0(anycost.resize(real, r), code_real), D0(fakes[r].detach(), code)) for r in ing["res"])
+    grads = torch.autograd.grad(loss_d, list(D0.parameters()), allow_unused=True)
+    for k, (g, d) in enumerate(zip(grads, ing["dD"])):
+        assert_close(f"{where}: D's update (one SGD step on L_D), parameter {k}", d,
+                     torch.zeros_like(d) if g is None else -ing["d_lr"] * g, atol=1e-6, rtol=1e-3)
+    loss_g = (sum(anycost.g_loss(D1(fakes[r], code)) for r in ing["res"])
+              + ing["lam"] * sum(ing["probe"](fakes[r]) for r in G0.resolutions))
+    grads = torch.autograd.grad(loss_g, list(G0.parameters()), allow_unused=True)
+    for k, (g, d) in enumerate(zip(grads, ing["dG"])):
+        assert_close(f"{where}: G's update (one SGD step on L_G against the updated D), parameter {k}", d,
+                     torch.zeros_like(d) if g is None else -ing["g_lr"] * g, atol=1e-6, rtol=1e-3)
+    out = run["out"]
+    for key, exp in (("d_loss", loss_d), ("g_loss", loss_g)):
+        assert_true(abs(float(out[key]) - float(exp)) < 1e-4 * max(1.0, abs(float(exp))),
+                    f"{where}: out[{key!r}] is {float(out[key]):.6g}, expected {float(exp):.6g}")
+    cons = sum(ing["probe"](fakes[r]) for r in G0.resolutions)
+    assert_true(abs(float(out["consistency"]) - float(cons)) < 1e-4 * max(1.0, abs(float(cons))),
+                f"{where}: out['consistency'] is {float(out['consistency']):.6g}, expected the sum over resolutions "
+                f"{float(cons):.6g}")
+# every draw comes from the generator passed in (global seeds differ, results do not)
+a = lab4.run_step(anycost_step, seed=_s + 5, n_res=1, global_seed=_s + 1, copies=False)
+b = lab4.run_step(anycost_step, seed=_s + 5, n_res=1, global_seed=_s + 2, copies=False)
+assert_true(torch.equal(a["G"].calls[0]["z"], b["G"].calls[0]["z"]) and
+            list(a["out"]["resolutions"]) == list(b["out"]["resolutions"]),
+            f"[seed {_s}] the step must draw everything (resolutions, z) from the generator it is given")
+# the resolutions are drawn uniformly without repeats: in 12 steps with n_res=2 every resolution comes up
+G_, D_, T_, go, do, _ = lab4.tiny_gan(_s)
 gen = torch.Generator().manual_seed(_s)
-seen = set()
-for _ in range(24):
+sampler = lab4.ScriptedSampler([[1.0] * G_.n_layers, [0.5] * G_.n_layers])
+probe = lab4.ProbeConsistency(G_.resolutions, seed=_s)
+count = {r: 0 for r in G_.resolutions}
+for _ in range(12):
     real = torch.rand(2, 1, 32, 32, generator=gen) * 2 - 1
-    seen.add(int(anycost_step(G_, D_, real, go, do, gen, lab4.StandInSampler(), lab4.StandInConsistency())["resolution"]))
-_true(seen == set(G_.resolutions), f"in 24 steps every resolution of {G_.resolutions} should be drawn, got {sorted(seen)}")
+    out = call("anycost_step", anycost_step, G_, D_, real, go, do, gen, T_, sampler, probe, n_res=2)
+    assert_true(len({int(r) for r in out["resolutions"]}) == 2,
+                f"[seed {_s}] n_res=2 should give 2 different resolutions, got {out['resolutions']}")
+    for r in out["resolutions"]:
+        count[int(r)] += 1
+assert_true(min(count.values()) >= 1, f"[seed {_s}] in 12 steps with n_res=2 every resolution of {G_.resolutions} "
+                                      f"should be drawn (uniformly), got {count}")
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## 7. Experiment: train an anycost generator three ways
+# ## 7. Experiment: sort, then train three anycost generators
 #
 # **Start point.** Anycost GAN starts from a pre-trained multi-resolution generator (all ratios 1).
-# The course ships one (`data_scripts/asset_lab4_anycost.py` trained it with 3000 steps of this very
-# procedure at ratio 1, a few minutes of CPU). Set `PRETRAIN_STEPS = 3000` above to train it here
-# with your own step and `choices=(1.0,)` instead.
+# The course ships one: `data_scripts/asset_lab4_anycost.py` trained it for 3000 steps at full width
+# with sampling-based multi-resolution training, each sampled lower-resolution output also pulled
+# towards the same generator's own top output (a stand-in for the official multi-resolution stage,
+# which distils from a pre-trained StyleGAN2). Set `PRETRAIN_STEPS = 3000` above to train a fresh one
+# here (a few minutes of CPU) with your own step: ratio 1 only, one resolution per step, and the
+# generator itself as its teacher, which is close to the asset's recipe.
+#
+# **Sorting.** First, how much does channel order matter before any anycost training? Below, the
+# pre-trained generator's sub-generators are compared with its full output, unsorted, sorted by the
+# official criterion (your `sort_channels`: how much the next layer uses a channel) and sorted by
+# each filter's own L1 norm (the common alternative; we compute it with your function, by handing it
+# a stand-in next layer whose weights on channel $c$ are the L1 norm of filter $c$).
 
-# %%
+# %% tags=["experiment"]
 def make_pretrained():
     G = anycost.AnycostGenerator(ElasticConv2d, z_dim=32, channels=(64, 32, 16))
     D = anycost.AnycostDiscriminator(channels=(8, 16, 32))
     if PRETRAIN_STEPS:
         anycost.train(G, D, reals, PRETRAIN_STEPS, anycost_step, batch_size=16, lr=1e-3, seed=SEED, ema=0.99,
-                      desc="pre-train (ratio 1)", sample_ratios=sample_ratios, consistency_loss=consistency_loss,
-                      choices=(1.0,), lambda_consistency=1.0)
+                      desc="pre-train (ratio 1)", teacher=G, sample_ratios=sample_ratios,
+                      consistency_loss=consistency_loss, choices=(1.0,), n_res=1, lambda_consistency=1.0)
     else:
         state = effcourse.assets.load_asset("lab4_anycost")
         G.load_state_dict(state["G"])
@@ -582,79 +754,93 @@ def make_pretrained():
     return G.eval(), D.eval()
 
 
-import effcourse.assets  # noqa: E402
-
-t0 = time.time()
-G0, D0 = make_pretrained()
-z_eval = torch.randn(N_EVAL, G0.z_dim, generator=torch.Generator().manual_seed(SEED + 1))
+def sort_by_own_filter(layer, next_layer):
+    """The other criterion: rank layer's channels by the L1 norm of their own filters (with your function)."""
+    stand_in = nn.Conv2d(layer.out_channels, 1, 1, bias=False)
+    with torch.no_grad():
+        stand_in.weight.copy_(layer.weight.abs().sum(dim=(1, 2, 3)).view(1, -1, 1, 1))
+        perm = sort_channels(layer, stand_in).long()
+        next_layer.weight.copy_(next_layer.weight[:, perm])      # what sort_channels did to the stand-in
+    return perm
 
 
 def consistency_grid(G, z):
-    """PSNR (dB) of every sub-configuration's output against the full output, downsampled to its size."""
+    """PSNR (dB) of every sub-configuration's output against the full output, shrunk to its size."""
     full = anycost.sample(G, z)
     return {(r, res): psnr(anycost.sample(G, z, r, res), anycost.resize(full, res))
             for r in CHOICES for res in G.resolutions if (r, res) != (1.0, G.resolutions[-1])}
 
 
-before = consistency_grid(G0, z_eval[:200])
-G0.sort_channels(sort_channels)
-after = consistency_grid(G0, z_eval[:200])
-effcourse.record("sort_psnr_050_before", before[(0.5, top)])
-effcourse.record("sort_psnr_050_after", after[(0.5, top)])
-plots.table([{"ratio": f"{r}x", "PSNR unsorted (dB)": before[(r, top)], "PSNR sorted (dB)": after[(r, top)]}
+t0 = time.time()
+G0, D0 = make_pretrained()
+top = G0.resolutions[-1]
+z_eval = torch.randn(N_EVAL, G0.z_dim, generator=torch.Generator().manual_seed(SEED + 1))
+sorted_by = {"unsorted": G0, "own filter L1": copy.deepcopy(G0), "next layer's use (official)": copy.deepcopy(G0)}
+sorted_by["own filter L1"].sort_channels(sort_by_own_filter)
+sorted_by["next layer's use (official)"].sort_channels(sort_channels)
+sort_psnr = {name: consistency_grid(g, z_eval[:N_SORT]) for name, g in sorted_by.items()}
+for key, name in (("none", "unsorted"), ("filter", "own filter L1"), ("next", "next layer's use (official)")):
+    effcourse.record(f"sort_psnr_{key}", {str(r): sort_psnr[name][(r, top)] for r in CHOICES[:-1]})
+plots.table([{"ratio": f"{r}x", **{f"PSNR {name} (dB)": g[(r, top)] for name, g in sort_psnr.items()}}
              for r in CHOICES[:-1]], floatfmt=".1f",
-            title="Pre-trained generator, before any anycost training: sub-generator vs full output at 32 px")
-fig, axes = plt.subplots(2, 1, figsize=(9, 2.6))
+            title=f"Pre-trained generator, before any anycost training: sub-generator vs full output at {top} px")
+fig, axes = plt.subplots(len(sorted_by) + 1, 1, figsize=(9, 1.3 * (len(sorted_by) + 1)))
 plots.image_grid(anycost.sample(G0, z_eval[:12]), nrow=12, ax=axes[0], title="full generator", vmin=-1, vmax=1)
-plots.image_grid(anycost.sample(G0, z_eval[:12], 0.5), nrow=12, ax=axes[1], title="0.5x channels, sorted, untrained",
-                 vmin=-1, vmax=1)
+for ax, (name, g) in zip(axes[1:], sorted_by.items()):
+    plots.image_grid(anycost.sample(g, z_eval[:12], 0.5), nrow=12, ax=ax, title=f"0.5x channels, {name}", vmin=-1, vmax=1)
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Sorting makes the 0.5× and 0.75× generators closer to the full one: their prefixes now hold the
-# important channels. At 0.25× no order gives a usable image; a quarter of the channels has to be
-# *trained* to work on its own. So train three anycost generators from the same sorted start, each
-# for the same number of steps with uniform channel sampling:
+# Both orders help the wider sub-generators over an arbitrary one, and neither makes a quarter of
+# the channels draw a usable digit: a 0.25× network has to be *trained* to work on its own. Read the
+# table for which criterion wins at which width on this generator; it is one measurement on one
+# pre-trained network, and both criteria are cheap proxies for "what the full output loses without
+# this channel". The runs below start from the official order.
 #
-# | run | discriminator | consistency loss |
+# **Training.** Three anycost generators from the same sorted start, each for the same number of
+# steps with uniform channel sampling, `N_RES` sampled resolutions per step and the frozen teacher:
+#
+# | run | discriminator | consistency (distillation) |
 # |---|---|---|
-# | **G-conditioned D** | conditioned on the architecture code (your `ArchModulation`) | yes, λ = 10 |
+# | **G-conditioned D** | conditioned on the architecture code (your `ArchModulation`) | yes, λ = `LAMBDA` |
 # | **no consistency** | conditioned | no (λ = 0) |
-# | **vanilla D** | one D for every sub-generator (the code is ignored) | yes, λ = 10 |
+# | **same D** | one D for every sub-generator (the code is ignored) | yes, λ = `LAMBDA` |
 #
-# The first run is the paper's recipe and doubles as one arm of each comparison.
+# The first run is the paper's recipe and doubles as one arm of each comparison. (λ: the official
+# code weighs MSE + LPIPS by 2, `--distill_loss_alpha`; with the MSE alone on 32 px digits we use 10.)
 
-# %%
-import copy  # noqa: E402
+# %% tags=["experiment"]
+G_start = sorted_by["next layer's use (official)"]
+teacher = anycost.frozen_copy(G_start)
 
 
 def finetune(conditioned, lam, desc):
-    G = copy.deepcopy(G0).train()
+    G = copy.deepcopy(G_start).train()
     D = anycost.conditioned_copy(D0, ArchModulation, G.code_dim) if conditioned else copy.deepcopy(D0)
     hist = anycost.train(G, D, reals, FINETUNE_STEPS, anycost_step, batch_size=16, lr=1e-3, seed=SEED + 2, ema=0.9,
-                         desc=desc, sample_ratios=sample_ratios, consistency_loss=consistency_loss,
-                         choices=CHOICES, mode="uniform", lambda_consistency=lam)
+                         desc=desc, teacher=teacher, sample_ratios=sample_ratios, consistency_loss=consistency_loss,
+                         choices=CHOICES, mode="uniform", n_res=N_RES, lambda_consistency=lam)
     return G.eval(), hist
 
 
 runs = {}
-runs["G-conditioned D"], _ = finetune(True, 10.0, "G-conditioned D, consistency")
+runs["G-conditioned D"], _ = finetune(True, LAMBDA, "G-conditioned D, consistency")
 
-# %%
+# %% tags=["experiment"]
 runs["no consistency"], _ = finetune(True, 0.0, "G-conditioned D, no consistency")
 
-# %%
-runs["vanilla D"], _ = finetune(False, 10.0, "vanilla D, consistency")
-print(f"loading, sorting and three fine-tunes: {time.time() - t0:.0f} s")
+# %% tags=["experiment"]
+runs["same D"], _ = finetune(False, LAMBDA, "same D, consistency")
+print(f"loading, sorting and three anycost trainings: {time.time() - t0:.0f} s")
 
 # %% [markdown]
 # ### Consistency: does the preview show the same digit?
 #
-# For 500 latents (2000 in full mode), PSNR between each sub-configuration's output and the full
-# output downsampled to the same size. Higher is more consistent; identical images would be ∞.
+# For `N_EVAL` latents, the PSNR between each sub-configuration's output and the full output of
+# the same generator, shrunk to the same size. Higher is more consistent; identical images would be ∞.
 
-# %%
+# %% tags=["experiment"]
 cons = {name: consistency_grid(G, z_eval) for name, G in runs.items()}
 sub_configs = list(cons["G-conditioned D"])
 mean_with = sum(cons["G-conditioned D"].values()) / len(sub_configs)
@@ -673,34 +859,39 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# With the consistency loss, every sub-configuration's output is closer to the full output (higher
-# PSNR): the preview shows the same digit. Without it, weight sharing alone keeps them related but
-# they drift apart. The 0.25× generator stays the least consistent: in QUICK mode only about a
-# quarter of 150 steps train it.
+# With the distillation term, every sub-configuration's output stays close to the full output
+# (higher PSNR): the preview shows the same digit. Without it, weight sharing alone keeps them related
+# but they drift apart, and so does the full generator itself, which no longer has the teacher to hold
+# it. The 0.25× generator stays the least consistent: it gets only a quarter of the steps, and four
+# channels at 32 px is very little.
 
 # %% [markdown]
-# ### Quality per configuration: vanilla vs. G-conditioned D
+# ### Quality per configuration: same D vs. G-conditioned D
 #
 # The digit-feature Fréchet distance (lower is better) of each sub-generator's samples at 32 px
 # against all 1797 digits. It uses a small digit classifier's features, **not** Inception: compare
 # the numbers with each other, never with the paper's FIDs. It has a finite-sample floor (two
-# halves of the real digits score a few units apart), so small differences are noise. The bundled
-# pre-trained full generator scores about 7 at 32 px.
+# halves of the real digits score about 2), so small differences are noise.
 
-# %%
+# %% tags=["experiment"]
 fd = {name: {r: frechet_distance(reals, anycost.sample(G, z_eval, r)) for r in CHOICES}
-      for name, G in runs.items() if name != "no consistency"}
+      for name, G in runs.items()}
+fd["teacher (pre-trained)"] = {1.0: frechet_distance(reals, anycost.sample(teacher, z_eval))}
 effcourse.record("fd_conditioned", {str(r): v for r, v in fd["G-conditioned D"].items()})
-effcourse.record("fd_vanilla", {str(r): v for r, v in fd["vanilla D"].items()})
-plots.table([{"discriminator": name, **{f"{r}x": v for r, v in d.items()}} for name, d in fd.items()],
+effcourse.record("fd_same_d", {str(r): v for r, v in fd["same D"].items()})
+effcourse.record("fd_no_consistency", {str(r): v for r, v in fd["no consistency"].items()})
+effcourse.record("fd_teacher", fd["teacher (pre-trained)"][1.0])
+plots.table([{"generator": name, **{f"{r}x": d.get(r, float("nan")) for r in CHOICES}} for name, d in fd.items()],
             floatfmt=".1f", title="Digit-feature Fréchet distance at 32 px (lower is better)")
 
 # %% [markdown]
-# Read these with care: 150 steps of adversarial training is a very short run and a GAN's quality
-# swings from step to step, so differences of a few tens between the two rows are within noise in
-# QUICK mode. What is robust is the ordering by width (narrower is worse, the 0.25× generator much
-# worse: 4 channels at 32 px) and, in the paper, a G-conditioned D that helps most where one
-# discriminator serves very different generators.
+# Read these with care: a few hundred steps of adversarial training is a short run and a GAN's
+# quality swings from step to step, so differences of a few tens between the two discriminators are
+# within noise in QUICK mode. What is robust is the ordering by width (narrower is worse, the 0.25×
+# generator much worse: 4 channels at 32 px), and that without distillation even the full-width
+# generator loses quality. In the paper a G-conditioned D helps most where one discriminator serves
+# very different generators (FFHQ, 256 px, 0.25×: FID 14.01 with the same D, 8.06 G-conditioned;
+# lecture 19, "Problem 2" table).
 
 # %% [markdown]
 # ## 8. Preview at any cost
@@ -708,7 +899,7 @@ plots.table([{"discriminator": name, **{f"{r}x": v for r, v in d.items()}} for n
 # Drag the sliders: the same latents at another ratio or resolution, with the MACs of one image and
 # the measured latency. (In a notebook without a live kernel, the preview shows its first drawing.)
 
-# %%
+# %% tags=["experiment"]
 G_best = runs["G-conditioned D"]
 box = preview(G_best, n_samples=16, seed=SEED)
 box.ratio.value = 0.25          # what a drag does: redraw at 0.25x
@@ -718,33 +909,56 @@ effcourse.record("widget_status", box.status.value)
 # %% [markdown]
 # ## 9. Paper vs. you
 
-# %%
+# %% tags=["experiment"]
 plots.table([
-    {"quantity": "computation of the cheapest config vs full",
+    {"quantity": "computation of the cheapest config vs full", "source": "paper, abstract",
      "paper": "up to 10x less", "you": f"{1 / macs_ratio_025:.1f}x less MACs (0.25x @ 32 px)"},
-    {"quantity": "speedup on CPU", "paper": "6-12x",
+    {"quantity": "speedup on CPU", "source": "paper, abstract", "paper": "6-12x",
      "you": f"{speedup_025:.1f}x (0.25x @ 32 px); {full_ms / times[(0.25, 8)]:.1f}x (0.25x @ 8 px)"},
-    {"quantity": "preview consistency", "paper": "sub-generators match the full output (with the consistency loss)",
-     "you": f"{mean_with:.1f} dB with vs {mean_without:.1f} dB without"},
-    {"quantity": "quality 1x vs 0.25x channels", "paper": "FID 3.73 vs 8.06 (G-cond. D, 256 px)",
+    {"quantity": "preview consistency", "source": "paper; official README",
+     "paper": "sub-generators look like the full output",
+     "you": f"{mean_with:.1f} dB with distillation vs {mean_without:.1f} dB without"},
+    {"quantity": "quality 1x vs 0.25x channels", "source": "lecture 19, FID-70k table (FFHQ, 256 px)",
+     "paper": "FID 3.73 vs 8.06 (G-cond. D)",
      "you": f"FD {fd['G-conditioned D'][1.0]:.1f} vs {fd['G-conditioned D'][0.25]:.1f} (G-cond. D, 32 px)"},
-    {"quantity": "0.25x quality: vanilla vs G-conditioned D", "paper": "FID 14.01 vs 8.06 (256 px)",
-     "you": f"FD {fd['vanilla D'][0.25]:.1f} vs {fd['G-conditioned D'][0.25]:.1f}"},
+    {"quantity": "0.25x quality: same D vs G-conditioned D", "source": "lecture 19, FID-70k table",
+     "paper": "FID 14.01 vs 8.06 (256 px)",
+     "you": f"FD {fd['same D'][0.25]:.1f} vs {fd['G-conditioned D'][0.25]:.1f}"},
 ], title="Anycost GAN: paper (FFHQ, StyleGAN2) vs. you (digits, 32 px)")
+
+# %% [markdown]
+# **Where this miniature follows the official code, and where it does not.**
+#
+# | | official (`mit-han-lab/anycost-gan`) | this lab |
+# |---|---|---|
+# | generator | StyleGAN2; 4 output resolutions trained (1024 down to 128 px) | small conv generator, 3 resolutions (8/16/32 px) |
+# | channel sorting | $\sum\lvert W^\text{next}_{:,c}\rvert$ × mean $\lvert$style$_c\rvert$, output back | $\sum\lvert W^\text{next}_{:,c}\rvert$ (no styles), output back |
+# | pre-trained start | multi-resolution generator distilled from StyleGAN2 | multi-resolution generator, self-distilled across resolutions (bundled) |
+# | teacher | frozen pre-trained generator | the same |
+# | distillation | MSE + LPIPS at every resolution, teacher shrunk bilinearly, weight 2 | MSE at every resolution, average pooling, λ = 10 (no offline LPIPS weights) |
+# | reals' code in D | a random architecture code | the same |
+# | sampled resolutions | 2 of 4 per step | `N_RES` of 3 |
+# | draws per step | fresh configuration and $z$ for the D and the G step | one of each, shared |
+# | D conditioning | last two blocks, default init, one code per batch | every block, zero init, one code per image |
+# | regularisation, optimiser | R1 every 16 steps; Adam lr 0.002, betas (0, 0.99) | none; Adam lr 0.001, betas (0.5, 0.99), EMA of G |
 
 # %% [markdown]
 # ## 10. Questions
 #
-# **Q1.** The consistency loss detaches the full output. What would go wrong, for the full generator
-# and for the preview, if the gradient also flowed into the full output? (3–5 sentences)
+# **Q1.** Your consistency loss stops the gradient into the full output, and the step distils from a
+# *frozen copy* of the pre-trained generator rather than from the full-width generator being trained.
+# What would go wrong if the teacher were the live full generator *and* the gradient flowed into its
+# output? What does a frozen teacher give up compared with a live one? (3–5 sentences)
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "q_detach", "locked": false, "points": 10, "schema_version": 3, "solution": true, "task": false}
-# Model answer: the loss is symmetric, so without the stop-gradient it also pulls the full generator
-# towards its sub-generators. The weak, low-capacity 0.25× network would drag the full network's
-# outputs towards what it can express (blurrier, less detailed images), so the full-cost quality, the
-# one users finally see, gets worse. The preview would match the final image better only because the
-# final image got worse, which defeats the point. Treating the full output as a fixed teacher is
-# distillation: only the students move.
+# Model answer: the loss is symmetric, so with a live teacher and no stop-gradient it would also pull
+# the full generator towards its sub-generators. The weak, low-capacity 0.25× network would drag the
+# full network's outputs towards what it can express (blurrier, less detailed images), so the
+# full-cost quality, the one users finally see, gets worse; the preview would match the final image
+# better only because the final image got worse. A frozen teacher cannot be dragged at all and gives
+# a fixed target from the first step, but it also cannot improve: the full-width generator, which is
+# still trained adversarially whenever ratio 1 is drawn, is pulled back towards the pre-trained
+# outputs, and if the full generator moved away, the previews would match the teacher rather than it.
 
 # %% [markdown]
 # **Q2.** Your cost grid shows a gap between the MAC reduction and the measured speedup, largest
