@@ -9,7 +9,7 @@ JOBS   ?= 2
 FULL   ?=
 LABS   ?=
 
-.PHONY: help setup lab test test-fast test-browser release solutions autograde bench clean
+.PHONY: help setup sandbox lab test test-fast test-browser release solutions autograde student-kit bench clean
 
 help:
 	@echo "make lab        install if needed, open JupyterLab on labs/"
@@ -18,6 +18,7 @@ help:
 	@echo "make release    regenerate labs/ from solutions/ with nbgrader"
 	@echo "make solutions  execute every solution notebook with papermill into _executed/ (FULL=1 for full mode)"
 	@echo "make autograde LAB=lab1_temporal_shift SUBMISSIONS=path/to/folder-or-zip"
+	@echo "make student-kit [LABS=...]  zip what students receive (release notebooks + wheel) into dist/"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,11 +32,15 @@ $(STAMP): pyproject.toml | $(PY)
 
 setup: $(STAMP)
 
+# bubblewrap: the sandbox every autograded kernel runs in (apt-get as root or with sudo)
+sandbox:
+	bash scripts/install_sandbox.sh
+
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=labs $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-test: $(STAMP)
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup -ra
+test: $(STAMP) sandbox
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -ra --durations=25
 
 # JupyterLab in headless Chromium: every lab opens, runs and renders its widgets (installs chromium via apt)
 test-browser: $(STAMP)
@@ -51,8 +56,11 @@ release: $(STAMP)
 solutions: $(STAMP)
 	$(VENV)/bin/effcourse run-solutions $(if $(FULL),--full,) $(LABS)
 
-autograde: $(STAMP)
+autograde: $(STAMP) sandbox
 	$(VENV)/bin/effcourse autograde $(LAB) $(SUBMISSIONS) --jobs $(JOBS)
+
+student-kit: $(STAMP)
+	$(VENV)/bin/effcourse student-kit $(LABS)
 
 bench: $(STAMP)
 	$(VENV)/bin/effcourse run-solutions --full --out _bench $(LABS)

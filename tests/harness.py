@@ -5,9 +5,12 @@
 * ``records(lab)``: the values that notebook published with ``effcourse.record``.
 * ``roundtrip(lab, wrong)``: one nbgrader autograde of three submissions (the solution, the untouched
   release, the solution with exactly one exercise replaced by ``wrong``), returning their scores.
+  Autograding runs the notebooks in the smoke profile (nbgrader sets ``NBGRADER_EXECUTION``), in the
+  sandbox, under the tamper guard — exactly as for a class.
 """
 from __future__ import annotations
 
+import csv
 import functools
 import re
 import tempfile
@@ -77,8 +80,8 @@ def _roundtrip(lab: str, wrong_cell: str, wrong_source: str) -> tuple[dict, dict
     for student, nb in (("solution", solution), ("release", release), ("one_wrong", wrong)):
         (subs / student).mkdir(parents=True)
         nbformat.write(nb, subs / student / f"{lab}.ipynb")
-    csv_path = grading.autograde(lab, subs, out=tmp / "course", root=ROOT)
-    return grading.read_scores(tmp / "course", lab), grading.max_scores(tmp / "course", lab), csv_path
+    run = grading.autograde(lab, subs, out=tmp / "course", root=ROOT)
+    return grading.read_scores(tmp / "course", lab), grading.max_scores(tmp / "course", lab), run.csv
 
 
 def roundtrip(lab: str, wrong_cell: str, wrong_source: str):
@@ -90,7 +93,11 @@ def roundtrip(lab: str, wrong_cell: str, wrong_source: str):
 def check_roundtrip(lab: str, wrong_cell: str, wrong_source: str, loses: set[str]) -> None:
     """Solution: full marks on every autograded cell. Release: 0 on every autograded test cell.
     One wrong exercise: loses exactly the grade cells in ``loses``, keeps all the others."""
-    scores, maxima, _ = roundtrip(lab, wrong_cell, wrong_source)
+    scores, maxima, csv_path = roundtrip(lab, wrong_cell, wrong_source)
+    with open(csv_path, encoding="utf-8") as fh:
+        status = {r["student"]: (r["status"], r["notes"]) for r in csv.DictReader(fh)}
+    # an honest notebook is neither flagged nor "tampered" (the guard sees nothing in a real lab)
+    assert status["solution"][0] == "ok", f"the solution was graded {status['solution']}"
     auto = {g: pts for g, (pts, is_auto) in maxima.items() if is_auto}
     assert auto, f"{lab} has no autograded cells"
     assert set(loses) <= set(auto), f"unknown grade ids in loses: {set(loses) - set(auto)}"

@@ -111,10 +111,11 @@ TAMPER = {
 THEFT = """import glob, json, os, pathlib
 found = []
 here = pathlib.Path.cwd()
-candidates = [p for d in [here, *here.parents] for p in d.glob('**/*.ipynb')][:200]
-candidates += [pathlib.Path(p) for p in glob.glob('/tmp/effcourse-grade-*/**/*.ipynb', recursive=True)]
-candidates += [pathlib.Path(p) for p in glob.glob(%(root)r + '/**/*.ipynb', recursive=True)]
-candidates += [pathlib.Path(p) for p in glob.glob(%(repo)r + '/solutions/**/*.ipynb', recursive=True)]
+ups = [d for d in [here, *here.parents] if len(d.parts) > 2]
+candidates = [p for d in ups for pattern in ('*.ipynb', '*/*.ipynb', '*/*/*.ipynb') for p in d.glob(pattern)]
+for pattern in ('/tmp/effcourse-grade-*/*/solutions/*/*.ipynb', '/tmp/effcourse-grade-*/work/*/solutions/*/*.ipynb',
+                %(root)r + '/solutions/*/*.ipynb', %(repo)r + '/solutions/*/*.ipynb'):
+    candidates += [pathlib.Path(p) for p in glob.glob(pattern)]
 for p in candidates:
     try:
         cells = json.loads(p.read_text())['cells']
@@ -122,10 +123,11 @@ for p in candidates:
         continue
     for cell in cells:
         src = ''.join(cell['source'])
-        if '### BEGIN SOLUTION' in src and 'def double' in src:
+        if '### BEGIN SOLUTION' in src and 'def double' in src and 'THEFT' not in src:
             found.append(str(p))
             exec(src.replace('### BEGIN SOLUTION', '').replace('### END SOLUTION', ''))
-dbs = [d / 'gradebook.db' for d in [here, *here.parents]] + [pathlib.Path(p) for p in glob.glob('/tmp/effcourse-grade-*/**/gradebook.db', recursive=True)]
+dbs = [d / 'gradebook.db' for d in ups] + [pathlib.Path(p) for p in glob.glob('/tmp/effcourse-grade-*/*/gradebook.db')
+                                         + glob.glob('/tmp/effcourse-grade-*/work/*/gradebook.db')]
 for db in dbs:
     try:
         db.read_bytes()
@@ -140,8 +142,9 @@ report = {'uid': os.getuid(), 'cwd_writable': os.access('.', os.W_OK),
           'root_listing': sorted(os.listdir('/')),
           'course_visible': os.path.exists(%(root)r), 'home_visible': os.path.exists(%(home)r),
           'solutions_visible': os.path.exists(%(repo)r + '/solutions') or os.path.exists(%(repo)r + '/tests'),
-          'other_grading_files': [p for p in glob.glob('/tmp/effcourse-grade-*/**', recursive=True)
-                                  if os.path.isfile(p) and not p.startswith(os.getcwd())],
+          'other_grading_files': [os.path.join(d, f) for top in glob.glob('/tmp/effcourse-grade-*')
+                                  for d, _, files in os.walk(top) for f in files
+                                  if not d.startswith(os.getcwd())],
           'pids': len([p for p in os.listdir('/proc') if p.isdigit()])}
 try:
     socket.create_connection(('1.1.1.1', 53), timeout=2).close()

@@ -101,6 +101,9 @@ class LabServer:
             "JUPYTERLAB_WORKSPACES_DIR": str(self.state / "workspaces"),
             "JUPYTER_RUNTIME_DIR": str(self.state / "runtime"),
             "JUPYTER_CONFIG_DIR": str(self.state / "config"),   # ignore ~/.jupyter; venv config still applies
+            # kernels run the smoke profile: every line of every lab runs, experiments at their smallest
+            # size (the full QUICK run is papermill's, in make test)
+            "EFFCOURSE_SMOKE": "1",
         })
 
     def start(self) -> "LabServer":

@@ -4,7 +4,8 @@ Per lab (discovered with ``effcourse.grading.labs()``):
 
 * the release notebook (``labs/<lab>/``) opens and shows the lab's title, every exercise cell with
   its ``YOUR CODE HERE`` stub and the nbgrader ``Validate`` button; it is never modified;
-* a QUICK copy of the solution notebook runs through Run > Run All Cells: no error output, every code
+* a copy of the solution notebook runs through Run > Run All Cells in the smoke profile (every line,
+  experiments at their smallest; the QUICK run is papermill's, in make test): no error output, every code
   cell executed, at least one rendered matplotlib figure, every ipywidgets view rendered (no "Error
   displaying widget"), each slider moved with the keyboard and each dropdown changed, and the output
   it drives seen to change; the nbgrader Create Assignment panel shows the lab's cells and points.
@@ -219,7 +220,7 @@ def test_release_notebook(lab, page, lab_server, artifacts, summary):
 @pytest.mark.parametrize("lab", LABS)
 @pytest.mark.timeout(TEST_TIMEOUT)
 def test_solution_runs(lab, page, lab_server, artifacts, summary):
-    """A QUICK copy of solutions/<lab> runs all cells in JupyterLab without error, renders its
+    """A copy of solutions/<lab> runs all cells in JupyterLab (smoke profile) without error, renders its
     figures and widgets, its widgets respond, and nbgrader's Create Assignment panel shows it."""
     import jlab
 
@@ -235,7 +236,7 @@ def test_solution_runs(lab, page, lab_server, artifacts, summary):
     errors = nb.errors()
     assert not errors, f"{lab}: error output after Run All Cells:\n" + "\n---\n".join(errors)
     text = nb.text()
-    assert "QUICK mode" in text, f"{lab}: the notebook did not report QUICK mode (parameters cell not applied?)"
+    assert "smoke (grading) mode" in text, f"{lab}: the notebook did not report the smoke profile (EFFCOURSE_SMOKE not applied?)"
     figures = nb.figures()
     assert figures >= 1, f"{lab}: no rendered matplotlib figure (<img> in an output)"
     report = jlab.widget_report(nb)
@@ -272,7 +273,7 @@ def test_solution_runs(lab, page, lab_server, artifacts, summary):
     errs = [o for c in code for o in c.outputs if o.output_type == "error"]
     assert not errs, f"{lab}: saved notebook has error outputs: {[(o.ename, o.evalue) for o in errs]}"
     summary.append(
-        f"{lab} solution (QUICK): Run > Run All Cells {secs:.0f} s, {len(code)} code cells, 0 errors, "
+        f"{lab} solution (smoke): Run > Run All Cells {secs:.0f} s, {len(code)} code cells, 0 errors, "
         f"{figures} figures, {report['views']} widget views; sliders moved "
         f"{[(r['slider'], r['keys'][-1], r['value']) for r in sliders]}, dropdowns changed "
         f"{[r['to'] for r in dropdowns]}, outputs changed; Create Assignment: {panel}; "
