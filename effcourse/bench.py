@@ -83,3 +83,22 @@ def cost_table(models: Mapping[str, tuple[nn.Module, tuple]], repeats: int = 7, 
             row["macs_ratio"] = row["macs"] / max(base["macs"], 1)
             row["latency_ratio"] = row["latency_ms"] / base["latency_ms"]
     return rows
+
+
+def latency_rounds(fns: Mapping[str, Callable[[], Any]], repeats: int = 7, number: int = 3,
+                   warmup: int = 2) -> dict[str, list[float]]:
+    """Seconds per call of each function in every round, measured *interleaved* (as
+    ``compare_latency``, which returns only the medians). Use it for per-round ratios: two functions
+    timed back to back in one round share that moment's load, so the median of their per-round
+    ratio is steadier on a busy machine than the ratio of their medians."""
+    if repeats < 1 or number < 1:
+        raise ValueError(f"repeats and number must be >= 1, got {repeats} and {number}")
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    timers = {k: Timer(stmt="fn()", globals={"fn": f}, num_threads=torch.get_num_threads()) for k, f in fns.items()}
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, t in timers.items():
+            samples[k].append(t.timeit(number).mean)
+    return samples

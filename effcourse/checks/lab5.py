@@ -152,50 +152,106 @@ def check_network(SparseConv2d, tile: int = 4) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-def measure_speedup(SparseConv2d, fractions=(0.02,), channels: int = 64, depth: int = 6, size: int = 256,
-                    tile: int = 8, repeats: int = 10, seed: int = 0) -> list[dict]:
-    """Dense vs incremental run of ``conv_stack(channels, depth)`` on a ``size x size`` image for centred
-    square edits covering each of ``fractions``; one interleaved measurement (dense and every sparse
-    run in turn, ``repeats`` rounds, medians). Each row: edited fraction, MAC ratio, speedup,
-    realised fraction (speedup / MAC ratio), latencies in ms and the max error against dense.
-    Measured with one CPU thread (restored afterwards): on a shared machine several threads wait on
-    each other at every small op, which punishes the many small ops of the sparse run. Freed memory
-    is kept for reuse (``reuse_freed_memory``), the same for both runs, so that neither pays page
-    faults for every fresh full-size tensor."""
+def speed_edits(x: torch.Tensor, fraction: float, generator: torch.Generator | None = None):
+    """Two different square edits ``(A, B)`` of ``x`` covering ``fraction`` of the image each: A starts
+    at a tile corner near the centre (a kernel that forgets the halo misses the row and column just
+    above and left of it), B is the same size 40 pixels higher and 24 to the left (or lower/right
+    when it would leave the image). Timed runs alternate between them, so every run has work to do
+    even for an implementation that refreshes its cache after each edit."""
+    size = x.shape[-1]
+    side = int(round((fraction * x.shape[-2] * size) ** 0.5))
+    top = min(112 * size // 256 // 8 * 8, x.shape[-2] - side)
+    left = min(112 * size // 256 // 8 * 8, size - side)
+    top_b = top - 40 if top >= 40 else min(top + 40, x.shape[-2] - side)
+    left_b = left - 24 if left >= 24 else min(left + 24, size - side)
+    a, _ = square_edit(x, fraction, top=top, left=left, generator=generator)
+    b, _ = square_edit(x, fraction, top=top_b, left=left_b, generator=generator)
+    return a, b
+
+
+def _alternate(fn, a, b):
+    state = [0]
+
+    def run():
+        state[0] ^= 1
+        return fn(a if state[0] else b)
+
+    return run
+
+
+def measure_speedup(SparseConv2d, kernels=None, fractions=(0.02,), channels: int = 64, depth: int = 6,
+                    size: int = 256, tile: int = 8, repeats: int = 10, seed: int = 0, compare: bool = False,
+                    warmup: int = 1) -> list[dict]:
+    """Dense vs incremental run of ``conv_stack(channels, depth)`` on a ``size x size`` image, for two
+    square edits (``speed_edits``) per fraction of ``fractions``, in one interleaved measurement.
+
+    ``kernels`` (the learner's ``active_tiles``, ``gather``, ``scatter``) selects the incremental
+    engine; None the compare-with-cache path (see ``effcourse.sparse.engine``). ``compare=True`` with
+    kernels also times the compare-with-cache path (the *before* of the lab's table).
+    Every round times the dense network (channels-last input, its faster layout here) and each
+    sparse run; each sparse timing is the mean of one run on edit A and one on edit B. The speedup is
+    the median over rounds of that round's dense / sparse time. Each row: ``edited_%``,
+    ``mac_ratio`` (dense MACs / executed MACs), ``speedup``, ``realized`` (speedup / MAC ratio),
+    ``dense_ms``, ``sparse_ms`` (medians), ``max_err`` (against the dense network, both edits),
+    ``dense_nchw_ms`` (the dense network on the default layout) and, with ``compare``,
+    ``compare_speedup``, ``compare_ms``, ``compare_realized``. One CPU thread (restored afterwards);
+    freed memory is kept for reuse (``reuse_freed_memory``)."""
     reuse_freed_memory()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _measure(SparseConv2d, fractions, channels, depth, size, tile, repeats, seed)
+        return _measure(SparseConv2d, kernels, fractions, channels, depth, size, tile, repeats, seed, compare, warmup)
     finally:
         torch.set_num_threads(threads)
 
 
-def _measure(SparseConv2d, fractions, channels, depth, size, tile, repeats, seed) -> list[dict]:
+def _median(v):
+    v = sorted(v)
+    n = len(v)
+    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+
+
+def _measure(SparseConv2d, kernels, fractions, channels, depth, size, tile, repeats, seed, compare, warmup):
+    from ..bench import latency_rounds
+
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    runner = SparseRunner(conv_stack(channels, depth), SparseConv2d, tile=tile)
+    net = conv_stack(channels, depth)
+    runner = SparseRunner(net, SparseConv2d, tile=tile, kernels=kernels)
     x = torch.rand(1, 3, size, size, generator=g)
     runner.full(x)
-    # squares starting at a tile corner near the centre (112 = 14 * 8): a kernel that forgets the
-    # halo misses the output row and column just above and left of the edit at once
-    edits = {f: square_edit(x, f, top=min(112, size - int(round((f * size * size) ** 0.5))),
-                            left=min(112, size - int(round((f * size * size) ** 0.5))), generator=g)[0]
-             for f in fractions}
+    before = SparseRunner(net, SparseConv2d, tile=tile) if compare and kernels is not None else None
+    if before is not None:
+        before.full(x)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    edits = {f: speed_edits(x, f, g) for f in fractions}
     rows = []
-    for f, xe in edits.items():
-        err = (runner.sparse(xe) - runner.dense(xe)).abs().max().item()
-        dense_macs, macs = runner.dense_macs(xe), runner.executed_macs(xe)
+    fns = {"dense": lambda: runner.dense(x_cl)}
+    if compare:
+        fns["dense_nchw"] = lambda: runner.dense(x)
+    for f, (xa, xb) in edits.items():
+        err = max((runner.sparse(e) - runner.dense(e)).abs().max().item() for e in (xa, xb, xa))
+        dense_macs = runner.dense_macs(xa)
+        macs = 0.5 * (runner.executed_macs(xa) + runner.executed_macs(xb))
         rows.append({"edited_%": 100 * f, "mac_ratio": dense_macs / max(macs, 1), "max_err": err,
                      "dense_macs": dense_macs, "executed_macs": macs})
-    fns = {"dense": lambda: runner.dense(x)}
-    fns.update({f: (lambda xe=xe: runner.sparse(xe)) for f, xe in edits.items()})
-    times = compare_latency(fns, repeats=repeats, number=1, warmup=1)
+        fns[("sparse", f)] = _alternate(runner.sparse, xa, xb)
+        if before is not None:
+            fns[("compare", f)] = _alternate(before.sparse, xa, xb)
+    with torch.no_grad():
+        samples = latency_rounds(fns, repeats=repeats, number=2, warmup=max(2 * warmup, 0))
+    dense = samples["dense"]
     for row, f in zip(rows, edits):
-        row["dense_ms"] = 1e3 * times["dense"]
-        row["sparse_ms"] = 1e3 * times[f]
-        row["speedup"] = times["dense"] / times[f]
+        row["dense_ms"] = 1e3 * _median(dense)
+        row["sparse_ms"] = 1e3 * _median(samples[("sparse", f)])
+        row["speedup"] = _median([d / s for d, s in zip(dense, samples[("sparse", f)])])
         row["realized"] = row["speedup"] / row["mac_ratio"]
+        if compare:
+            row["dense_nchw_ms"] = 1e3 * _median(samples["dense_nchw"])
+        if before is not None:
+            row["compare_ms"] = 1e3 * _median(samples[("compare", f)])
+            row["compare_speedup"] = _median([d / s for d, s in zip(dense, samples[("compare", f)])])
+            row["compare_realized"] = row["compare_speedup"] / row["mac_ratio"]
     return rows
 
 

@@ -1,45 +1,73 @@
 """Run a network incrementally with the learner's sparse convolution (SIGE, Lab 5).
 
-The sparse convolution itself is the learner's class; everything here takes it as an argument.
+The sparse convolution and its kernels are the learner's; everything here takes them as arguments.
 
-* ``convert(model, sparse_cls, tile)`` replaces every ``nn.Conv2d`` of ``model`` (in place) by
-  ``sparse_cls(conv, tile=tile)`` and refuses layers that would break exactness, naming them.
+* ``convert(model, sparse_cls, tile, norms)`` replaces every ``nn.Conv2d`` of ``model`` (in place)
+  by ``sparse_cls(conv, tile=tile)``, rewrites transposed convs as zero stuffing + conv, and refuses
+  layers that would break the incremental run, naming them (``norms="reuse"`` freezes InstanceNorm
+  and GroupNorm statistics instead, as SIGE does).
 * ``set_mode(model, mode)`` sets ``.mode = "full" | "sparse"`` on every converted layer.
-* ``SparseRunner(model, sparse_cls, tile)`` keeps the original model for dense reference runs and a
-  converted copy: ``full(x)`` runs it densely once and fills the caches; ``sparse(x_edited)`` reruns
-  it, each converted conv recomputing only the tiles whose input changed against its cache;
-  ``executed_macs(x_edited)`` counts the MACs that run really executes (``torch.utils.flop_counter``
-  sees the convolutions on gathered blocks); ``changed_masks(x_edited)`` reports each conv's changed
-  input pixels (for plots).
+* ``SparseRunner(model, sparse_cls, tile, kernels=...)`` keeps the original model for dense
+  reference runs and a converted copy: ``full(x)`` runs it densely once and fills the caches;
+  ``sparse(x_edited)`` reruns it on the edit only; ``executed_macs`` counts what that run executes
+  (``torch.utils.flop_counter`` sees the convolutions on gathered blocks); ``changed_masks`` reports
+  each conv's changed input pixels (for plots).
 
-Why everything between the convs can stay dense and still be exact: elementwise layers (activations,
-eval-mode BatchNorm), residual additions and local resampling (nearest/bilinear upsampling, pooling)
-are computed on the full tensor in both runs, so an unchanged input pixel gives a bitwise unchanged
-output pixel; each converted conv then finds exactly the pixels that changed and recomputes the
-tiles that see them. Layers whose output at a pixel depends on the whole image or on randomness
-(normalisation with per-image statistics, global pooling, linear layers, attention, dropout in
-training, transposed convs, ...) are refused.
+Two ways to run ``sparse``:
+
+**The incremental engine** (``kernels={"active_tiles": ..., "gather": ..., "scatter": ...}``, the
+learner's functions). The network is traced once (``torch.fx``) and run op by op, so that a sparse
+call does work proportional to the edit:
+
+1. *One difference mask.* The edited image is compared with the cached one once; each op's
+   change mask is derived from its inputs' masks (a conv's is its *reach*: the output pixels whose
+   window holds a changed pixel, which is ``active_tiles`` with ``tile=1``; a pixel-local op's is the
+   union of its inputs'; nearest upsampling maps it). No activation is ever compared with a cache.
+   ``masks="per_resolution"`` instead uses one mask per resolution, downsampled from the input's
+   and dilated, shared by every layer (official SIGE, ``sige/utils.py``): fewer tiles, but the
+   change that spreads further through the network is dropped, so it is approximate.
+2. *Persistent buffers.* Each op writes into its own output buffer (a copy of its cached output
+   made once). Before writing, the region the previous call wrote is restored from the cache
+   (``scatter(cache, gather(cache, tiles, 1, 1, 0, tile), tiles, tile, out=buffer)`` for a conv), so
+   a call touches the previous and the current edit only, never the whole activation.
+3. *Epilogues.* Pixel-local ops right after a conv (BatchNorm, activation, frozen normalisation)
+   are handed to the conv as its ``epilogue`` and applied to the recomputed tiles only.
+4. Other pixel-local ops (residual additions, scaling, nearest upsampling, zero padding) run on the
+   changed pixels only; pooling and bilinear resampling run densely (exact, not faster).
+
+The learner's layer is called as ``layer(x, changed=mask, out=buffer, epilogue=fn)``.
+
+**The compare-with-cache path** (``kernels=None``). The converted network runs as it is: every
+sparse layer compares its input with its cached input to find the change and returns a fresh copy
+of its cached output with the new tiles; everything between the convs runs densely on full tensors
+(so an unchanged pixel stays bitwise unchanged). Exact and simple, but each layer pays several
+passes over its whole activation, whatever the edit.
 """
 from __future__ import annotations
 
 import copy
 import ctypes
 import sys
-from typing import Callable
+import weakref
+from typing import Any, Callable, Mapping
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import fx, nn
+from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
-MODES = ("full", "sparse")
+from . import graph
+from .surgery import NORMS, FrozenNorm, ZeroStuff, transposed_as_conv
 
-#: Leaf layers that are computed densely and keep the incremental run exact (pixel-local).
-SUPPORTED_LEAVES: tuple[type[nn.Module], ...] = (
-    nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-    nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus,
-    nn.BatchNorm2d, nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, nn.AvgPool2d,
-    nn.MaxPool2d, nn.PixelShuffle, nn.PixelUnshuffle, nn.Dropout, nn.Dropout2d,
-)
+__all__ = ["MODES", "check_conv", "convert", "set_mode", "sparse_layers", "reuse_freed_memory", "SparseRunner",
+           "KERNELS", "resolution_masks"]
+
+MODES = ("full", "sparse")
+KERNELS = ("active_tiles", "gather", "scatter")
+
+#: Leaf layers the compare-with-cache path runs densely and stays exact with (kept for reference).
+SUPPORTED_LEAVES = graph.POINTWISE_MODULES + graph.DENSE_MODULES + (nn.Upsample, nn.UpsamplingNearest2d, ZeroStuff)
 
 
 def _square(name: str, value, what: str) -> int:
@@ -63,26 +91,6 @@ def check_conv(conv: nn.Conv2d, name: str = "conv") -> tuple[int, int, int]:
         raise ValueError(f"conv {name!r}: padding_mode={conv.padding_mode!r} is not supported; gathered blocks "
                          "are zero-padded, so only padding_mode='zeros' stays exact")
     return k, s, p
-
-
-def _unsupported(name: str, module: nn.Module) -> str | None:
-    """Why ``module`` (a leaf) cannot run incrementally, or None when it can."""
-    if isinstance(module, nn.Conv2d):
-        return None
-    if isinstance(module, SUPPORTED_LEAVES):
-        return None
-    kind = type(module).__name__
-    if isinstance(module, (nn.ConvTranspose2d,)):
-        why = "transposed convs are not converted; use nn.Upsample followed by nn.Conv2d"
-    elif isinstance(module, (nn.InstanceNorm2d, nn.GroupNorm, nn.LayerNorm)):
-        why = "it normalises with statistics of the whole image, so a local edit changes every pixel"
-    elif isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Linear, nn.Flatten,
-                             nn.MultiheadAttention)):
-        why = "its output at a pixel depends on the whole image, so a local edit changes every pixel"
-    else:
-        why = "it is not a known pixel-local layer"
-    return (f"layer {name!r} ({kind}) is not supported by the incremental engine: {why}. Supported leaves: "
-            f"nn.Conv2d and {', '.join(sorted({c.__name__ for c in SUPPORTED_LEAVES}))}")
 
 
 _MALLOC_REUSE = False
@@ -118,12 +126,21 @@ def sparse_layers(model: nn.Module, sparse_cls: type) -> list[tuple[str, nn.Modu
     return [(n, m) for n, m in model.named_modules() if isinstance(m, sparse_cls)]
 
 
-def convert(model: nn.Module, sparse_cls: Callable[..., nn.Module], tile: int = 8) -> nn.Module:
+NORM_POLICIES = ("exact", "reuse")
+
+#: ``(kernel_size, stride, padding)`` of each converted layer, read from the conv it replaced.
+GEOMETRY: "weakref.WeakKeyDictionary[nn.Module, tuple[int, int, int]]" = weakref.WeakKeyDictionary()
+
+
+def convert(model: nn.Module, sparse_cls: Callable[..., nn.Module], tile: int = 8, norms: str = "exact") -> nn.Module:
     """Replace every ``nn.Conv2d`` of ``model`` by ``sparse_cls(conv, tile=tile)``, in place.
 
-    The model is put in eval mode and in-place activations are switched to out-of-place (an in-place
-    op on a conv's output would overwrite that conv's cache). Raises ``ValueError`` naming the first
-    layer that cannot run incrementally. Returns ``model``.
+    Transposed convs become ``ZeroStuff`` + an equivalent ``nn.Conv2d`` first (then converted).
+    ``norms="reuse"`` wraps every InstanceNorm2d / GroupNorm in ``FrozenNorm`` (statistics of the
+    full run reused in sparse runs, as SIGE does); with ``norms="exact"`` they are refused. The model
+    is put in eval mode and in-place activations are switched to out-of-place (an in-place op on a
+    conv's output would overwrite that conv's cache). Raises ``ValueError`` naming the first layer
+    that cannot run incrementally. Returns ``model``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -131,10 +148,22 @@ def convert(model: nn.Module, sparse_cls: Callable[..., nn.Module], tile: int = 
         raise TypeError(f"sparse_cls must be an nn.Module subclass such as your SparseConv2d, got {sparse_cls!r}")
     if int(tile) < 1:
         raise ValueError(f"tile must be a positive integer, got {tile}")
+    if norms not in NORM_POLICIES:
+        raise ValueError(f"norms must be one of {NORM_POLICIES}, got {norms!r}")
+    if isinstance(model, (nn.Conv2d, nn.ConvTranspose2d)):
+        raise ValueError("convert() needs a network that contains convs; wrap a single conv yourself: "
+                         "sparse_cls(conv, tile=...)")
     for name, m in model.named_modules():
-        if isinstance(m, sparse_cls) or any(True for _ in m.children()):
+        if isinstance(m, (sparse_cls, FrozenNorm)) or any(True for _ in m.children()):
             continue
-        why = _unsupported(name, m)
+        if isinstance(m, nn.ConvTranspose2d):
+            transposed_as_conv(m, name)                     # raises for unsupported geometry
+            continue
+        if isinstance(m, NORMS) and norms == "reuse":
+            continue
+        if isinstance(m, nn.InstanceNorm2d) and m.track_running_stats:
+            continue                                        # eval mode: running statistics, pixel-local
+        why = graph.unsupported_leaf(name, m, sparse_cls)
         if why:
             raise ValueError(why)
         if isinstance(m, nn.Conv2d):
@@ -142,20 +171,27 @@ def convert(model: nn.Module, sparse_cls: Callable[..., nn.Module], tile: int = 
 
     def swap(parent: nn.Module, prefix: str) -> None:
         for child_name, child in parent.named_children():
-            full = f"{prefix}.{child_name}" if prefix else child_name
-            if isinstance(child, sparse_cls):
+            full = f"{prefix}{child_name}"
+            if isinstance(child, (sparse_cls, FrozenNorm)):
                 continue
-            if isinstance(child, nn.Conv2d):
-                new = sparse_cls(child, tile=int(tile))
-                if not isinstance(new, nn.Module):
-                    raise TypeError(f"sparse_cls(conv, tile) must return an nn.Module, got {type(new).__name__}")
-                setattr(parent, child_name, new)
+            if isinstance(child, nn.ConvTranspose2d):
+                seq = transposed_as_conv(child, full)
+                seq[1] = _make(seq[1], f"{full}.1")
+                setattr(parent, child_name, seq)
+            elif isinstance(child, nn.Conv2d):
+                setattr(parent, child_name, _make(child, full))
+            elif isinstance(child, NORMS) and norms == "reuse" and not getattr(child, "track_running_stats", False):
+                setattr(parent, child_name, FrozenNorm(child))
             else:
-                swap(child, full)
+                swap(child, f"{full}.")
 
-    if isinstance(model, nn.Conv2d):
-        raise ValueError("convert() needs a network that contains convs; wrap a single conv yourself: "
-                         "sparse_cls(conv, tile=...)")
+    def _make(conv: nn.Conv2d, name: str) -> nn.Module:
+        new = sparse_cls(conv, tile=int(tile))
+        if not isinstance(new, nn.Module):
+            raise TypeError(f"sparse_cls(conv, tile) must return an nn.Module, got {type(new).__name__}")
+        GEOMETRY[new] = check_conv(conv, name)
+        return new
+
     swap(model, "")
     for m in model.modules():
         if getattr(m, "inplace", False) is True:
@@ -166,13 +202,69 @@ def convert(model: nn.Module, sparse_cls: Callable[..., nn.Module], tile: int = 
 
 def set_mode(model: nn.Module, mode: str, sparse_cls: type | None = None) -> None:
     """Set ``.mode`` on every converted layer (modules of ``sparse_cls``, or every module that has a
-    ``mode`` attribute and wraps a ``conv`` when ``sparse_cls`` is None)."""
+    ``mode`` attribute and wraps a ``conv`` when ``sparse_cls`` is None) and every ``FrozenNorm``."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
     for m in model.modules():
-        if (sparse_cls is not None and isinstance(m, sparse_cls)) or (
+        if isinstance(m, FrozenNorm) or (sparse_cls is not None and isinstance(m, sparse_cls)) or (
                 sparse_cls is None and isinstance(getattr(m, "conv", None), nn.Conv2d) and hasattr(m, "mode")):
             m.mode = mode
+
+
+def resolution_masks(changed: torch.Tensor, sizes, dilation: int = 1, threshold: float = 0.3) -> dict:
+    """One change mask per resolution, as official SIGE makes them (``downsample_mask`` in
+    ``sige/utils.py``): the input's ``(H, W)`` mask resized bilinearly to each ``(h, w)`` of
+    ``sizes``, thresholded at ``min(threshold, max - 1e-3)`` and dilated by ``dilation`` pixels."""
+    H, W = changed.shape
+    src = changed.view(1, 1, H, W).to(torch.float32)
+    out = {}
+    for h, w in sizes:
+        m = src if (h, w) == (H, W) else F.interpolate(src, size=(h, w), mode="bilinear", align_corners=False)
+        top = float(m.max())
+        m = m > min(threshold, top - 1e-3) if top > 0 else m > 0
+        if dilation > 0:
+            m = F.max_pool2d(m.to(torch.float32), 2 * dilation + 1, 1, dilation) > 0
+        out[(h, w)] = m[0, 0]
+    return out
+
+
+CHANNELS_LAST = torch.channels_last
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """``(N*H*W, C)``: one row per pixel (a view of a channels-last tensor, else a copy)."""
+    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+
+def _batch_index(idx: torch.Tensor, n: int, hw: int) -> torch.Tensor:
+    """Flat pixel positions ``idx`` in every one of ``n`` images of ``hw`` pixels (image-major)."""
+    return idx if n == 1 else (torch.arange(n)[:, None] * hw + idx).reshape(-1)
+
+
+def _pixels(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``(N, C, P, 1)``: the pixels at flat positions ``idx`` of every image of ``t`` ``(N, C, H, W)``."""
+    n, c, h, w = t.shape
+    rows = _rows(t).index_select(0, _batch_index(idx, n, h * w))
+    return rows.view(n, -1, 1, c).permute(0, 3, 1, 2)
+
+
+def _write_pixels(buf: torch.Tensor, idx: torch.Tensor, values: torch.Tensor) -> None:
+    """Write ``values`` ``(N, C, P, 1)`` at flat positions ``idx`` of every image of the channels-last ``buf``."""
+    n, c, h, w = buf.shape
+    buf.permute(0, 2, 3, 1).view(-1, c).index_copy_(0, _batch_index(idx, n, h * w), _rows(values))
+
+
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    if t.is_contiguous(memory_format=CHANNELS_LAST):
+        return t
+    return torch.empty_like(t, memory_format=CHANNELS_LAST).copy_(t)
+
+
+def changed_pixels(x: torch.Tensor, cached: torch.Tensor) -> torch.Tensor:
+    """``(H, W)`` bool: pixels where ``x`` differs from ``cached`` in any image and channel (NaN counts
+    as a change). A float max over the outer dims: on the CPU it is several times faster than
+    ``(x != cached).any(1).any(0)``, whose boolean reductions are slow."""
+    return (x - cached).abs_().amax(dim=(0, 1)) != 0
 
 
 class SparseRunner:
@@ -181,22 +273,108 @@ class SparseRunner:
     ``runner.dense(x)``: the original model (untouched). ``runner.full(x)``: dense run that fills
     every cache (the image is copied first, so editing it in place later is safe).
     ``runner.sparse(x_edited)``: the incremental run; same shape as the cached image, after ``full``.
-    Inputs are ``(N, C, H, W)``; everything runs under ``torch.no_grad()``.
+    ``kernels``: the learner's ``{"active_tiles", "gather", "scatter"}`` for the incremental engine,
+    or None for the compare-with-cache path (see the module docstring). ``norms``: ``"exact"``
+    refuses per-image normalisation, ``"reuse"`` freezes its statistics at the full run (SIGE).
+    ``masks``: ``"reach"`` (exact) or ``"per_resolution"`` (SIGE's shared masks, approximate; the
+    engine only). Inputs are ``(N, C, H, W)``; everything runs under ``torch.no_grad()``.
     """
 
-    def __init__(self, model: nn.Module, sparse_cls: type, tile: int = 8):
+    def __init__(self, model: nn.Module, sparse_cls: type, tile: int = 8, kernels: Mapping[str, Callable] | None = None,
+                 norms: str = "exact", masks: str = "reach", dilation: int = 1):
         self.dense_model = model.eval()
         self.sparse_cls = sparse_cls
         self.tile = int(tile)
-        self.model = convert(copy.deepcopy(model), sparse_cls, tile)
+        self.model = convert(copy.deepcopy(model), sparse_cls, tile, norms)
         self.layers = sparse_layers(self.model, sparse_cls)
         if not self.layers:
             raise ValueError(f"{type(model).__name__} has no nn.Conv2d to make sparse")
+        if masks not in ("reach", "per_resolution"):
+            raise ValueError(f"masks must be 'reach' or 'per_resolution', got {masks!r}")
+        if kernels is None and masks != "reach":
+            raise ValueError("masks='per_resolution' needs the incremental engine: pass kernels=")
+        self.kernels = None
+        if kernels is not None:
+            missing = [k for k in KERNELS if not callable(dict(kernels).get(k))]
+            if missing:
+                raise ValueError(f"kernels must map {KERNELS} to your functions; missing or not callable: {missing}")
+            self.kernels = {k: kernels[k] for k in KERNELS}
+        self.masks, self.dilation = masks, int(dilation)
+        self.path = "compare" if kernels is None else "engine"
         self._shape: tuple | None = None
         self._inputs: dict[str, torch.Tensor] = {}
         self._mode: str | None = None
+        self.last_masks: dict[str, torch.Tensor] = {}
+        if self.kernels is not None:
+            self._plan()
 
-    # -- runs ---------------------------------------------------------------------------------------
+    # -- the engine's plan ----------------------------------------------------------------------------
+    def _plan(self) -> None:
+        self.graph = graph.trace(self.model, (self.sparse_cls,))
+        self.modules = dict(self.model.named_modules())
+        self.nodes = list(self.graph.nodes)
+        layer_calls: dict[str, int] = {}
+        for node in self.nodes:
+            if node.op == "call_module" and isinstance(self.modules[node.target], self.sparse_cls):
+                layer_calls[node.target] = layer_calls.get(node.target, 0) + 1
+        twice = [n for n, c in layer_calls.items() if c > 1]
+        if twice:
+            raise ValueError(f"conv {twice[0]!r} is called more than once in forward; each call needs its own cache, "
+                             "so give every call its own conv module")
+        # fusion: a chain of single-input pointwise ops right after a conv or a pointwise op
+        self.chain: dict[fx.Node, list[fx.Node]] = {}
+        self.end: dict[fx.Node, fx.Node] = {}
+        fused: set[fx.Node] = set()
+        for node in self.nodes:
+            if node in fused or not (self._is_conv(node) or graph.is_pointwise(node, self.modules)):
+                continue
+            chain, cur = [], node
+            while len(cur.users) == 1:
+                nxt = next(iter(cur.users))
+                if not graph.is_pointwise(nxt, self.modules) or not self._unary_on(nxt, cur):
+                    break
+                chain.append(nxt)
+                fused.add(nxt)
+                cur = nxt
+            self.chain[node] = chain
+            self.end[node] = cur
+        self.fused = fused
+        #: nodes whose change mask some later op reads (not only the output)
+        self.masked = {n for n in self.nodes if any(u.op != "output" for u in n.users)}
+        self.kind: dict[fx.Node, str] = {}
+        self.spatial: set[fx.Node] = set()
+        self.ref: dict[fx.Node, torch.Tensor] = {}
+        self.maps: dict[fx.Node, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _is_conv(self, node: fx.Node) -> bool:
+        return node.op == "call_module" and isinstance(self.modules.get(node.target), self.sparse_cls)
+
+    @staticmethod
+    def _unary_on(node: fx.Node, src: fx.Node) -> bool:
+        """``node`` reads ``src`` and otherwise only constants or attributes."""
+        inputs = node.all_input_nodes
+        return src in inputs and all(n is src or n.op == "get_attr" for n in inputs)
+
+    def _args(self, node: fx.Node, env: dict, replace: Callable[[fx.Node], Any] | None = None):
+        look = replace or (lambda n: env[n])
+        return fx.node.map_arg(node.args, look), fx.node.map_arg(node.kwargs, look)
+
+    def _epilogue(self, node: fx.Node, env: dict) -> Callable | None:
+        chain = self.chain.get(node) or []
+        if not chain:
+            return None
+
+        def epilogue(t: torch.Tensor, chain=chain, src=node) -> torch.Tensor:
+            prev = src
+            for step in chain:
+                args, kwargs = self._args(step, env, lambda n, prev=prev, t=t: t if n is prev else env[n])
+                t = graph.call_node(step, args, kwargs, self.modules, self.model)
+                prev = step
+            return t
+
+        return epilogue
+
+    # -- runs -----------------------------------------------------------------------------------------
     def _check_input(self, x) -> None:
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
             got = f"rank {x.dim()}" if isinstance(x, torch.Tensor) else type(x).__name__
@@ -220,21 +398,24 @@ class SparseRunner:
         """Dense run of the converted model that fills every layer's cache; returns the output."""
         self._check_input(x)
         x = x.detach().clone()
-        self._inputs = {}
-        hooks = [m.register_forward_pre_hook(lambda mod, args, name=n: self._inputs.__setitem__(name, args[0]))
-                 for n, m in self.layers]
-        try:
-            self._set("full")
-            with torch.no_grad():
-                y = self.model(x)
-        finally:
-            for h in hooks:
-                h.remove()
-        self._shape, self._dtype = tuple(x.shape), x.dtype
+        self._set("full")
+        with torch.no_grad():
+            if self.kernels is None:
+                self._inputs = {}
+                hooks = [m.register_forward_pre_hook(lambda mod, args, name=n: self._inputs.__setitem__(name, args[0]))
+                         for n, m in self.layers]
+                try:
+                    y = self.model(x)
+                finally:
+                    for h in hooks:
+                        h.remove()
+            else:
+                y = self._full_engine(_channels_last(x))
+        self._shape, self._dtype, self._x = tuple(x.shape), x.dtype, x.contiguous()
         return y
 
     def sparse(self, x: torch.Tensor) -> torch.Tensor:
-        """Incremental run on an edited image of the cached shape; returns the output."""
+        """Incremental run on an edited image of the cached shape; returns the output (a new tensor)."""
         if self._shape is None:
             raise RuntimeError("sparse run before any full run: call runner.full(original_image) first, "
                                "so that every layer has a cache to compare against")
@@ -245,10 +426,224 @@ class SparseRunner:
         if x.dtype != self._dtype:
             raise ValueError(f"the edited image has dtype {x.dtype}, the cached one {self._dtype}")
         self._set("sparse")
-        with torch.no_grad():
-            return self.model(x)
+        if self.kernels is None:
+            with torch.no_grad():
+                return self.model(x)
+        with torch.inference_mode():                    # less per-op bookkeeping than no_grad
+            out = self._sparse_engine(x)
+        return tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out)
 
-    # -- measurement --------------------------------------------------------------------------------
+    # -- the engine: full run -------------------------------------------------------------------------
+    def _full_engine(self, x: torch.Tensor) -> torch.Tensor:
+        env: dict[fx.Node, Any] = {}
+        self.kind, self.spatial, self.ref, self.maps = {}, set(), {}, {}
+        self._bufs: dict[fx.Node, torch.Tensor] = {}
+        self._dirty: dict[fx.Node, torch.Tensor | None] = {}
+        self._empty: dict[tuple, torch.Tensor] = {}
+        self._resolutions: set[tuple[int, int]] = set()
+        out = None
+        for node in self.nodes:
+            if node in self.fused:
+                continue
+            end = self.end.get(node, node)
+            if node.op == "placeholder":
+                if "input" in self.kind.values():
+                    raise ValueError("the incremental engine supports models with one input image")
+                value, kind = x, "input"
+            elif node.op == "output":
+                self.kind[node] = "output"
+                out = fx.node.map_arg(node.args[0], lambda n: env[n].clone() if n in self.spatial else env[n])
+                continue
+            elif node.op == "get_attr":
+                value, kind = graph.call_node(node, (), {}, self.modules, self.model), "meta"
+            else:
+                args, kwargs = self._args(node, env)
+                spatial_in = [n for n in node.all_input_nodes if n in self.spatial]
+                if self._is_conv(node):
+                    kind = "conv"
+                    value = self.modules[node.target](args[0], epilogue=self._epilogue(node, env))
+                elif not spatial_in or graph.is_meta(node):
+                    kind = "meta"
+                    value = graph.call_node(node, args, kwargs, self.modules, self.model)
+                elif graph.is_pointwise(node, self.modules):
+                    kind = "pointwise"
+                    value = graph.call_node(node, args, kwargs, self.modules, self.model)
+                    ep = self._epilogue(node, env)
+                    value = ep(value) if ep is not None else value
+                elif graph.is_resample(node, self.modules) and len(spatial_in) == 1:
+                    kind = "resample"
+                    value = graph.call_node(node, args, kwargs, self.modules, self.model)
+                    self.maps[node] = self._probe(node, spatial_in[0], env, value)
+                    if self.maps[node] is None:
+                        kind = "dense"
+                elif graph.is_dense(node, self.modules):
+                    kind = "dense"
+                    value = graph.call_node(node, args, kwargs, self.modules, self.model)
+                else:
+                    what = node.target if node.op != "call_module" else type(self.modules[node.target]).__name__
+                    raise ValueError(f"op {node.name!r} ({what}) is not supported by the incremental engine: it is not "
+                                     "known to be pixel-local. Use nn.Conv2d, pointwise ops, nearest upsampling or "
+                                     "zero padding, or run without kernels= (the compare-with-cache path)")
+                if kind in ("pointwise", "resample", "dense"):
+                    self._check_spatial(node, spatial_in, value, kind)
+            self.kind[node] = kind
+            if isinstance(value, torch.Tensor) and value.dim() == 4 and kind != "meta" or kind == "input":
+                value = _channels_last(value)
+                self.spatial.add(end)
+                self.ref[end] = value
+                self._resolutions.add(tuple(value.shape[-2:]))
+            env[end] = value
+        return out
+
+    def _check_spatial(self, node: fx.Node, spatial_in: list, value: Any, kind: str) -> None:
+        if not (isinstance(value, torch.Tensor) and value.dim() == 4):
+            raise ValueError(f"op {node.name!r} returns {type(value).__name__}, not an (N, C, H, W) tensor")
+        if kind == "pointwise":
+            sizes = {tuple(self.ref[n].shape[-2:]) for n in spatial_in} | {tuple(value.shape[-2:])}
+            if len(sizes) != 1:
+                raise ValueError(f"op {node.name!r} combines tensors of different sizes {sorted(sizes)}; the engine "
+                                 "runs pixel-local ops on tensors of one size")
+
+    def _probe(self, node: fx.Node, src: fx.Node, env: dict, value: torch.Tensor):
+        """Index map of a resampling op: for each output pixel, the input pixel it copies (-1: zero).
+        Found by running the op on an image of pixel numbers; None when the op is not such a copy."""
+        ref_in = self.ref[src]
+        h, w = ref_in.shape[-2:]
+        probe = (torch.arange(1, h * w + 1, dtype=torch.float64).view(1, 1, h, w)
+                 .expand(ref_in.shape[0], 1, h, w).contiguous())
+        args, kwargs = self._args(node, env, lambda n: probe if n is src else env[n])
+        try:
+            got = graph.call_node(node, args, kwargs, self.modules, self.model)
+        except Exception:  # noqa: BLE001 - not index-mappable: run densely
+            return None
+        if got.shape[-2:] != value.shape[-2:] or not torch.equal(got, got[:1].expand_as(got)):
+            return None
+        idx = got[0, 0].reshape(-1).round().long() - 1                         # (Ho*Wo,), -1 = zero
+        ok = idx >= 0
+        check = _pixels(ref_in, idx.clamp(min=0)) * ok.view(1, 1, -1, 1)
+        if check.numel() != value.numel() or not torch.equal(check.reshape(value.shape), value):
+            return None
+        return idx, ok
+
+    # -- the engine: sparse run -----------------------------------------------------------------------
+    def _buffer(self, node: fx.Node) -> torch.Tensor:
+        buf = self._bufs.get(node)
+        if buf is None:
+            buf = self._bufs[node] = self.ref[node].clone()
+        return buf
+
+    def _no_change(self, shape: tuple[int, int]) -> torch.Tensor:
+        m = self._empty.get(shape)
+        if m is None:
+            m = self._empty[shape] = torch.zeros(shape, dtype=torch.bool)
+        return m
+
+    def _restore_pixels(self, node: fx.Node, buf: torch.Tensor) -> None:
+        prev = self._dirty.get(node)
+        if prev is not None and prev.numel():
+            _write_pixels(buf, prev, _pixels(self.ref[node], prev))
+        self._dirty[node] = None
+
+    def _sparse_engine(self, x: torch.Tensor) -> torch.Tensor:
+        K, t = self.kernels, self.tile
+        env: dict[fx.Node, Any] = {}
+        mask: dict[fx.Node, torch.Tensor] = {}
+        live: dict[fx.Node, bool] = {}                  # False: the node's output equals its cache
+        self.last_masks = {}
+        changed0 = changed_pixels(x, self._x)
+        x = _channels_last(x)
+        per_res = None
+        if self.masks == "per_resolution":
+            per_res = resolution_masks(changed0, sorted(self._resolutions), self.dilation)
+        out = None
+        for node in self.nodes:
+            if node in self.fused:
+                continue
+            kind, end = self.kind[node], self.end.get(node, node)
+            if kind == "input":
+                env[node] = x
+                mask[node] = per_res[tuple(x.shape[-2:])] if per_res else changed0
+                live[node] = bool(mask[node].any())
+                continue
+            if kind == "output":
+                out = fx.node.map_arg(node.args[0], lambda n: env[n])
+                continue
+            if kind == "meta":
+                args, kwargs = self._args(node, env)
+                env[node] = graph.call_node(node, args, kwargs, self.modules, self.model)
+                continue
+            ref = self.ref[end]
+            size = tuple(ref.shape[-2:])
+            spatial_in = [n for n in node.all_input_nodes if n in self.spatial]
+            if not any(live[n] for n in spatial_in):
+                env[end], mask[end], live[end] = ref, self._no_change(size), False
+                if kind == "conv":
+                    self.last_masks[node.target] = mask[node.args[0]]
+                continue
+            if kind == "conv":
+                src = node.args[0]
+                m_in = mask[src]
+                self.last_masks[node.target] = m_in
+                layer = self.modules[node.target]
+                k, s, p = GEOMETRY[layer]
+                buf = self._buffer(end)
+                prev = self._dirty.pop(end, None)
+                if prev is not None and len(prev):
+                    K["scatter"](ref, K["gather"](ref, prev, 1, 1, 0, t), prev, t, out=buf)
+                env[end] = layer(env[src], changed=m_in, out=buf, epilogue=self._epilogue(node, env))
+                tiles = getattr(layer, "tiles", None)
+                if not isinstance(tiles, torch.Tensor):
+                    tiles = K["active_tiles"](m_in, k, s, p, t)
+                self._dirty[end] = tiles
+                if per_res is not None:
+                    mask[end] = per_res[size]
+                    live[end] = True
+                elif end not in self.masked:                 # only the output reads it: no mask needed
+                    mask[end], live[end] = self._no_change(size), True
+                else:
+                    reach = K["active_tiles"](m_in, k, s, p, 1)
+                    m_out = torch.zeros(size, dtype=torch.bool)
+                    m_out.view(-1).index_fill_(0, reach[:, 0] * size[1] + reach[:, 1], True)
+                    mask[end], live[end] = m_out, reach.shape[0] > 0
+                continue
+            if kind == "pointwise":
+                if per_res is not None:
+                    m_out = per_res[size]
+                else:
+                    m_out = None
+                    for n in spatial_in:
+                        if live[n]:
+                            m_out = mask[n] if m_out is None else m_out | mask[n]
+                idx = m_out.view(-1).nonzero().squeeze(1)
+                args, kwargs = self._args(node, env, lambda n: _pixels(env[n], idx) if n in self.spatial else env[n])
+                vals = graph.call_node(node, args, kwargs, self.modules, self.model)
+                ep = self._epilogue(node, env)
+                vals = ep(vals) if ep is not None else vals
+            elif kind == "resample":
+                src = spatial_in[0]
+                pix, ok = self.maps[node]
+                if per_res is not None:
+                    m_flat = per_res[size].view(-1) & ok
+                else:
+                    m_flat = ok & mask[src].view(-1)[pix.clamp(min=0)]
+                m_out = m_flat.view(size)
+                idx = m_flat.nonzero().squeeze(1)
+                vals = _pixels(env[src], pix[idx])
+            else:                                                               # dense
+                args, kwargs = self._args(node, env)
+                value = graph.call_node(node, args, kwargs, self.modules, self.model)
+                env[end] = value
+                mask[end] = per_res[size] if per_res is not None else (value != ref).any(dim=1).any(dim=0)
+                live[end] = bool(mask[end].any())
+                continue
+            buf = self._buffer(end)
+            self._restore_pixels(end, buf)
+            _write_pixels(buf, idx, vals)
+            self._dirty[end] = idx
+            env[end], mask[end], live[end] = buf, m_out, idx.numel() > 0
+        return out
+
+    # -- measurement ----------------------------------------------------------------------------------
     def executed_macs(self, x: torch.Tensor) -> int:
         """MACs executed by ``sparse(x)`` (convs on the gathered blocks; FLOPs / 2)."""
         with FlopCounterMode(display=False) as counter:
@@ -263,18 +658,29 @@ class SparseRunner:
 
     def changed_masks(self, x: torch.Tensor) -> list[tuple[str, nn.Module, torch.Tensor]]:
         """``[(name, layer, changed)]``: for each converted conv, the ``(H, W)`` bool mask of its input
-        pixels that differ from the cached run (any image, any channel), during ``sparse(x)``."""
+        pixels treated as changed during ``sparse(x)`` (the engine's masks; on the compare path, the
+        pixels that differ from the cached run in any image and channel)."""
         if self._shape is None:
             raise RuntimeError("changed_masks before any full run: call runner.full(original_image) first")
-        masks: dict[str, torch.Tensor] = {}
-
-        def hook(mod, args, name):
-            masks[name] = (args[0] != self._inputs[name]).any(dim=1).any(dim=0)
-
-        hooks = [m.register_forward_pre_hook(lambda mod, args, name=n: hook(mod, args, name)) for n, m in self.layers]
-        try:
+        if self.kernels is not None:
             self.sparse(x)
-        finally:
-            for h in hooks:
-                h.remove()
-        return [(n, m, masks[n]) for n, m in self.layers if n in masks]
+            masks = self.last_masks
+        else:
+            masks = {}
+
+            def hook(mod, args, name):
+                masks[name] = (args[0] != self._inputs[name]).any(dim=1).any(dim=0)
+
+            hooks = [m.register_forward_pre_hook(lambda mod, args, name=n: hook(mod, args, name)) for n, m in self.layers]
+            try:
+                self.sparse(x)
+            finally:
+                for h in hooks:
+                    h.remove()
+        shapes = {}
+        if self.kernels is not None:
+            shapes = {node.target: tuple(self.ref[node.args[0]].shape[-2:]) for node in self.nodes
+                      if self.kind.get(node) == "conv"}
+        return [(n, m, masks[n] if n in masks else torch.zeros(shapes[n], dtype=torch.bool))
+                for n, m in self.layers if n in masks or n in shapes]
+
