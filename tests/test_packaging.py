@@ -41,3 +41,64 @@ def test_nbgrader_config_points_at_solutions_and_labs():
     ignored = (ROOT / ".gitignore").read_text()
     for path in ("submitted/", "autograded/", "feedback/", "gradebook.db"):
         assert path in ignored
+
+
+# effcourse's layers, lowest first: a module may import its own layer's siblings only inside its own
+# subpackage, and any lower layer; never a higher one (and video, gan, sparse never each other).
+LAYERS = [
+    {"runtime", "assets"},
+    {"data"},
+    {"video", "gan", "sparse"},
+    {"bench", "metrics"},
+    {"plots"},
+    {"widgets"},
+    {"checks"},
+    {"authoring", "grading", "kit"},
+    {"cli"},
+]
+
+
+def _part(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _layer(part: str) -> int:
+    return next(i for i, layer in enumerate(LAYERS) if part in layer)
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    pkg = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("effcourse")}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+                out |= {name} if node.module else {f"{name}.{a.name}" for a in node.names}
+            elif node.module and node.module.startswith("effcourse"):
+                out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+def test_layers_flow_one_way():
+    pkg = ROOT / "effcourse"
+    bad = []
+    for path in sorted(pkg.rglob("*.py")):
+        rel = path.relative_to(ROOT).with_suffix("")
+        module = ".".join(rel.parts[:-1] if path.name == "__init__.py" else rel.parts)
+        part = _part(module)
+        if not part:
+            continue
+        for target in _imports(path, module):
+            tpart = _part(target)
+            if not tpart or tpart == part or tpart not in {p for layer in LAYERS for p in layer}:
+                continue
+            if _layer(tpart) >= _layer(part):
+                bad.append(f"{module} imports {target} ({tpart} is not below {part})")
+    assert not bad, "\n".join(bad)
