@@ -149,6 +149,7 @@ def _hidden_inflate_conv2d(seed):
         (8, 8, 3, 1, 1, 1, 8, True, 3, 2, 5, 7, 7),        # depthwise
         (5, 3, 5, 3, 0, 1, 1, True, 1, 2, 3, 11, 13),       # t = 1
         (3, 7, 3, (1, 2), (2, 1), (2, 1), 1, False, 5, 1, 7, 15, 16),
+        (3, 4, 3, 1, 1, 1, 1, True, 3, 2, 1, 6, 6),         # a one-frame clip
     ]
     for (cin, cout, k, s, p, d, gr, b, t, N, T_, H, W) in cases:
         name = (f"inflate_conv2d(Conv2d({cin}, {cout}, kernel_size={k}, stride={s}, padding={p}, dilation={d}, "
@@ -366,7 +367,7 @@ def _hidden_inflate_model(seed):
     pool2.maxpool = nn.MaxPool2d(2)
     models = [
         ("a torchvision ResNet with resnet18's stem (7x7 conv, 3x3 max-pool)", like18, 3, 3, 3, 32),
-        ("effcourse resnet2d with a 2x2 max-pool", pool2, 1, 3, 5, 33),
+        ("effcourse resnet2d with a 2x2 max-pool, one-frame clips", pool2, 1, 3, 1, 33),
         ("effcourse resnet2d, t=5", video.resnet2d(num_classes=3, widths=(8, 8, 16, 16), layers=(2, 1, 1, 1)), 1, 5, 4, 29),
     ]
     two_d = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d)
@@ -583,6 +584,7 @@ def _hidden_conv2plus1d(seed):
         (3, 5, 3, 5, (2, 1, 2), (2, 0, 1), 1, 9, 8, 11),
         (7, 5, 3, 1, (1, 2, 1), (0, 1, 1), 2, 4, 9, 8),
         (5, 11, 3, 3, (2, 1, 1), (1, 2, 0), 2, 8, 7, 9),
+        (4, 6, 3, 3, 1, 1, 3, 1, 5, 5),                    # a one-frame clip
     ]
     for (ni, no, k, t, s, p, N, T_, H, W) in cases:
         kw = {key: v for key, v in (("kernel_size", k), ("time_kernel", t), ("stride", s), ("padding", p)) if v is not None}
@@ -755,7 +757,7 @@ def _hidden_decompose_conv3d(seed):
         a = w0.permute(0, 2, 1, 3, 4).reshape(co * kt, ci * kh * kw)
         sv = torch.linalg.svdvals(a)
         errs = []
-        for r in range(1, full + 1):
+        for r in sorted({1, 2, full // 2, full - 1, full} & set(range(1, full + 1))):
             label = f"{name}, rank={r})"
             seq = call(label, decompose_conv3d, conv, r)
             assert_true(torch.equal(conv.weight.detach(), w0) and (not bias or torch.equal(conv.bias.detach(), b0)),
@@ -784,7 +786,7 @@ def _hidden_decompose_conv3d(seed):
                         f"{label}: the composed kernel is {err:.6g} from the conv's (Frobenius), but the truncated "
                         f"SVD achieves {opt:.6g}")
             errs.append(err)
-            if r in (1, full // 2 + 1, full):     # the output is the composed kernel's conv (padding split right)
+            if r in (1, full // 2, full):         # the output is the composed kernel's conv (padding split right)
                 with torch.no_grad():
                     out = call(f"{label} on {tuple(x.shape)}", seq, x)
                     ref = F.conv3d(x, wc, b0, s, p)
@@ -936,9 +938,12 @@ print("mean test accuracy over the checkpoints:", ", ".join(f"{k} {100 * v:.1f} 
 # %% [markdown]
 # The inflated networks start from features that already find and describe a digit, so from the
 # first checkpoints they only have to learn how those features move. From scratch, the network has
-# to learn both from 80 clips. It is a head start, not a higher ceiling: in a prototype with 150
-# steps the scratch network caught up by step 45 and ended higher (100 % vs 98 %) on this easy data
-# set. On real data (Kinetics) the I3D paper reports ImageNet-inflated weights better than training
+# to learn both from 80 clips. It is a head start, not a higher ceiling: in a prototype run with 150
+# steps (seed 0, QUICK pre-training) the scratch network sat at about 24 % (chance: 12.5 %) for 45
+# steps, caught up at step 60 and ended higher (94.5 % vs 80.5 %). Why the inflated start levels off
+# is not settled here; one candidate is that its 2D features reach only about 60 % digit accuracy
+# on these rotated, wrapped frames.
+# On real data (Kinetics) the I3D paper reports ImageNet-inflated weights better than training
 # the same 3D network from scratch. "Center" starts as the exact 2D network applied to every frame
 # (a TSN with late averaging) and learns the temporal taps; "average" starts by blurring a moving
 # digit over the t frames of every kernel, which is right for a static scene but not for the motion
