@@ -7,10 +7,11 @@ functions, passed in as ``lr_fn``; shards come from ``DistributedSampler``.
 
 * ``launch(fn, world_size, *args)`` runs ``fn(rank, world_size, *args)`` in ``world_size``
   processes *forked* from this one (so ``fn`` may be defined in a notebook), each a member of one
-  process group, and returns every rank's result. Rendezvous: a ``TCPStore`` that this process
-  hosts on 127.0.0.1 on a port the OS picks. The process group is always destroyed; ranks still
-  running after ``timeout`` seconds (a collective that only some ranks call waits forever) are
-  killed and ``launch`` raises ``TimeoutError``.
+  process group, and returns every rank's result. Rendezvous: rank 0 hosts a ``TCPStore`` on
+  127.0.0.1 at a free port. The ranks' stdout and stderr go to files (Jupyter would forward them
+  into the cell, and nbgrader scores a grade cell with stderr output 0). The process group is
+  always destroyed; ranks still running after ``timeout`` seconds (a collective that only some
+  ranks call waits forever) are killed and ``launch`` raises ``TimeoutError``.
 * ``init_from_env(backend)`` joins the process group of a process that ``torchrun`` started.
 * ``clip_model(kind, ...)`` builds the lab's models: ``"tsm"`` (from the learner's Lab 1
   ``ResidualShift`` and ``segment_consensus``), ``"frames2d"`` (TSM's cost twin without the shift)
@@ -47,7 +48,7 @@ from .models import WIDTHS, ClipClassifier, resnet2d, resnet3d
 from .surgery import insert_shift
 from .threed import ChannelsFirst
 
-__all__ = ["RankError", "launch", "init_from_env", "rank_and_world", "clip_model", "CLIP_MODELS", "TrainConfig",
+__all__ = ["RankError", "launch", "free_port", "init_from_env", "rank_and_world", "clip_model", "CLIP_MODELS", "TrainConfig",
            "train_rank", "evaluate", "param_bytes", "max_param_difference"]
 
 CLIP_MODELS = ("tsm", "frames2d", "i3d")
@@ -80,6 +81,14 @@ def _loopback() -> str | None:
 def _rank_main(rank: int, world_size: int, port: int, backend: str, timeout: float, threads: int, folder: str,
                fn: Callable, args: tuple) -> None:
     """The body of one forked rank: join the group, run ``fn``, save its result or its error."""
+    # The rank's own output goes to files, never to the notebook: Jupyter forwards a process's stderr
+    # into the running cell, and nbgrader scores a grade cell with any stderr output 0.
+    for fd, name in ((1, "out"), (2, "err.log")):
+        target = os.open(os.path.join(folder, f"{rank}.{name}"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(target, fd)
+        os.close(target)
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)
     torch.set_num_threads(max(1, int(threads)))
     if "GLOO_SOCKET_IFNAME" not in os.environ and _loopback():
         os.environ["GLOO_SOCKET_IFNAME"] = _loopback()    # every rank is on this machine: talk over loopback
@@ -93,8 +102,8 @@ def _rank_main(rank: int, world_size: int, port: int, backend: str, timeout: flo
                            "traceback": traceback.format_exc()}, fh)
 
     try:
-        store = dist.TCPStore("127.0.0.1", port, world_size, is_master=False,
-                              timeout=datetime.timedelta(seconds=timeout))
+        store = dist.TCPStore("127.0.0.1", port, world_size, is_master=rank == 0,
+                              timeout=datetime.timedelta(seconds=timeout))      # rank 0 hosts the rendezvous
         dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
                                 timeout=datetime.timedelta(seconds=timeout))
         try:
@@ -139,16 +148,24 @@ def _reap(processes: list) -> None:
         p.join(5)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that no process listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def launch(fn: Callable[..., Any], world_size: int, *args: Any, backend: str = "gloo", timeout: float = 120.0,
            threads: int = 1) -> list[Any]:
     """Run ``fn(rank, world_size, *args)`` on ``world_size`` forked ranks; return their results in rank order.
 
     Each rank joins a process group (``backend``, default gloo: CPU) before ``fn`` runs and leaves it
-    after, and uses ``threads`` CPU threads. Results travel through ``torch.save`` files, so return
-    tensors, numbers, lists or dicts. An exception in a rank is re-raised here as ``RankError`` with
-    that rank's traceback (``NotImplementedError`` as itself); after ``timeout`` seconds every rank
-    still running is killed and ``TimeoutError`` is raised. Needs the ``fork`` start method (Linux,
-    macOS); on Windows use WSL, or torchrun with a script.
+    after, and uses ``threads`` CPU threads. Rank 0 hosts the rendezvous on 127.0.0.1 at a free port.
+    Results travel through ``torch.save`` files, so return tensors, numbers, lists or dicts. The
+    ranks' own stdout and stderr go to files, not to this process's output. An exception in a rank
+    is re-raised here as ``RankError`` with that rank's traceback (``NotImplementedError`` as
+    itself); after ``timeout`` seconds every rank still running is killed and ``TimeoutError`` is
+    raised. Needs the ``fork`` start method (Linux, macOS); on Windows use WSL, or torchrun.
     """
     world_size = int(world_size)
     if world_size < 1:
@@ -160,9 +177,22 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, backend: str = "
                            "the rank function to a file and start it with torchrun")
     if dist.is_initialized():
         raise RuntimeError("launch starts its own process group; call it from a process that is not a rank")
+    for attempt in range(3):
+        try:
+            return _launch_once(fn, world_size, args, backend, timeout, threads)
+        except _PortTaken:
+            if attempt == 2:
+                raise RankError("three free ports were taken by other programs before rank 0 could listen "
+                                "on them; try again") from None
+    raise AssertionError("unreachable")
+
+
+class _PortTaken(Exception):
+    """Rank 0 could not listen on the port: another program took it after ``free_port`` chose it."""
+
+
+def _launch_once(fn, world_size: int, args: tuple, backend: str, timeout: float, threads: int) -> list[Any]:
     folder = Path(tempfile.mkdtemp(prefix="effcourse-ranks-"))
-    store = dist.TCPStore("127.0.0.1", 0, world_size, is_master=True, wait_for_workers=False,
-                          timeout=datetime.timedelta(seconds=timeout))
     ctx = None
     spawn_log = logging.getLogger("torch.multiprocessing.spawn")
     level = spawn_log.level
@@ -170,7 +200,7 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, backend: str = "
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)   # Python >= 3.12 warns on fork with threads
-            ctx = mp.start_processes(_rank_main, args=(world_size, store.port, backend, float(timeout), threads,
+            ctx = mp.start_processes(_rank_main, args=(world_size, free_port(), backend, float(timeout), threads,
                                                        str(folder), fn, args),
                                      nprocs=world_size, join=False, start_method="fork")
         deadline = time.monotonic() + timeout
@@ -186,13 +216,18 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, backend: str = "
                 r, e = first
                 if e["type"] == "NotImplementedError":
                     raise NotImplementedError(e["message"]) from None
+                if r == 0 and "address already in use" in e["message"].lower():
+                    raise _PortTaken() from None
                 tb = e["traceback"].strip().splitlines()
+                log = folder / f"{r}.err.log"
+                if log.exists() and log.stat().st_size:
+                    tb += ["--- the rank's stderr (tail) ---"] + log.read_text(errors="replace").splitlines()[-8:]
                 hint = ""
                 if any(s in e["message"] for s in _PEER_GONE):
                     hint = ("\n(this rank waited in a collective while another rank left the process group: "
                             "is there a collective that only some ranks call?)")
                 raise RankError(f"rank {r} of {world_size} raised {e['type']}: {e['message']}{hint}\n"
-                                + "\n".join(tb[-12:])) from None
+                                + "\n".join(tb[-20:])) from None
             if time.monotonic() > deadline:
                 alive = [r for r, p in enumerate(ctx.processes) if p.is_alive()]
                 _reap(ctx.processes)
@@ -204,7 +239,6 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, backend: str = "
         spawn_log.setLevel(level)
         if ctx is not None:
             _reap(ctx.processes)
-        del store
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -525,10 +525,11 @@ for _world, _b in [(3, 2)]:                  # 2 ranks: the visible check; 3 cat
 # %% [markdown]
 # ## 4. What an all-reduce costs: the α–β model of ring all-reduce
 #
-# Ring all-reduce (Baidu 2017, used by NCCL and gloo) arranges the W ranks in a ring and cuts the
-# gradient of $n$ bytes into W chunks. In $W-1$ steps of **reduce-scatter** each rank passes one chunk
-# to its neighbour, which adds its own; afterwards every rank owns one fully summed chunk. In $W-1$
-# steps of **all-gather** the summed chunks travel round the ring until every rank has all of them.
+# Ring all-reduce (brought to deep learning by Baidu in 2017; NCCL uses it, alongside trees) arranges
+# the W ranks in a ring and cuts the gradient of $n$ bytes into W chunks. In $W-1$ steps of
+# **reduce-scatter** each rank passes one chunk to its neighbour, which adds its own; afterwards every
+# rank owns one fully summed chunk. In $W-1$ steps of **all-gather** the summed chunks travel round
+# the ring until every rank has all of them.
 #
 # ```
 #            step 1            step 2            ...  2(W-1) steps, each: every rank sends n/W bytes
@@ -724,8 +725,8 @@ for kind in (KIND, "i3d"):
                            "all-reduced per step (kB)": distributed.param_bytes(net) / 1e3,
                            "MMACs per clip": bench.count_macs(net, clip1) / 1e6,
                            "clips/s": speed[kind, world, sync_with],
-                           "all-reduce ms/step": 1e3 * sync_s if sync_with == "yours" else "—",
-                           "all-reduce share": sync_s / step_s if sync_with == "yours" else "—"})
+                           "all-reduce ms/step": f"{1e3 * sync_s:.3g}" if sync_with == "yours" else "—",
+                           "all-reduce share": f"{100 * sync_s / step_s:.0f} %" if sync_with == "yours" else "—"})
 efficiency = {f"{kind}_{how}": speed[kind, 2, how] / (2 * speed[kind, 1, "-"])
               for kind in (KIND, "i3d") for how in ("yours", "DDP")}
 _ = plots.table(speed_rows, floatfmt=".3g", title="Training throughput, 1 vs 2 gloo ranks (CPU, 1 thread each)")
