@@ -159,10 +159,13 @@ def _html_text(html: str) -> str:
 
 
 def _hidden_lines() -> list[str]:
-    """Distinctive lines of the lab's hidden tests (long enough not to occur by chance)."""
+    """Distinctive lines of the lab's hidden tests (long enough not to occur by chance, and not also
+    in the release). Feedback must not show them: not in a cell's source, not in a traceback."""
+    release = nbformat.read(release_path(LAB), as_version=4)
+    visible = {ln.strip() for cell in release.cells for ln in cell.source.splitlines()}
     out = []
     for cell in nbformat.read(solution_path(LAB), as_version=4).cells:
         for block in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", cell.source, re.S):
-            out += [ln.strip() for ln in block.splitlines() if len(ln.strip()) > 30]
+            out += [ln.strip() for ln in block.splitlines() if len(ln.strip()) > 30 and ln.strip() not in visible]
     assert out, f"{LAB} has no hidden tests to look for"
     return out

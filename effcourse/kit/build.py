@@ -8,6 +8,7 @@ set-up, and a proof that none of it holds an answer.
         labs/<lab>/<lab>.ipynb                 nbgrader's release (labs/<lab>/ of the course)
         wheels/effcourse-<version>-py3-none-any.whl
         data_scripts/fetch.py, prepare_video.py, manifest.json, docs/DATA.md   (real data sets, optional)
+        docs/<NAME>.md                         any student guide a shipped notebook names
 
 Before the zip is written, every file of the kit and every ``.py`` file of the wheel is scanned
 against the answers of *every* lab of the course (``leaks``): a kit that holds a solution def, most
@@ -39,6 +40,8 @@ TEMPLATE = Path("scripts") / "student_kit"
 #: files of the course shipped as they are (real-data scripts and their guide; no answers there)
 EXTRAS = ("data_scripts/__init__.py", "data_scripts/fetch.py", "data_scripts/prepare_video.py",
           "data_scripts/manifest.json", "docs/DATA.md")
+#: student guides a released notebook may name (``docs/<NAME>.md``) are shipped with it, except these
+INSTRUCTOR_DOCS = ("docs/INSTRUCTOR.md", "docs/BROWSER_TEST.md")
 #: folders a released notebook must not send students to (instructor-only code)
 INSTRUCTOR_ONLY = ("solutions/", "tests/", "data_scripts/")
 _IGNORE = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.pyc", ".*")
@@ -216,7 +219,9 @@ def stage(folder: str | Path, labs: Iterable[str] | None = None, root: str | Pat
     top.mkdir(parents=True)
     for lab in labs:
         shutil.copytree(root / "labs" / lab, top / "labs" / lab, ignore=_IGNORE)
-    for rel in EXTRAS:
+    named = {m for lab in labs for m in re.findall(r"\bdocs/[\w.-]+\.md\b",
+                                                   (top / "labs" / lab / f"{lab}.ipynb").read_text(encoding="utf-8"))}
+    for rel in sorted(set(EXTRAS) | (named - set(INSTRUCTOR_DOCS))):
         if (root / rel).exists():
             (top / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / rel, top / rel)

@@ -3,7 +3,9 @@
 What counts as an answer, read from the nbgrader source notebooks (``solutions/<lab>/<lab>.ipynb``):
 
 * **answer defs**: every function, method and class whose lines overlap a ``### BEGIN SOLUTION``
-  block (the def around a block, and every def inside one). A def is fingerprinted by its AST
+  block (the def around a block, and every def inside one), unless it holds no significant
+  statement (an ``__init__`` of ``super().__init__(...)`` and ``self.ratio = 1.0`` is what the
+  contract dictates, not an answer; such defs are listed in ``Answers.ignored``). A def is fingerprinted by its AST
   without docstrings, comments, line numbers or its own name (``ast.dump`` of the node renamed), so
   a copy that was re-indented, re-commented, re-documented or renamed still matches.
 * **answer blocks**: the significant statements of each solution block, in order (each statement's
@@ -18,7 +20,7 @@ What counts as an answer, read from the nbgrader source notebooks (``solutions/<
 * **model answers** of written questions (markdown solution blocks): each paragraph of at least
   ``MIN_PROSE_CHARS`` characters, whitespace and case normalised.
 
-``scan(files, answers)`` compares them with every ``.py`` file and every notebook given. Nothing
+``scan(files, answers)`` compares them with every ``.py`` file, notebook and Markdown file given. Nothing
 here imports the grading code: the kit builder and the tests call it with the course's sources.
 """
 from __future__ import annotations
@@ -217,6 +219,10 @@ def add_cell(answers: Answers, src: str, where: str, kind: str = "code", solutio
         return
     for node in ast.walk(tree):
         if isinstance(node, _DEFS) and any(node.lineno <= b and a <= node.end_lineno for a, b in spans):
+            if not statements(node.body):    # boilerplate only: super().__init__(...), self.ratio = 1.0
+                answers.ignored.append(f"{where}: {node.name}: no significant statement (boilerplate the "
+                                       f"contract dictates); not compared")
+                continue
             answers.defs.setdefault(fingerprint(node), f"{where}: {node.name}")
     for a, b in spans:
         stmts = statements(_block_statements(tree, a, b))
@@ -268,6 +274,9 @@ class Finding:
         return f"{self.file}: {self.where} holds {self.answer} ({self.how})"
 
 
+FENCE = re.compile(r"^```[ \t]*(?:python|py|ipython|python3)?[ \t]*\n(.*?)^```", re.M | re.S)
+
+
 def _units(text: str, name: str) -> tuple[list[tuple[str, ast.AST]], list[str], str]:
     """``(defs, lines, prose)`` of a file: every def with a label, all code lines, and its text."""
     if name.endswith(".ipynb"):
@@ -278,6 +287,9 @@ def _units(text: str, name: str) -> tuple[list[tuple[str, ast.AST]], list[str], 
         codes = [(f"cell {i}", "".join(c.get("source", ""))) for i, c in enumerate(cells)
                  if c.get("cell_type") == "code"]
         prose = "\n".join("".join(c.get("source", "")) for c in cells)
+    elif name.endswith(".md"):
+        codes = [(f"code block {i}", m.group(1)) for i, m in enumerate(FENCE.finditer(text))]
+        prose = text
     else:
         codes, prose = [("module", text)], text
     defs: list[tuple[str, ast.AST]] = []
@@ -289,7 +301,7 @@ def _units(text: str, name: str) -> tuple[list[tuple[str, ast.AST]], list[str], 
         for node in ast.walk(tree):
             if isinstance(node, _DEFS):
                 defs.append((f"{cell}: {node.name} (line {node.lineno})", node))
-    lines = [ln for _, src in codes for ln in significant_lines(src)]
+    lines = significant_lines(text) if name.endswith(".md") else [ln for _, src in codes for ln in significant_lines(src)]
     return defs, lines, _prose(prose)
 
 
@@ -354,10 +366,10 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
 
 
 def scan(files: Mapping[str, str], answers: Answers) -> list[Finding]:
-    """Findings in ``{name: text}`` (only ``.py`` and ``.ipynb`` names are read)."""
+    """Findings in ``{name: text}`` (``.py`` and ``.ipynb`` files, and the code blocks and text of ``.md``)."""
     out: list[Finding] = []
     for name, text in sorted(files.items()):
-        if name.endswith((".py", ".ipynb")):
+        if name.endswith((".py", ".ipynb", ".md")):
             out += scan_text(text, name, answers)
     return out
 
