@@ -95,7 +95,8 @@ def check_gather(gather) -> None:
 
 
 def check_scatter(scatter) -> None:
-    """Two 2x2 tiles written into a 5x5 zero cache; the tile at (2, 2) is clipped to one pixel."""
+    """Two 2x2 tiles written into a 5x5 zero cache; the tile at (2, 2) is clipped to one pixel. Then
+    the in-place form: the same tiles written into ``out`` (a channels-last buffer), returned."""
     cache = torch.zeros(1, 1, 5, 5)
     tiles = torch.tensor([[0, 0], [2, 2]])
     y_tiles = torch.tensor([[[1., 2.], [3., 4.]], [[5., 6.], [7., 8.]]])[:, None]
@@ -105,7 +106,14 @@ def check_scatter(scatter) -> None:
     expected[0, 0, 4, 4] = 5.0
     assert_close("scatter(5x5 zeros, tiles [(0,0), (2,2)], tile=2)", got, expected)
     assert_true(bool((cache == 0).all()), "scatter wrote into y_cached: return a copy and leave the cache untouched")
-    passed("scatter: tiles written, clipped at the image edge, cache untouched")
+    cache3 = torch.zeros(1, 3, 5, 5)
+    out = torch.full((1, 3, 5, 5), -1.0).contiguous(memory_format=torch.channels_last)
+    got = _call("scatter(..., out=buffer)", scatter, cache3, y_tiles.expand(2, 3, 2, 2), tiles, 2, out=out)
+    expected3 = torch.where(expected.expand(1, 3, 5, 5) != 0, expected, -1.0)
+    assert_close("scatter(..., out=buffer): the buffer after the call (tiles written, the rest as it was)", out, expected3)
+    assert_close("scatter(..., out=buffer): the returned tensor", got, expected3)
+    assert_true(bool((cache3 == 0).all()), "scatter(..., out=buffer) wrote into y_cached; write into out only")
+    passed("scatter: tiles written, clipped at the image edge, cache untouched; the out= form writes in place")
 
 
 def _dense_conv(conv, x):
@@ -115,7 +123,8 @@ def _dense_conv(conv, x):
 
 def check_sparse_conv2d(SparseConv2d) -> None:
     """One 3x3 conv on a 13x11 image: full mode equals the conv; a corner edit and an empty edit in
-    sparse mode equal the dense conv of the edited input."""
+    sparse mode (found by comparing with the cache) equal the dense conv of the edited input; then
+    the engine's way of calling it: a given change mask, an ``out`` buffer and an epilogue."""
     g = torch.Generator().manual_seed(1)
     conv = nn.Conv2d(3, 4, 3, padding=1)
     layer = _call("SparseConv2d(conv, tile=4)", SparseConv2d, conv, tile=4)
@@ -134,21 +143,59 @@ def check_sparse_conv2d(SparseConv2d) -> None:
         with torch.no_grad():
             got = _call("SparseConv2d in sparse mode", layer, xe)
         assert_close(f"SparseConv2d sparse mode, {what}, vs dense conv of the edited input", got, _dense_conv(conv, xe))
-    passed("SparseConv2d: full mode, a corner edit and an empty edit match the dense conv")
+    tiles = layer.tiles if hasattr(layer, "tiles") else None
+    assert_true(isinstance(tiles, torch.Tensor) and tiles.dim() == 2 and tiles.shape[1] == 2,
+                "after a sparse call, SparseConv2d.tiles must hold the (n, 2) tiles it recomputed "
+                f"(got {type(tiles).__name__})")
+    # the engine's call: a change mask (no comparison), a buffer to write into, an epilogue
+    def epilogue(t):
+        return 2.0 * t + 1.0
+
+    layer = _call("SparseConv2d(conv, tile=4)", SparseConv2d, conv, tile=4)
+    layer.mode = "full"
+    with torch.no_grad():
+        y = _call("SparseConv2d in full mode with an epilogue", layer, x, epilogue=epilogue)
+    assert_close("SparseConv2d full mode with epilogue: epilogue(conv(x))", y, epilogue(_dense_conv(conv, x)))
+    layer.mode = "sparse"
+    xe = x.clone()
+    xe[:, :, 0:2, 0:2] = 5.0                                     # inside the mask
+    mask = torch.zeros(13, 11, dtype=torch.bool)
+    mask[0:2, 0:2] = True
+    xe_far = xe.clone()
+    xe_far[:, :, 12, 10] = -5.0                                  # outside the mask: must be ignored
+    out = y.clone().contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        got = _call("SparseConv2d(x, changed=mask, out=buffer, epilogue=fn)", layer, xe_far, changed=mask, out=out,
+                    epilogue=epilogue)
+    expected = epilogue(_dense_conv(conv, xe))
+    assert_close("SparseConv2d with changed=mask, out=buffer, epilogue: the buffer (only the mask's tiles are "
+                 "recomputed; a change outside the mask is not looked for)", out, expected)
+    assert_close("SparseConv2d with changed=mask, out=buffer, epilogue: the returned tensor", got, expected)
+    passed("SparseConv2d: full mode, edits found against the cache, and the engine's mask / buffer / epilogue")
 
 
-def check_network(SparseConv2d, tile: int = 4) -> None:
+def kernels_of(active_tiles, gather, scatter) -> dict:
+    """The ``kernels`` mapping the incremental engine takes: ``{"active_tiles", "gather", "scatter"}``."""
+    return {"active_tiles": active_tiles, "gather": gather, "scatter": scatter}
+
+
+def check_network(SparseConv2d, kernels, tile: int = 4) -> None:
     """A small residual generator (stride-2 conv, eval BatchNorm, residual blocks, upsampling, 1x1 conv)
-    run incrementally must equal the dense network on the edited image."""
+    run incrementally must equal the dense network on the edited image: through the incremental
+    engine (two edits in a row, with your kernels) and through the compare-with-cache path."""
     g = torch.Generator().manual_seed(2)
     torch.manual_seed(2)
     model = randomize_batchnorm(ResGenerator(channels=6, n_blocks=1), g)
-    runner = SparseRunner(model, SparseConv2d, tile=tile)
     x = torch.rand(1, 3, 33, 30, generator=g)
-    runner.full(x)
-    xe, _ = square_edit(x, 0.05, top=3, left=20, generator=g)
-    assert_close("incremental run of a residual generator vs the dense network", runner.sparse(xe), runner.dense(xe))
-    passed("SparseConv2d inside a residual generator: the incremental run equals the dense network")
+    for path, kern in (("engine", kernels), ("compare-with-cache path", None)):
+        runner = _call(f"SparseRunner(..., kernels) [{path}]", SparseRunner, model, SparseConv2d, tile=tile, kernels=kern)
+        _call(f"runner.full [{path}]", runner.full, x)
+        for top, left in ((3, 20), (20, 2)):
+            xe, _ = square_edit(x, 0.05, top=top, left=left, generator=g)
+            got = _call(f"runner.sparse [{path}]", runner.sparse, xe)
+            assert_close(f"incremental run of a residual generator ({path}, edit at {top},{left}) vs the dense network",
+                         got, runner.dense(xe))
+    passed("SparseConv2d inside a residual generator: the engine and the compare path equal the dense network")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,7 +216,8 @@ def speed_edits(x: torch.Tensor, fraction: float, generator: torch.Generator | N
     return a, b
 
 
-def _alternate(fn, a, b):
+def alternate(fn, a, b):
+    """A function of no arguments that calls ``fn(a)``, ``fn(b)``, ``fn(a)``, ... in turn."""
     state = [0]
 
     def run():
@@ -180,27 +228,29 @@ def _alternate(fn, a, b):
 
 
 def measure_speedup(SparseConv2d, kernels=None, fractions=(0.02,), channels: int = 64, depth: int = 6,
-                    size: int = 256, tile: int = 8, repeats: int = 10, seed: int = 0, compare: bool = False,
-                    warmup: int = 1) -> list[dict]:
+                    size: int = 256, tile: int = 8, repeats: int = 10, seed: int = 0, compare=False,
+                    warmup: int = 1, before_cls=None) -> list[dict]:
     """Dense vs incremental run of ``conv_stack(channels, depth)`` on a ``size x size`` image, for two
     square edits (``speed_edits``) per fraction of ``fractions``, in one interleaved measurement.
 
     ``kernels`` (the learner's ``active_tiles``, ``gather``, ``scatter``) selects the incremental
-    engine; None the compare-with-cache path (see ``effcourse.sparse.engine``). ``compare=True`` with
-    kernels also times the compare-with-cache path (the *before* of the lab's table).
+    engine; None the compare-with-cache path (see ``effcourse.sparse.engine``). ``compare`` (True, or
+    some of ``fractions``) with kernels also times the compare-with-cache path there (the *before*),
+    with ``before_cls`` (default: ``SparseConv2d``) as the sparse layer.
     Every round times the dense network (channels-last input, its faster layout here) and each
     sparse run; each sparse timing is the mean of one run on edit A and one on edit B. The speedup is
     the median over rounds of that round's dense / sparse time. Each row: ``edited_%``,
     ``mac_ratio`` (dense MACs / executed MACs), ``speedup``, ``realized`` (speedup / MAC ratio),
     ``dense_ms``, ``sparse_ms`` (medians), ``max_err`` (against the dense network, both edits),
-    ``dense_nchw_ms`` (the dense network on the default layout) and, with ``compare``,
+    ``dense_nchw_ms`` (the dense network on the default layout, with ``compare=True``) and, with ``compare``,
     ``compare_speedup``, ``compare_ms``, ``compare_realized``. One CPU thread (restored afterwards);
     freed memory is kept for reuse (``reuse_freed_memory``)."""
     reuse_freed_memory()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _measure(SparseConv2d, kernels, fractions, channels, depth, size, tile, repeats, seed, compare, warmup)
+        return _measure(SparseConv2d, kernels, fractions, channels, depth, size, tile, repeats, seed, compare, warmup,
+                        before_cls or SparseConv2d)
     finally:
         torch.set_num_threads(threads)
 
@@ -211,7 +261,7 @@ def _median(v):
     return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
 
 
-def _measure(SparseConv2d, kernels, fractions, channels, depth, size, tile, repeats, seed, compare, warmup):
+def _measure(SparseConv2d, kernels, fractions, channels, depth, size, tile, repeats, seed, compare, warmup, before_cls):
     from ..bench import latency_rounds
 
     g = torch.Generator().manual_seed(seed)
@@ -220,24 +270,25 @@ def _measure(SparseConv2d, kernels, fractions, channels, depth, size, tile, repe
     runner = SparseRunner(net, SparseConv2d, tile=tile, kernels=kernels)
     x = torch.rand(1, 3, size, size, generator=g)
     runner.full(x)
-    before = SparseRunner(net, SparseConv2d, tile=tile) if compare and kernels is not None else None
+    compare_at = set(fractions) if compare is True else set(compare or ())
+    before = SparseRunner(net, before_cls, tile=tile) if compare_at and kernels is not None else None
     if before is not None:
         before.full(x)
     x_cl = x.contiguous(memory_format=torch.channels_last)
     edits = {f: speed_edits(x, f, g) for f in fractions}
     rows = []
     fns = {"dense": lambda: runner.dense(x_cl)}
-    if compare:
+    if compare is True:
         fns["dense_nchw"] = lambda: runner.dense(x)
+    dense_macs = runner.dense_macs(x)
     for f, (xa, xb) in edits.items():
-        err = max((runner.sparse(e) - runner.dense(e)).abs().max().item() for e in (xa, xb, xa))
-        dense_macs = runner.dense_macs(xa)
+        err = max((runner.sparse(e) - runner.dense(e)).abs().max().item() for e in (xa, xb))
         macs = 0.5 * (runner.executed_macs(xa) + runner.executed_macs(xb))
         rows.append({"edited_%": 100 * f, "mac_ratio": dense_macs / max(macs, 1), "max_err": err,
                      "dense_macs": dense_macs, "executed_macs": macs})
-        fns[("sparse", f)] = _alternate(runner.sparse, xa, xb)
-        if before is not None:
-            fns[("compare", f)] = _alternate(before.sparse, xa, xb)
+        fns[("sparse", f)] = alternate(runner.sparse, xa, xb)
+        if before is not None and f in compare_at:
+            fns[("compare", f)] = alternate(before.sparse, xa, xb)
     with torch.no_grad():
         samples = latency_rounds(fns, repeats=repeats, number=2, warmup=max(2 * warmup, 0))
     dense = samples["dense"]
@@ -246,26 +297,165 @@ def _measure(SparseConv2d, kernels, fractions, channels, depth, size, tile, repe
         row["sparse_ms"] = 1e3 * _median(samples[("sparse", f)])
         row["speedup"] = _median([d / s for d, s in zip(dense, samples[("sparse", f)])])
         row["realized"] = row["speedup"] / row["mac_ratio"]
-        if compare:
+        if "dense_nchw" in samples:
             row["dense_nchw_ms"] = 1e3 * _median(samples["dense_nchw"])
-        if before is not None:
+        if ("compare", f) in samples:
             row["compare_ms"] = 1e3 * _median(samples[("compare", f)])
             row["compare_speedup"] = _median([d / s for d, s in zip(dense, samples[("compare", f)])])
             row["compare_realized"] = row["compare_speedup"] / row["mac_ratio"]
     return rows
 
 
-def check_speedup(SparseConv2d, minimum: float = 2.0, repeats: int = 10) -> dict:
-    """The graded performance test: at a 2 % edit of a 256x256 image, a stack of six 3x3 convs (64
-    channels) run incrementally must be exact and at least ``minimum`` times faster than the dense
-    network, end to end (change detection included), median of ``repeats`` interleaved runs."""
-    row = measure_speedup(SparseConv2d, fractions=(0.02,), repeats=repeats)[0]
+#: The graded speed measurement: network, image side, edited fraction.
+SPEED_NET = {"channels": 64, "depth": 4, "size": 192, "tile": 8, "fraction": 0.02}
+
+
+def check_speedup(SparseConv2d, kernels, minimum: float = 3.0, repeats: int = 7, seed: int = 0) -> dict:
+    """The graded performance test. ``conv_stack(64, depth=4)`` (four 3x3 convs, ReLUs between) on a
+    192x192 image, run through the incremental engine with your class and kernels, for two
+    different 2 % edits in turn. First, quickly: both edits and a return to the first must be exact
+    (1e-5) and execute at most half the dense MACs (else the run is not sparse). Then ``repeats``
+    interleaved rounds, each timing the dense network and one run on each edit; the score is the
+    median over rounds of that round's dense / sparse time, which must reach ``minimum``."""
+    reuse_freed_memory()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = SPEED_NET
+        g = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        runner = _call("SparseRunner(conv_stack, SparseConv2d, kernels=...)", SparseRunner,
+                       conv_stack(cfg["channels"], cfg["depth"]), SparseConv2d, tile=cfg["tile"], kernels=kernels)
+        x = torch.rand(1, 3, cfg["size"], cfg["size"], generator=g)
+        _call("runner.full", runner.full, x)
+        xa, xb = speed_edits(x, cfg["fraction"], g)
+        for what, e in (("edit A", xa), ("edit B", xb), ("edit A again", xa)):
+            got = _call("runner.sparse", runner.sparse, e)
+            assert_close(f"speed test network, {what}: incremental vs dense", got, runner.dense(e))
+        dense_macs, macs = runner.dense_macs(xa), runner.executed_macs(xb)
+        assert_true(macs <= 0.5 * dense_macs, f"a 2 % edit executed {macs / 1e6:.0f} M of the dense {dense_macs / 1e6:.0f} M "
+                                              "MACs: the convs are not run on the active tiles only")
+        from ..bench import latency_rounds
+
+        with torch.no_grad():
+            samples = latency_rounds({"dense": lambda: runner.dense(x.contiguous(memory_format=torch.channels_last)),
+                                      "sparse": alternate(runner.sparse, xa, xb)}, repeats=repeats, number=2, warmup=1)
+    finally:
+        torch.set_num_threads(threads)
+    ratios = [d / s for d, s in zip(samples["dense"], samples["sparse"])]
+    row = {"speedup": _median(ratios), "dense_ms": 1e3 * _median(samples["dense"]),
+           "sparse_ms": 1e3 * _median(samples["sparse"]), "mac_ratio": dense_macs / max(macs, 1), "rounds": ratios}
     print(f"2 % edit: dense {row['dense_ms']:.1f} ms, sparse {row['sparse_ms']:.1f} ms -> speedup "
-          f"{row['speedup']:.2f}x (MAC ratio {row['mac_ratio']:.1f}x), max error {row['max_err']:.2g}")
-    assert_true(row["max_err"] <= 1e-5, f"the incremental run is not exact: max error {row['max_err']:.3g} "
-                                        "against the dense network (tolerance 1e-5)")
+          f"{row['speedup']:.2f}x (median of {repeats} rounds; MAC ratio {row['mac_ratio']:.1f}x)")
     assert_true(row["speedup"] >= minimum, f"the incremental run is only {row['speedup']:.2f}x faster than dense at a "
-                                           f"2 % edit; expected at least {minimum}x. Look for full-size copies, "
-                                           "Python loops over pixels or per-tile convs.")
+                                           f"2 % edit; expected at least {minimum}x. Look for full-size copies or "
+                                           "comparisons, Python loops over pixels or tiles, and per-tile convs.")
     passed(f"incremental run {row['speedup']:.1f}x faster than dense at a 2 % edit")
     return row
+
+
+# ---------------------------------------------------------------------------------------------
+# `python -m effcourse.checks.lab5`: the speedup table of the lab (before / after), for `make bench`
+
+EXERCISES = ("incremental_conv", "active_tiles", "gather", "scatter", "SparseConv2d")
+
+
+def load_exercises(notebook: str | dict) -> dict:
+    """Run the exercise cells (nbgrader ``grade_id`` in ``EXERCISES``) of a Lab 5 notebook (a path to
+    an ``.ipynb``, or its JSON as a dict) in a fresh namespace; returns ``{name: object}``. Works for
+    the solution notebook and for a learner's filled-in copy of the lab."""
+    import json
+    from pathlib import Path
+
+    nb = notebook if isinstance(notebook, dict) else json.loads(Path(notebook).read_text())
+    ns: dict = {"torch": torch, "F": F, "nn": nn}
+    for cell in nb.get("cells", []):
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if cell.get("cell_type") == "code" and gid in EXERCISES:
+            src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+            exec(compile(src, f"<{gid}>", "exec"), ns)
+    missing = [name for name in EXERCISES if name not in ns]
+    if missing:
+        raise ValueError(f"the notebook defines no {missing}")
+    return {name: ns[name] for name in EXERCISES}
+
+
+def _git_notebook(rev: str) -> dict:
+    import json
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    text = subprocess.run(["git", "show", f"{rev}:solutions/lab5_sige/lab5_sige.ipynb"], cwd=root, check=True,
+                          capture_output=True, text=True).stdout
+    return json.loads(text)
+
+
+def bench_table(after: dict, before: dict | None = None, fractions=(0.005, 0.012, 0.05, 0.10, 0.25), size: int = 256,
+                repeats: int = 15, tile: int = 8) -> list[dict]:
+    """One interleaved run at ``size`` x ``size`` (six 3x3 convs, 64 channels): the dense network,
+    ``after`` (exercises from ``load_exercises``) through the incremental engine, and — when
+    ``before`` is given — ``before``'s ``SparseConv2d`` on the compare-with-cache path (that is how
+    the lab ran before the engine). Rows: edited %, MAC ratio, speedups, realized fractions, ms."""
+    kernels = kernels_of(after["active_tiles"], after["gather"], after["scatter"])
+    rows = measure_speedup(after["SparseConv2d"], kernels, fractions=fractions, size=size, repeats=repeats, tile=tile,
+                           compare=before is not None, before_cls=(before or {}).get("SparseConv2d"))
+    out = []
+    for r in rows:
+        row = {"edited %": r["edited_%"], "MAC ratio": r["mac_ratio"], "dense ms": r["dense_ms"],
+               "dense ms (NCHW input)": r.get("dense_nchw_ms", float("nan")), "after ms": r["sparse_ms"],
+               "after ×": r["speedup"], "after realized": r["realized"]}
+        if "compare_speedup" in r:
+            row.update({"before ms": r["compare_ms"], "before ×": r["compare_speedup"],
+                        "before realized": r["compare_realized"]})
+        row["max err"] = r["max_err"]
+        out.append(row)
+    return out
+
+
+def main(argv=None) -> int:
+    import argparse
+    import os
+    import platform
+    from pathlib import Path
+
+    from ..plots import table
+
+    root = Path(__file__).resolve().parents[2]
+    ap = argparse.ArgumentParser(prog="python -m effcourse.checks.lab5",
+                                 description="Lab 5's speedup table: dense vs the incremental engine (after) and vs the "
+                                             "compare-with-cache design (before), one interleaved run, medians.")
+    ap.add_argument("--notebook", default=str(root / "solutions" / "lab5_sige" / "lab5_sige.ipynb"),
+                    help="the notebook whose exercises run as 'after' (default: the solution)")
+    ap.add_argument("--before", default="8ac9030",
+                    help="git revision whose solution notebook runs as 'before' on the compare path, or a notebook "
+                         "path, or 'none' (default: 8ac9030, the lab before the incremental engine)")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--areas", type=float, nargs="+", default=[0.5, 1.2, 5.0, 10.0, 25.0], help="edited areas in %%")
+    ap.add_argument("--out", default=None, help="also write the table as Markdown and CSV into this folder")
+    args = ap.parse_args(argv)
+    after = load_exercises(args.notebook)
+    before = None
+    if args.before.lower() != "none":
+        before = load_exercises(args.before if Path(args.before).exists() else _git_notebook(args.before))
+    load0 = os.getloadavg()[0]
+    rows = bench_table(after, before, fractions=[a / 100 for a in args.areas], size=args.size, repeats=args.repeats)
+    title = (f"Lab 5 speedup vs edited area: {args.size}x{args.size}, 6 convs x 64 ch, tile 8, 1 thread; "
+             f"{platform.machine()}, torch {torch.__version__}, load average {load0:.2f} -> {os.getloadavg()[0]:.2f}")
+    text = table(rows, title=title)
+    if args.out:
+        import csv
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "lab5_sige_speedup.md").write_text(text + "\n")
+        with open(out / "lab5_sige_speedup.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

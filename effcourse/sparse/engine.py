@@ -492,6 +492,8 @@ class SparseRunner:
                 self.spatial.add(end)
                 self.ref[end] = value
                 self._resolutions.add(tuple(value.shape[-2:]))
+                if kind in ("conv", "pointwise", "resample"):
+                    self._bufs[end] = value.clone()         # the persistent buffer, made once, here
             env[end] = value
         return out
 

@@ -109,3 +109,32 @@ def edit_mask(shape: tuple[int, int], top: int, left: int, side_h: int, side_w: 
     m = torch.zeros(H, W, dtype=torch.bool)
     m[max(0, top):max(0, top + side_h), max(0, left):max(0, left + (side_h if side_w is None else side_w))] = True
     return m
+
+
+class EncoderDecoder(nn.Module):
+    """``generator.up(blocks(generator.down(x)))`` for a generator built as ``down`` / ``blocks`` /
+    ``up`` (such as Lab 3's ``pix2pix.ResnetGenerator``), without its input checks, so that
+    ``torch.fx`` can trace it for the incremental engine. Shares the generator's modules."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        for part in ("down", "blocks", "up"):
+            if not hasattr(generator, part):
+                raise TypeError(f"{type(generator).__name__} has no .{part}; expected a generator built as down / blocks / up")
+        self.down, self.blocks, self.up = generator.down, generator.blocks, generator.up
+        self.train(generator.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.down(x)
+        for block in self.blocks:
+            h = block(h)
+        return self.up(h)
+
+
+def tile_images(images: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """``(rows*cols, C, h, w)`` images laid out as one ``(1, C, rows*h, cols*w)`` picture, row by row."""
+    n, c, h, w = images.shape
+    if n < rows * cols:
+        raise ValueError(f"need {rows * cols} images for a {rows}x{cols} layout, got {n}")
+    grid = images[: rows * cols].reshape(rows, cols, c, h, w)
+    return grid.permute(2, 0, 3, 1, 4).reshape(1, c, rows * h, cols * w)
