@@ -180,6 +180,60 @@ def test_insert_shift_wraps_every_block_first_conv_only():
         video.insert_shift(video.resnet2d(), lambda net, t: 3, 4)
 
 
+def test_insert_shift_inplace_wraps_whole_blocks():
+    m = video.resnet2d()
+    blocks = list(video.residual_blocks(m))
+    video.insert_shift(m, Spy, 4, place="inplace")
+    spies = [s for s in m.modules() if isinstance(s, Spy)]
+    assert [s.net for s in spies] == blocks and all(isinstance(b.conv1, nn.Conv2d) for b in blocks)
+    assert m(torch.randn(8, 1, 32, 32)).shape == (8, 8) and all(s.calls == 1 for s in spies)
+    with pytest.raises(ValueError, match="already"):
+        video.insert_shift(m, Spy, 4)
+    with pytest.raises(ValueError, match="place"):
+        video.insert_shift(video.resnet2d(), Spy, 4, place="everywhere")
+
+
+def test_inplace_shift_moves_the_identity_path_and_residual_does_not():
+    """With an all-zero residual branch a block is identity + ReLU: in-place shifting changes it, residual does not."""
+    def shift_all_from_past(x, T=2):                    # a test double: every channel from frame t-1
+        v = x.reshape(-1, T, *x.shape[1:])
+        return torch.cat([torch.zeros_like(v[:, :1]), v[:, :-1]], 1).reshape_as(x)
+
+    class Shifted(nn.Module):
+        def __init__(self, net, n_segment):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(shift_all_from_past(x))
+
+    from torchvision.models.resnet import BasicBlock
+    x = torch.rand(4, 16, 4, 4)
+    for place, expect in (("residual", x), ("inplace", shift_all_from_past(x))):
+        block = BasicBlock(16, 16).eval()
+        torch.nn.init.zeros_(block.bn2.weight)          # residual branch outputs 0
+        model = nn.Sequential(block)
+        video.insert_shift(model, Shifted, 2, place=place)
+        with torch.no_grad():
+            assert torch.allclose(model(x), expect), place
+
+
+def test_frame_index_channel():
+    from effcourse.video.train import TensorClips, add_frame_index
+
+    ds = TemporalDigits("train", 16, n_frames=5)
+    x = add_frame_index(ds.clips)
+    assert x.shape == (16, 5, 2, 32, 32) and torch.equal(x[:, :, :1], ds.clips)
+    assert torch.allclose(x[3, :, 1, 7, 9], torch.tensor([0, 0.25, 0.5, 0.75, 1.0]))
+    assert add_frame_index(torch.zeros(2, 1, 1, 4, 4))[:, :, 1].abs().sum() == 0
+    with pytest.raises(ValueError, match="rank"):
+        add_frame_index(torch.zeros(3, 1, 4, 4))
+    indexed = TensorClips(x, ds.labels)
+    assert len(indexed) == 16 and indexed[2][1] == int(ds.labels[2]) and indexed.tensors()[0] is x
+    with pytest.raises(ValueError, match="labels"):
+        TensorClips(x, ds.labels[:3])
+
+
 def test_clip_classifier_errors_name_the_problem():
     model = video.ClipClassifier(video.resnet2d(), 8, lambda lg, t: lg.reshape(-1, t, lg.shape[1]).mean(1))
     with pytest.raises(ValueError, match="rank 4"):

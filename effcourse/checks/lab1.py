@@ -9,7 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .asserts import call, CheckFailed, assert_close, assert_raises, assert_shape, assert_true, check_tensor, passed
+from .asserts import CheckFailed, assert_close, assert_shape, assert_true, call, check_tensor, passed
+
+__all__ = ["check_temporal_shift", "check_errors", "check_residual_shift", "check_segment_consensus",
+           "check_online_shift", "check_streaming_matches_offline"]
 
 _X = torch.tensor([[1., 2., 3., 4.], [11., 12., 13., 14.], [21., 22., 23., 24.]]).view(3, 4, 1, 1)
 # offline bi-directional: channel 0 takes frame t+1, channel 1 takes frame t-1, zeros at the ends
@@ -18,21 +21,18 @@ _OFFLINE = torch.tensor([[11., 0., 3., 4.], [21., 2., 13., 14.], [0., 12., 23., 
 _ONLINE = torch.tensor([[0., 2., 3., 4.], [1., 12., 13., 14.], [11., 22., 23., 24.]]).view(3, 4, 1, 1)
 
 
-_call = call
-
-
 def check_temporal_shift(temporal_shift) -> None:
     """Hand-worked example, two clips in one batch, shape/dtype kept, input untouched."""
     x = _X.clone()
-    out = _call("temporal_shift", temporal_shift, x, 3, fold_div=4)
+    out = call("temporal_shift", temporal_shift, x, 3, fold_div=4)
     assert_close("temporal_shift(one clip of T=3, fold_div=4)", out, _OFFLINE)
     assert_true(torch.equal(x, _X), "temporal_shift modified its input in place; return a new tensor")
     two = torch.cat([_X, _X + 100])                     # N = 2 clips of T = 3 -> (6, 4, 1, 1)
     expected = torch.cat([_OFFLINE, torch.where(_OFFLINE == 0, 0.0, _OFFLINE + 100)])
     # careful: zeros that enter at the clip ends stay zeros in the second clip too
     assert_close("temporal_shift(two clips, T=3): values must never cross from one clip into the next",
-                 _call("temporal_shift", temporal_shift, two, 3, fold_div=4), expected)
-    y = _call("temporal_shift", temporal_shift, torch.randn(16, 16, 5, 7, dtype=torch.float64), 8)
+                 call("temporal_shift", temporal_shift, two, 3, fold_div=4), expected)
+    y = call("temporal_shift", temporal_shift, torch.randn(16, 16, 5, 7, dtype=torch.float64), 8)
     assert_shape("temporal_shift on (16, 16, 5, 7)", y, (16, 16, 5, 7))
     assert_true(y.dtype == torch.float64, f"temporal_shift must keep the dtype (float64), got {y.dtype}")
     passed("temporal_shift: hand-worked example, clip boundaries, shape and dtype")
@@ -41,29 +41,26 @@ def check_temporal_shift(temporal_shift) -> None:
 def check_residual_shift(ResidualShift, temporal_shift) -> None:
     """The wrapper shifts, then calls the wrapped layer; the layer's parameters stay registered."""
     conv = nn.Conv2d(16, 8, 3, padding=1)
-    try:
-        wrapped = ResidualShift(conv, 4)
-    except NotImplementedError:
-        raise
-    except Exception as err:  # noqa: BLE001
-        raise CheckFailed(f"ResidualShift(conv, n_segment=4) raised {type(err).__name__}: {err}") from err
+    wrapped = call("ResidualShift(conv, n_segment=4)", ResidualShift, conv, 4)
     assert_true(isinstance(wrapped, nn.Module), "ResidualShift must be an nn.Module")
     params = {id(p) for p in wrapped.parameters()}
     assert_true(all(id(p) in params for p in conv.parameters()),
                 "the wrapped conv's parameters must be parameters of ResidualShift (store it as a submodule)")
     x = torch.randn(8, 16, 6, 6)
     with torch.no_grad():
-        assert_close("ResidualShift(conv, 4)(x)", wrapped(x), conv(temporal_shift(x, 4, 8)), atol=1e-5)
+        expected = conv(temporal_shift(x.clone(), 4, 8))          # your shift, on a copy of x
+        assert_close("ResidualShift(conv, 4)(x)", call("ResidualShift(conv, 4)(x)", wrapped, x.clone()),
+                     expected, atol=1e-5)
     passed("ResidualShift: forward(x) == net(temporal_shift(x, n_segment, fold_div)), parameters registered")
 
 
 def check_segment_consensus(segment_consensus) -> None:
     """Two clips of T=2 frames, K=3 classes: the average over each clip's frames."""
     logits = torch.tensor([[1., 2., 3.], [3., 2., 1.], [0., 0., 4.], [2., 2., 0.]])
-    out = _call("segment_consensus", segment_consensus, logits, 2)
+    out = call("segment_consensus", segment_consensus, logits, 2)
     assert_close("segment_consensus(4 frame logits, n_segment=2)", out,
                  torch.tensor([[2., 2., 2.], [1., 1., 2.]]))
-    out1 = _call("segment_consensus", segment_consensus, logits, 1)
+    out1 = call("segment_consensus", segment_consensus, logits, 1)
     assert_close("segment_consensus(..., n_segment=1) must return the logits unchanged", out1, logits)
     passed("segment_consensus: average over each clip's segments")
 
@@ -73,7 +70,7 @@ def check_online_shift(online_shift) -> None:
     cache = None
     for t in range(3):
         x_t = _X[t:t + 1].clone()
-        out = _call("online_shift", online_shift, x_t, cache, fold_div=4)
+        out = call("online_shift", online_shift, x_t, cache, fold_div=4)
         if not (isinstance(out, tuple) and len(out) == 2):
             raise CheckFailed(f"online_shift must return a pair (shifted, new_cache), got {type(out).__name__}")
         shifted, cache = out
@@ -91,9 +88,21 @@ def check_streaming_matches_offline(max_err: float, tol: float = 1e-5) -> None:
     passed(f"streaming equals the offline past-only shift (max |difference| = {max_err:.2g})")
 
 
+def _expect_value_error(name: str, fn) -> None:
+    try:
+        fn()
+    except ValueError:
+        return
+    except NotImplementedError:
+        raise
+    except Exception as err:  # noqa: BLE001 - say what was raised instead
+        raise CheckFailed(f"{name}: expected a ValueError with a clear message, got {type(err).__name__}: {err}") from err
+    raise CheckFailed(f"{name}: expected a ValueError, but the call returned normally")
+
+
 def check_errors(temporal_shift) -> None:
-    """Bad input gets a clear ValueError."""
-    assert_raises("temporal_shift on a rank-3 tensor", lambda: temporal_shift(torch.zeros(8, 4, 4), 8), ValueError)
-    assert_raises("temporal_shift with N*T=10 frames and n_segment=4", lambda: temporal_shift(torch.zeros(10, 8, 2, 2), 4),
-                  ValueError)
+    """Bad input gets a clear ValueError (the contract's "Raises")."""
+    _expect_value_error("temporal_shift on a rank-3 tensor", lambda: temporal_shift(torch.zeros(8, 4, 4), 8))
+    _expect_value_error("temporal_shift with N*T = 10 frames and n_segment = 4",
+                        lambda: temporal_shift(torch.zeros(10, 8, 2, 2), 4))
     passed("temporal_shift: clear errors for a wrong rank and for N*T not divisible by n_segment")

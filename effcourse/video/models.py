@@ -159,7 +159,7 @@ class ClipClassifier(nn.Module):
             raise ValueError(f"this model was built for T = {self.n_segment} frames, got clips with "
                              f"T = {clips.shape[1]}")
         n, t = clips.shape[:2]
-        return self.backbone(clips.reshape(n * t, *clips.shape[2:]))
+        return self.backbone(clips.reshape(n * t, *clips.shape[2:]))     # (N, T, C, H, W) -> (N*T, C, H, W)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         out = self.consensus(self.frame_logits(clips), self.n_segment)

@@ -4,7 +4,7 @@ The shift functions themselves are the learner's; everything here takes them as 
 
 * ``insert_shift(model, wrapper, n_segment)`` wraps the first conv of every residual block:
   ``block.conv1 = wrapper(block.conv1, n_segment)`` (residual placement: the identity path stays
-  unshifted).
+  unshifted); ``place="inplace"`` wraps whole blocks instead (the shift also hits the identity path).
 * ``OnlineShift(net, n_segment, online_shift)`` is the wrapper for uni-directional TSM. On a batch
   of clips ``(N*T, C, H, W)`` it applies the learner's ``online_shift`` frame after frame inside the
   clip (the offline *past-only* shift); in streaming mode it sees one frame ``(N, C, H, W)`` per call
@@ -30,27 +30,50 @@ def residual_blocks(model: nn.Module) -> Iterator[nn.Module]:
             yield m
 
 
-def insert_shift(model: nn.Module, wrapper: Callable[[nn.Module, int], nn.Module], n_segment: int) -> nn.Module:
-    """Wrap each residual block's first conv: ``block.conv1 = wrapper(block.conv1, n_segment)``.
+PLACES = ("residual", "inplace")
 
-    Modifies ``model`` in place and returns it. ``wrapper`` is a module class or factory called as
-    ``wrapper(conv, n_segment)`` (for example the learner's ``ResidualShift``).
+
+def _parents(model: nn.Module) -> dict[int, tuple[nn.Module, str]]:
+    """``{id(child): (parent, attribute name)}`` for every submodule of ``model``."""
+    return {id(child): (parent, name) for parent in model.modules() for name, child in parent.named_children()}
+
+
+def insert_shift(model: nn.Module, wrapper: Callable[[nn.Module, int], nn.Module], n_segment: int,
+                 place: str = "residual") -> nn.Module:
+    """Put a temporal shift into every residual block of ``model``; modifies it in place and returns it.
+
+    ``wrapper`` is a module class or factory called as ``wrapper(net, n_segment)`` that shifts and then
+    calls ``net`` (for example the learner's ``ResidualShift``). ``place`` says where (the TSM paper
+    compares the two):
+
+    * ``"residual"`` (the paper's choice): ``block.conv1 = wrapper(block.conv1, n_segment)``, the shift
+      sits on the residual branch, the identity path carries each frame's own features unshifted;
+    * ``"inplace"``: the whole block is wrapped, ``block -> wrapper(block, n_segment)``, so the shift
+      also hits the identity path: the shifted-out channels are lost from every frame's own features.
     """
     if not callable(wrapper):
         raise TypeError(f"wrapper must be a module class or a factory (net, n_segment) -> nn.Module, got {wrapper!r}")
     if int(n_segment) < 1:
         raise ValueError(f"n_segment must be >= 1, got {n_segment}")
+    if place not in PLACES:
+        raise ValueError(f"place must be one of {PLACES}, got {place!r}")
     blocks = list(residual_blocks(model))
     if not blocks:
         raise ValueError(f"{type(model).__name__} has no torchvision residual block (BasicBlock/Bottleneck) "
                          "to insert a shift into")
+    if any(getattr(block, "_effcourse_shifted", False) for block in blocks):
+        raise ValueError("this model already has shifts inserted; build a fresh backbone")
+    parents = _parents(model)
     for block in blocks:
-        if getattr(block, "_effcourse_shifted", False):
-            raise ValueError("this model already has shifts inserted; build a fresh backbone")
-        wrapped = wrapper(block.conv1, int(n_segment))
+        target = block.conv1 if place == "residual" else block
+        wrapped = wrapper(target, int(n_segment))
         if not isinstance(wrapped, nn.Module):
-            raise TypeError(f"wrapper(conv, n_segment) must return an nn.Module, got {type(wrapped).__name__}")
-        block.conv1 = wrapped
+            raise TypeError(f"wrapper(net, n_segment) must return an nn.Module, got {type(wrapped).__name__}")
+        if place == "residual":
+            block.conv1 = wrapped
+        else:
+            parent, name = parents[id(block)]
+            setattr(parent, name, wrapped)
         block._effcourse_shifted = True
     return model
 
@@ -89,12 +112,12 @@ class OnlineShift(nn.Module):
         nt = x.shape[0]
         if nt % self.n_segment:
             raise ValueError(f"batch of {nt} frames is not a whole number of clips of T = {self.n_segment}")
-        clips = x.reshape(nt // self.n_segment, self.n_segment, *x.shape[1:])
+        clips = x.reshape(nt // self.n_segment, self.n_segment, *x.shape[1:])    # (N, T, C, H, W)
         cache, frames = None, []
         for t in range(self.n_segment):
             shifted, cache = self._call(clips[:, t], cache)
             frames.append(shifted)
-        return self.net(torch.stack(frames, 1).reshape_as(x))
+        return self.net(torch.stack(frames, 1).reshape_as(x))                 # (N, T, C, H, W) -> (N*T, C, H, W)
 
 
 def online_wrapper(online_shift: OnlineShiftFn, fold_div: int = 8) -> Callable[[nn.Module, int], OnlineShift]:
@@ -125,7 +148,7 @@ def stream(backbone: nn.Module, clips: torch.Tensor) -> torch.Tensor:
         m.reset()
         m.streaming = True
     try:
-        return torch.stack([backbone(clips[:, t]) for t in range(clips.shape[1])], 1)
+        return torch.stack([backbone(clips[:, t]) for t in range(clips.shape[1])], 1)   # T x (N, K) -> (N, T, K)
     finally:
         for m in mods:
             m.streaming = False

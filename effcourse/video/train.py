@@ -2,6 +2,9 @@
 
 Training is budgeted in *steps*, not seconds: the wall speed of a shared machine varies a lot.
 Models take clips ``(N, T, C, H, W)`` and return logits ``(N, K)``.
+
+``add_frame_index`` and ``TensorClips`` build Lab 1's control, a TSN that is told each frame's index:
+the index becomes one more input channel.
 """
 from __future__ import annotations
 
@@ -21,11 +24,42 @@ def _tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(xs), torch.as_tensor(ys)
 
 
+class TensorClips(Dataset):
+    """Clips ``(n, T, C, H, W)`` and labels ``(n,)`` held in memory, with ``tensors()`` like ``TemporalDigits``."""
+
+    def __init__(self, clips: torch.Tensor, labels: torch.Tensor, classes=None):
+        if clips.dim() != 5 or labels.dim() != 1 or clips.shape[0] != labels.shape[0]:
+            raise ValueError(f"need clips (n, T, C, H, W) and labels (n,), got {tuple(clips.shape)} and "
+                             f"{tuple(labels.shape)}")
+        self.clips, self.labels, self.classes = clips, labels, classes
+
+    def __len__(self) -> int:
+        return self.clips.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.clips[i], int(self.labels[i])
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.clips, self.labels
+
+
+def add_frame_index(clips: torch.Tensor) -> torch.Tensor:
+    """Clips ``(N, T, C, H, W)`` -> ``(N, T, C + 1, H, W)``: the extra channel of frame t is the constant t/(T-1)
+    (0 for T = 1), so a per-frame network knows which frame it sees."""
+    if clips.dim() != 5:
+        raise ValueError(f"clips must be (N, T, C, H, W), got a tensor of rank {clips.dim()}")
+    n, t, _, h, w = clips.shape
+    index = torch.arange(t, dtype=clips.dtype, device=clips.device) / max(t - 1, 1)          # (T,)
+    index = index.view(1, t, 1, 1, 1).expand(n, t, 1, h, w)                                  # (N, T, 1, H, W)
+    return torch.cat([clips, index], 2)                                                      # (N, T, C+1, H, W)
+
+
 def train_classifier(model: nn.Module, dataset: Dataset, steps: int, batch_size: int = 16, lr: float = 3e-3,
                      weight_decay: float = 1e-4, device: torch.device | str = "cpu", seed: int = 0,
                      desc: str = "train", eval_every: int = 0,
                      eval_fn: Callable[[nn.Module], float] | None = None) -> dict[str, list]:
-    """Train with AdamW and a cosine learning rate for ``steps`` steps of ``batch_size`` clips.
+    """Train with AdamW and a one-cycle learning rate (15 % warm-up, then cosine annealing) for ``steps``
+    steps of ``batch_size`` clips drawn with replacement.
 
     Returns ``{"loss": [...per step], "eval_step": [...], "eval": [...]}``; ``eval_fn(model)`` is
     called every ``eval_every`` steps (and at the end) when given.
