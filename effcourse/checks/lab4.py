@@ -8,7 +8,9 @@ step's own functions are therefore never needed, and a step is judged on what it
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +21,15 @@ from .asserts import CheckFailed, assert_close, assert_raises, assert_shape, ass
 
 CHOICES = anycost.RATIO_CHOICES
 D_LR, G_LR = 0.05, 1.0  # learning rates of the spy optimisers (plain SGD: an update is -lr * gradient)
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence warnings while learner code runs: nbgrader scores a grade cell that wrote to stderr 0,
+    and a harmless warning (``float()`` of a tensor that requires grad) is not a wrong answer."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _conv(cin: int, cout: int, k: int = 3, seed: int = 0, **kw) -> nn.Conv2d:
@@ -335,9 +346,10 @@ def run_step(anycost_step, seed: int = 0, batch: int = 3, mode: str = "uniform",
     before_g, before_d, before_t = _params(G), _params(D), _params(teacher)
     if global_seed is not None:
         torch.manual_seed(int(global_seed))
-    out = call("anycost_step(G, D, real, g_opt, d_opt, generator, teacher, sample_ratios, consistency_loss, ...)",
-               anycost_step, G, D, real, g_opt, d_opt, gen, teacher, sampler, cons, choices=choices, mode=mode,
-               n_res=n_res, lambda_consistency=lambda_consistency)
+    with quiet():
+        out = call("anycost_step(G, D, real, g_opt, d_opt, generator, teacher, sample_ratios, consistency_loss, ...)",
+                   anycost_step, G, D, real, g_opt, d_opt, gen, teacher, sampler, cons, choices=choices, mode=mode,
+                   n_res=n_res, lambda_consistency=lambda_consistency)
     return {"out": out, "G": G, "D": D, "teacher": teacher, "sampler": sampler, "cons": cons, "log": log,
             "real": real, "gen": gen, "g_lr": G_LR, "d_lr": D_LR, "G0": G0, "D0": D0, "lambda": float(lambda_consistency),
             "n_res": n_res, "mode": mode, "choices": choices,
@@ -562,5 +574,5 @@ def check_anycost_step(anycost_step) -> None:
 
 __all__ = ["check_sort_channels", "check_elastic_conv", "check_sample_ratios", "check_sample_ratios_validation",
            "check_arch_modulation", "check_consistency_loss", "check_anycost_step", "verify_step", "run_step", "facts",
-           "replay", "tiny_gan", "SpyGenerator", "SpyDiscriminator", "SpySGD", "ScriptedSampler", "ProbeConsistency",
+           "replay", "quiet", "tiny_gan", "SpyGenerator", "SpyDiscriminator", "SpySGD", "ScriptedSampler", "ProbeConsistency",
            "CheckFailed"]

@@ -692,33 +692,32 @@ for i, (batch, mode, n_res, lam, choices) in enumerate([(2, "flexible", 2, 3.0, 
         assert_close(f"{where}: G's update (one SGD step on L_G against the updated D), parameter {k}", d,
                      torch.zeros_like(d) if g is None else -ing["g_lr"] * g, atol=1e-6, rtol=1e-3)
     out = run["out"]
-    for key, exp in (("d_loss", loss_d), ("g_loss", loss_g)):
-        assert_true(abs(float(out[key]) - float(exp)) < 1e-4 * max(1.0, abs(float(exp))),
-                    f"{where}: out[{key!r}] is {float(out[key]):.6g}, expected {float(exp):.6g}")
     cons = sum(ing["probe"](fakes[r]) for r in G0.resolutions)
-    assert_true(abs(float(out["consistency"]) - float(cons)) < 1e-4 * max(1.0, abs(float(cons))),
-                f"{where}: out['consistency'] is {float(out['consistency']):.6g}, expected the sum over resolutions "
-                f"{float(cons):.6g}")
-# every draw comes from the generator passed in (global seeds differ, results do not)
-a = lab4.run_step(anycost_step, seed=_s + 5, n_res=1, global_seed=_s + 1, copies=False)
-b = lab4.run_step(anycost_step, seed=_s + 5, n_res=1, global_seed=_s + 2, copies=False)
-assert_true(torch.equal(a["G"].calls[0]["z"], b["G"].calls[0]["z"]) and
-            list(a["out"]["resolutions"]) == list(b["out"]["resolutions"]),
-            f"[seed {_s}] the step must draw everything (resolutions, z) from the generator it is given")
-# the resolutions are drawn uniformly without repeats: in 12 steps with n_res=2 every resolution comes up
+    for key, exp in (("d_loss", loss_d), ("g_loss", loss_g), ("consistency", cons)):
+        got, exp = float(torch.as_tensor(out[key]).detach()), exp.item()
+        assert_true(abs(got - exp) < 1e-4 * max(1.0, abs(exp)), f"{where}: out[{key!r}] is {got:.6g}, expected {exp:.6g}"
+                    + (" (the sum of consistency_loss over every resolution)" if key == "consistency" else ""))
+# every draw comes from the generator passed in: the last run again under another global seed
+again = lab4.run_step(anycost_step, seed=seed, batch=batch, mode=mode, n_res=n_res, lambda_consistency=lam,
+                      choices=choices, global_seed=_s + 1, copies=False)
+assert_true(torch.equal(again["G"].calls[0]["z"], z) and list(again["out"]["resolutions"]) == list(out["resolutions"]),
+            f"[seed {seed}] the step must draw everything (resolutions, z) from the generator it is given, not from "
+            f"torch's global random state")
+# the resolutions are drawn uniformly without repeats: in 10 steps with n_res=2 every resolution comes up
 G_, D_, T_, go, do, _ = lab4.tiny_gan(_s)
 gen = torch.Generator().manual_seed(_s)
 sampler = lab4.ScriptedSampler([[1.0] * G_.n_layers, [0.5] * G_.n_layers])
 probe = lab4.ProbeConsistency(G_.resolutions, seed=_s)
 count = {r: 0 for r in G_.resolutions}
-for _ in range(12):
+for _ in range(10):
     real = torch.rand(2, 1, 32, 32, generator=gen) * 2 - 1
-    out = call("anycost_step", anycost_step, G_, D_, real, go, do, gen, T_, sampler, probe, n_res=2)
+    with lab4.quiet():
+        out = call("anycost_step", anycost_step, G_, D_, real, go, do, gen, T_, sampler, probe, n_res=2)
     assert_true(len({int(r) for r in out["resolutions"]}) == 2,
                 f"[seed {_s}] n_res=2 should give 2 different resolutions, got {out['resolutions']}")
     for r in out["resolutions"]:
         count[int(r)] += 1
-assert_true(min(count.values()) >= 1, f"[seed {_s}] in 12 steps with n_res=2 every resolution of {G_.resolutions} "
+assert_true(min(count.values()) >= 1, f"[seed {_s}] in 10 steps with n_res=2 every resolution of {G_.resolutions} "
                                       f"should be drawn (uniformly), got {count}")
 ### END HIDDEN TESTS
 
@@ -726,7 +725,7 @@ assert_true(min(count.values()) >= 1, f"[seed {_s}] in 12 steps with n_res=2 eve
 # ## 7. Experiment: sort, then train three anycost generators
 #
 # **Start point.** Anycost GAN starts from a pre-trained multi-resolution generator (all ratios 1).
-# The course ships one: `data_scripts/asset_lab4_anycost.py` trained it for 3000 steps at full width
+# The course ships one, trained by the instructor's asset script for 3000 steps at full width
 # with sampling-based multi-resolution training, each sampled lower-resolution output also pulled
 # towards the same generator's own top output (a stand-in for the official multi-resolution stage,
 # which distils from a pre-trained StyleGAN2). Set `PRETRAIN_STEPS = 3000` above to train a fresh one
@@ -793,10 +792,12 @@ plt.show()
 
 # %% [markdown]
 # Both orders help the wider sub-generators over an arbitrary one, and neither makes a quarter of
-# the channels draw a usable digit: a 0.25× network has to be *trained* to work on its own. Read the
-# table for which criterion wins at which width on this generator; it is one measurement on one
-# pre-trained network, and both criteria are cheap proxies for "what the full output loses without
-# this channel". The runs below start from the official order.
+# the channels draw a usable digit: a 0.25× network has to be *trained* to work on its own. Which
+# criterion wins depends on the width: on the bundled generator the filter norm gives the better
+# 0.5× and 0.75× previews (by about 1 dB) and the official criterion the better 0.25× one, where the
+# filter norm is even worse than no sorting. This is one measurement on one pre-trained network, and
+# both criteria are cheap proxies for "what the full output loses without this channel". The runs
+# below start from the official order.
 #
 # **Training.** Three anycost generators from the same sorted start, each for the same number of
 # steps with uniform channel sampling, `N_RES` sampled resolutions per step and the frozen teacher:
