@@ -8,11 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+import harness
 import pytest
 import torch
 import torch.distributed as dist
 
-import harness
 from effcourse.video import answers, distributed, scaling
 
 LAB = "lab7_distributed_training"
@@ -145,7 +145,7 @@ def test_torchrun_trains_tsm_on_two_gloo_processes_with_the_learners_functions(t
            "--answers", str(SOLUTION), "--lab1", str(LAB1), "--model", "tsm", "--sync", "answers",
            "--frames", "4", "--size", "16", "--train-clips", "128", "--test-clips", "32", "--batch-per-rank", "8",
            "--max-steps", "4", "--backend", "gloo", "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, cwd=tmp_path,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     summary = json.loads(out.read_text())
@@ -178,7 +178,7 @@ def test_two_ranks_train_exactly_like_one_process_with_twice_the_batch():
 def test_scaling_rule_with_warmup_beats_the_unscaled_rate_at_the_largest_batch():
     rec = harness.records(LAB)
     assert rec["largest_batch"] >= 8 * 32
-    # prototype, seeds 0-2: 0.74-0.82 vs 0.54-0.58 (400 test clips: about +-2.5 % noise)
+    # seeds 0-3 (warm-up over 1/8 of the steps): 0.68-0.79 vs 0.54-0.58; 400 test clips: about +-2.3 % noise
     assert rec["acc_largest_scaled_warmup"] >= rec["acc_largest_unscaled"] + 0.05, rec
 
 

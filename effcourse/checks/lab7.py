@@ -14,8 +14,16 @@ from torch import nn
 
 from .asserts import CheckFailed, assert_raises, assert_true, call, passed
 
-__all__ = ["check_scaled_lr", "check_lr_at", "check_shard_indices", "check_shard_indices_errors",
-           "check_allreduce_mean_grads", "check_ring_allreduce_seconds", "as_float", "as_index_list"]
+__all__ = [
+    "as_float",
+    "as_index_list",
+    "check_allreduce_mean_grads",
+    "check_lr_at",
+    "check_ring_allreduce_seconds",
+    "check_scaled_lr",
+    "check_shard_indices",
+    "check_shard_indices_errors",
+]
 
 
 def as_float(name: str, value) -> float:

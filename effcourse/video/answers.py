@@ -17,8 +17,9 @@ import ast
 import importlib.util
 import json
 import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["load", "from_notebook", "from_module", "usable"]
+__all__ = ["from_module", "from_notebook", "load", "usable"]
 
 
 def _base_namespace() -> dict[str, Any]:

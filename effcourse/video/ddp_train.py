@@ -24,7 +24,16 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data.registry import video_dataset
 from . import answers
-from .distributed import CLIP_MODELS, TrainConfig, clip_model, evaluate, init_from_env, log_rank0, param_bytes, train_rank
+from .distributed import (
+    CLIP_MODELS,
+    TrainConfig,
+    clip_model,
+    evaluate,
+    init_from_env,
+    log_rank0,
+    param_bytes,
+    train_rank,
+)
 
 LAB7_NAMES = ["scaled_lr", "lr_at"]
 LAB1_NAMES = ["temporal_shift", "ResidualShift", "segment_consensus"]
@@ -70,7 +79,7 @@ def _lab1(args) -> dict | None:
         return None
     path = Path(args.lab1) if args.lab1 else Path(args.answers).resolve().parent.parent / "lab1_temporal_shift" / \
         "lab1_temporal_shift.ipynb"
-    probe = lambda fns: fns["temporal_shift"](torch.zeros(2, 8, 1, 1), 2)  # noqa: E731
+    probe = lambda fns: fns["temporal_shift"](torch.zeros(2, 8, 1, 1), 2)
     fns, why = answers.usable(path, LAB1_NAMES, probe)
     if fns is None:
         raise SystemExit(f"--model tsm needs your Lab 1 temporal shift: {why}. Pass --lab1 PATH, or --model frames2d / i3d.")
@@ -97,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
         global_batch = world * args.batch_per_rank
         peak = float(fns["scaled_lr"](args.base_lr, args.base_batch, global_batch))
         steps_per_epoch = len(train_set) // global_batch
-        warmup = int(round(args.warmup_epochs * steps_per_epoch))
+        warmup = round(args.warmup_epochs * steps_per_epoch)
 
         def lr_fn(step, total):
             return fns["lr_at"](step, peak, min(warmup, total), total)

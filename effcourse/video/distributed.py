@@ -34,8 +34,9 @@ import tempfile
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -48,8 +49,20 @@ from .models import WIDTHS, ClipClassifier, resnet2d, resnet3d
 from .surgery import insert_shift
 from .threed import ChannelsFirst
 
-__all__ = ["RankError", "launch", "free_port", "init_from_env", "rank_and_world", "clip_model", "CLIP_MODELS", "TrainConfig",
-           "train_rank", "evaluate", "param_bytes", "max_param_difference"]
+__all__ = [
+    "CLIP_MODELS",
+    "RankError",
+    "TrainConfig",
+    "clip_model",
+    "evaluate",
+    "free_port",
+    "init_from_env",
+    "launch",
+    "max_param_difference",
+    "param_bytes",
+    "rank_and_world",
+    "train_rank",
+]
 
 CLIP_MODELS = ("tsm", "frames2d", "i3d")
 
@@ -87,13 +100,14 @@ def _rank_main(rank: int, world_size: int, port: int, backend: str, timeout: flo
         target = os.open(os.path.join(folder, f"{rank}.{name}"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(target, fd)
         os.close(target)
-    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)
-    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115 - for the rank's life
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
     torch.set_num_threads(max(1, int(threads)))
     if "GLOO_SOCKET_IFNAME" not in os.environ and _loopback():
         os.environ["GLOO_SOCKET_IFNAME"] = _loopback()    # every rank is on this machine: talk over loopback
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world_size), LOCAL_WORLD_SIZE=str(world_size))
+
     def report(err: BaseException) -> None:
         path = os.path.join(folder, f"{rank}.err")
         if not os.path.exists(path):
@@ -253,7 +267,7 @@ def init_from_env(backend: str = "auto", timeout: float = 600.0) -> tuple[int, i
         backend = "nccl" if use_cuda else "gloo"
     if backend == "nccl" and not torch.cuda.is_available():
         raise RuntimeError("backend 'nccl' needs CUDA GPUs; use --backend gloo on a CPU")
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = torch.device(f"cuda:{local_rank}") if backend == "nccl" else torch.device("cpu")
     if backend == "nccl":
         torch.cuda.set_device(device)

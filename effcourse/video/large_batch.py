@@ -8,7 +8,8 @@ total_steps)`` (the learner's ``scaled_lr`` and ``lr_at``); nothing here chooses
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -12,14 +12,14 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["measure_allreduce", "fit_alpha_beta", "resnet50_costs", "extrapolate", "KINETICS", "SUMMIT_LINK"]
+__all__ = ["KINETICS", "SUMMIT_LINK", "extrapolate", "fit_alpha_beta", "measure_allreduce", "resnet50_costs"]
 
 Ring = Callable[[float, int, float, float], float]
 
