@@ -66,4 +66,4 @@ bench: $(STAMP)
 	$(VENV)/bin/effcourse run-solutions --full --out _bench $(LABS)
 
 clean:
-	rm -rf _executed _bench _artifacts submitted autograded feedback gradebook.db .pytest_cache
+	rm -rf _executed _bench _artifacts submitted autograded feedback gradebook.db .pytest_cache dist

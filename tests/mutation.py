@@ -17,7 +17,8 @@ How a lab is graded here: a worker process runs the notebook's leading context c
 parameters, setup) once, under the smoke profile (``EFFCOURSE_SMOKE=1``). Then, for every mutant,
 it forks a fresh child that runs the rest of the notebook in order — solution cells (one replaced
 by the mutant), grade cells and the context cells between them — skipping every cell tagged
-``experiment``. A grade cell scores its points when it runs without an exception, as in nbgrader.
+``experiment``. A grade cell scores its points when it runs without an exception and writes
+nothing to stderr, as in nbgrader (which scores a cell with stderr output 0).
 """
 from __future__ import annotations
 
@@ -78,19 +79,39 @@ torch.set_num_threads(1)
 cells = spec["cells"]
 first = next((i for i, c in enumerate(cells) if c["kind"] != "context"), len(cells))
 
-def run(src):
+def run(src, grade=False):
+    """None if the cell ran cleanly; else why not. A grade cell that writes to stderr (Python's or
+    the process's fd 2, e.g. a warning) fails too: nbgrader scores such a cell 0."""
+    import tempfile, warnings
     out, err = io.StringIO(), io.StringIO()
     so, se = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
+    fd_err = tempfile.TemporaryFile() if grade else None
+    if fd_err is not None:
+        sys.__stderr__.flush()
+        saved = os.dup(2)
+        os.dup2(fd_err.fileno(), 2)
     try:
-        res = shell.run_cell(src, store_history=False, silent=True)
+        with warnings.catch_warnings():
+            if grade:
+                warnings.resetwarnings()      # show every warning, as a fresh kernel would
+                warnings.simplefilter("default")
+            res = shell.run_cell(src, store_history=False, silent=True)
     finally:
         sys.stdout, sys.stderr = so, se
+        if fd_err is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
     exc = res.error_before_exec or res.error_in_exec
-    if exc is None:
-        return None
-    msg = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    return msg[-600:]
+    if exc is not None:
+        msg = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return msg[-600:]
+    if grade:
+        fd_err.seek(0)
+        text = err.getvalue() + fd_err.read().decode("utf-8", "replace")
+        if text.strip():
+            return "wrote to stderr (nbgrader scores such a cell 0): " + text.strip()[-400:]
+    return None
 
 for c in cells[:first]:
     e = run(c["source"])
@@ -105,7 +126,7 @@ for name, patch in spec["mutants"]:
         result = {}
         for c in cells[first:]:
             src = patch.get(c["id"], c["source"]) if c["kind"] == "solution" else c["source"]
-            e = run(src)
+            e = run(src, grade=c["kind"] == "grade")
             if c["kind"] == "grade":
                 result[c["id"]] = e
         with os.fdopen(w, "w") as fh:
