@@ -370,10 +370,11 @@ def test_inflated_init_beats_random_init_after_the_same_steps():
     rec = harness.records(LAB)
     inflated, random_ = rec["inflated_acc_curve"], rec["random_acc_curve"]
     assert len(inflated) == len(random_) >= 3
-    # QUICK run (seed 0, 40 steps): mean gap over the checkpoints 0.40, final 0.78 vs 0.19
+    # QUICK protocol (40 steps) on seeds 0 / 1 / 2: mean gap over the checkpoints 0.40 / 0.35 / 0.16,
+    # final accuracy 0.78 vs 0.19 / 0.77 vs 0.25 / 0.48 vs 0.32; digit accuracy of the 2D net 0.60 / 0.53 / 0.48
     assert rec["inflation_gap"] >= 0.05, (inflated, random_)
     assert rec["inflated_acc"] > rec["random_acc"], (inflated, random_)
-    assert rec["pretrain_frame_acc"] >= 0.3      # 10 digits: chance is 0.1; rotated, wrapped frames (QUICK run: 0.6)
+    assert rec["pretrain_frame_acc"] >= 0.3      # 10 digits: chance is 0.1 (rotated, wrapped frames)
 
 
 @pytest.mark.notebook
