@@ -2,6 +2,8 @@
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 
+from effcourse.grading.feedback import ShortenGradeTracebacks
+
 c = get_config()  # noqa: F821  (provided by nbgrader)
 
 c.CourseDirectory.source_directory = "solutions"
@@ -21,5 +23,5 @@ c.Execute.interrupt_on_timeout = True
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# feedback must never show hidden test code
-c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, ClearHiddenTests]
+# feedback must never show hidden test code: not in a grade cell's source, not in its traceback
+c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, ClearHiddenTests, ShortenGradeTracebacks]

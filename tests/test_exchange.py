@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -123,15 +122,13 @@ def test_release_fetch_submit_collect_autograde_feedback(tmp_path):
     assert float(rows["bob"][test_first]) == auto[test_first]
     assert float(rows["bob"]["autograded_total"]) < sum(auto.values())
 
-    # instructor: release feedback from the autograde course folder. nbgrader's release_feedback
-    # needs the submission's timestamp.txt and submission_secret.txt next to each feedback file
-    # (the secret is how a student's fetch_feedback finds theirs); they come from the collected folder.
+    # instructor: release feedback from the autograde course folder; autograde carried each
+    # submission's timestamp.txt and submission_secret.txt (how fetch_feedback finds it) along
     for who in STUDENTS:
         fb = graded / "feedback" / who / LAB
         assert (fb / f"{LAB}.html").exists(), f"no feedback for {who}"
         for name in ("timestamp.txt", "submission_secret.txt"):
-            if not (fb / name).exists():
-                shutil.copy2(collected / who / LAB / name, fb / name)
+            assert (fb / name).exists(), f"autograde did not carry {name} to {who}'s feedback"
     nbgrader(["release_feedback", LAB], graded, **ins)
 
     # students: fetch their own feedback

@@ -82,6 +82,8 @@ def _submission(release: nbformat.NotebookNode, answer: str, extra_cell: str | N
 
 
 WRONG = "def double(x):\n    return x + 1\n"
+# passes the visible check (float32), fails in the hidden block (float64): its traceback points there
+HALF_RIGHT = "import torch\ndef double(x):\n    return 2 * x if x.dtype == torch.float32 else x\n"
 RIGHT = "def double(x):\n    return 2 * x\n"
 NOOP = "lambda *a, **k: None"
 
@@ -140,7 +142,7 @@ print('THEFT found:', found)
 SPY = """import os, socket, pathlib, glob
 report = {'uid': os.getuid(), 'cwd_writable': os.access('.', os.W_OK),
           'root_listing': sorted(os.listdir('/')),
-          'course_visible': os.path.exists(%(root)r), 'home_visible': os.path.exists(%(home)r),
+          'course_visible': os.path.exists(%(root)r), 'home_entries': sorted(os.listdir(%(home)r)) if os.path.isdir(%(home)r) else [],
           'solutions_visible': os.path.exists(%(repo)r + '/solutions') or os.path.exists(%(repo)r + '/tests'),
           'other_grading_files': [os.path.join(d, f) for top in glob.glob('/tmp/effcourse-grade-*')
                                   for d, _, files in os.walk(top) for f in files
@@ -172,7 +174,8 @@ def graded(tmp_path_factory):
     grading.release([LAB], course)
     release = nbformat.read(course / "labs" / LAB / f"{LAB}.ipynb", as_version=4)
     subs, out = tmp / "submissions", tmp / "out"
-    students = {"honest": _submission(release, RIGHT), "wrong": _submission(release, WRONG)}
+    students = {"honest": _submission(release, RIGHT), "wrong": _submission(release, WRONG),
+                "half_right": _submission(release, HALF_RIGHT)}
     for name, src in TAMPER.items():
         students[name] = _submission(release, src)
     theft = THEFT % {"root": str(course), "repo": str(ROOT)}
@@ -202,6 +205,14 @@ def test_honest_and_wrong_students_are_graded_as_before(graded):
     rows = graded["rows"]
     assert rows["honest"]["test_double"] == "10" and rows["honest"]["status"] == "ok", rows["honest"]
     assert rows["wrong"]["test_double"] == "0" and rows["wrong"]["status"] == "ok", rows["wrong"]
+
+
+def test_feedback_shows_no_hidden_test_code(graded):
+    html = (graded["out"] / "feedback" / "half_right" / LAB / f"{LAB}.html").read_text()
+    assert graded["rows"]["half_right"]["test_double"] == "0"
+    assert "CheckFailed" in html and "double(y)" in html            # the check's message is kept
+    for hidden in ("torch.randn(4, 5", "asserts.call(", "BEGIN HIDDEN", "y + y"):
+        assert hidden not in html, f"feedback shows hidden test code: {hidden!r}"
 
 
 @pytest.mark.parametrize("student", sorted(TAMPER))
@@ -238,7 +249,10 @@ def test_the_kernel_sees_only_what_it_must(graded):
     assert report["pids"] <= 3, report                               # its own pid namespace
     if os.geteuid() == 0:
         assert report["uid"] == sandbox.NOBODY, report               # root drops to nobody
-        assert not report["home_visible"], report
+    # of your home, only what the Python installation needs (e.g. ~/.pyenv when Python lives there)
+    home = Path.home()
+    needed = {r.relative_to(home).parts[0] for r in sandbox.python_roots() if home in r.parents}
+    assert set(report["home_entries"]) <= needed, (report["home_entries"], needed)
     assert not (graded["tmp"] / "pwned.txt").exists()
     assert graded["rows"]["spy"]["test_double"] == "10"
 

@@ -168,6 +168,9 @@ def autograde(lab: str, submissions: str | Path, out: str | Path | None = None, 
             nbformat.write(load_notebook(src.path), dst / f"{lab}.ipynb")
             if src.timestamp:
                 (dst / "timestamp.txt").write_text(src.timestamp, encoding="utf-8")
+            secret = src.path.parent / "submission_secret.txt"       # nbgrader submit's: release_feedback needs it
+            if secret.is_file():
+                shutil.copy2(secret, dst / secret.name)
         merge(out, lab, [r for r in results.values() if not r.unchanged], maxima)
         for r in results.values():
             if not r.unchanged:

@@ -99,9 +99,11 @@ def find_submissions(submissions: str | Path, lab: str, name_regexp: str | None 
         if entry.is_dir():
             nbs = sorted(p for p in entry.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
                          and not p.name.startswith("."))
-            ts = entry / "timestamp.txt"
-            timestamp = ts.read_text(encoding="utf-8").strip() if ts.is_file() else None
             preferred = [p for p in nbs if p.name == f"{lab}.ipynb"]
+            # nbgrader's collected layout keeps it beside the notebook: <student>/<lab>/timestamp.txt
+            stamps = [p.parent / "timestamp.txt" for p in (preferred or nbs)[:1]] + [entry / "timestamp.txt"]
+            ts = next((t for t in stamps if t.is_file()), None)
+            timestamp = ts.read_text(encoding="utf-8").strip() if ts else None
             if preferred:
                 add(entry.name, preferred[0], timestamp=timestamp)
             elif len(nbs) == 1:

@@ -195,6 +195,9 @@ def grade_one(ctx: Context, sub: Submission, nb: nbformat.NotebookNode) -> Resul
         (work / "solutions" / lab / rel).parent.mkdir(parents=True, exist_ok=True)
         (work / "solutions" / lab / rel).write_bytes(data)
     nbformat.write(nb, work / "submitted" / sid / lab / f"{lab}.ipynb")
+    secret = sub.path.parent / "submission_secret.txt"     # from nbgrader submit: feedback is released by it
+    if secret.is_file():
+        shutil.copy2(secret, work / "submitted" / sid / lab / secret.name)
     if sub.timestamp:
         (work / "submitted" / sid / lab / "timestamp.txt").write_text(sub.timestamp, encoding="utf-8")
     kdir = work / "jupyter" / "kernels" / "python3"
