@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from effcourse.video import answers, distributed, scaling
+from effcourse.video import distributed, learner, scaling
 
 LAB = "lab7_distributed_training"
 SOLUTION = harness.solution_path(LAB)
@@ -85,17 +85,17 @@ def test_launch_kills_a_hung_rank_after_the_timeout():
 
 # ---------------------------------------------------------------- learner functions from a notebook
 def test_answers_are_read_from_the_notebook_cells():
-    fns = answers.load(SOLUTION, ["scaled_lr", "lr_at", "ring_allreduce_seconds"])
+    fns = learner.load(SOLUTION, ["scaled_lr", "lr_at", "ring_allreduce_seconds"])
     assert math.isclose(fns["scaled_lr"](0.1, 256, 8192), 3.2)
     assert math.isclose(fns["lr_at"](3, 1.0, 4, 12), 1.0)
     with pytest.raises(KeyError, match="no exercise cell"):
-        answers.load(SOLUTION, ["not_an_exercise"])
+        learner.load(SOLUTION, ["not_an_exercise"])
 
 
 def test_an_unfilled_release_is_not_usable_and_says_why():
-    fns, why = answers.usable(RELEASE, ["scaled_lr"], lambda f: f["scaled_lr"](0.1, 1, 2))
+    fns, why = learner.usable(RELEASE, ["scaled_lr"], lambda f: f["scaled_lr"](0.1, 1, 2))
     assert fns is None and "not implemented" in why
-    fns, why = answers.usable(Path("no/such/notebook.ipynb"), ["scaled_lr"], lambda f: None)
+    fns, why = learner.usable(Path("no/such/notebook.ipynb"), ["scaled_lr"], lambda f: None)
     assert fns is None and "no notebook" in why
 
 

@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.registry import video_dataset
-from . import answers
+from . import learner
 from .distributed import (
     CLIP_MODELS,
     TrainConfig,
@@ -80,7 +80,7 @@ def _lab1(args) -> dict | None:
     path = Path(args.lab1) if args.lab1 else Path(args.answers).resolve().parent.parent / "lab1_temporal_shift" / \
         "lab1_temporal_shift.ipynb"
     probe = lambda fns: fns["temporal_shift"](torch.zeros(2, 8, 1, 1), 2)
-    fns, why = answers.usable(path, LAB1_NAMES, probe)
+    fns, why = learner.usable(path, LAB1_NAMES, probe)
     if fns is None:
         raise SystemExit(f"--model tsm needs your Lab 1 temporal shift: {why}. Pass --lab1 PATH, or --model frames2d / i3d.")
     return fns
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     rank, world, device = init_from_env(args.backend)
     try:
         names = LAB7_NAMES + (["allreduce_mean_grads"] if args.sync == "answers" else [])
-        fns = answers.load(args.answers, names)
+        fns = learner.load(args.answers, names)
         lab1 = _lab1(args)
         kw = {"n_frames": args.frames, "size": args.size, "root": args.data_root, "seed": args.seed}
         train_set = video_dataset(args.dataset, "train", n_clips=args.train_clips, **kw)

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from . import learner
 
 __all__ = ["ActivationCopy", "copy_wrapper", "learner_wrapper", "tsm_wrapper", "LAB1_NOTEBOOK"]
 
@@ -63,31 +64,14 @@ def _probe(wrapper: Wrapper) -> None:
 def learner_wrapper(path: str | Path) -> Wrapper:
     """The learner's ``ResidualShift`` class from their Lab 1 notebook at ``path``.
 
-    Runs the notebook's ``temporal_shift`` and ``ResidualShift`` exercise cells (nothing else) in a
-    fresh namespace that has ``torch``, ``nn`` and ``F``, then checks that the wrapper runs.
+    Runs the notebook's ``temporal_shift`` and ``ResidualShift`` exercise cells (and its import-only
+    cells) in a fresh namespace (``effcourse.video.learner``), then checks that the wrapper runs.
     Raises ``FileNotFoundError``, ``KeyError`` (a cell is missing), ``NotImplementedError`` (an
     untouched stub) or whatever the learner's code raises.
     """
-    import nbformat
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no Lab 1 notebook at {path}")
-    nb = nbformat.read(path, as_version=4)
-    sources = {}
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if cell.cell_type == "code" and grade_id in LAB1_CELLS:
-            sources[grade_id] = cell.source
-    missing = [name for name in LAB1_CELLS if name not in sources]
-    if missing:
-        raise KeyError(f"{path} has no exercise cell {missing[0]!r}")
-    namespace = {"__name__": "lab1_answers", "torch": torch, "nn": nn, "F": F}
-    for name in LAB1_CELLS:
-        exec(compile(sources[name], f"{path.name}:{name}", "exec"), namespace)  # noqa: S102 - the learner's own code
-    wrapper = namespace.get("ResidualShift")
+    wrapper = learner.from_notebook(path, LAB1_CELLS)["ResidualShift"]
     if not callable(wrapper):
-        raise KeyError(f"{path}: the ResidualShift cell defines no ResidualShift")
+        raise KeyError(f"{path}: the ResidualShift cell defines no callable ResidualShift")
     _probe(wrapper)
     return wrapper
 

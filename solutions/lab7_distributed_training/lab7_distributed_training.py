@@ -64,7 +64,7 @@ import effcourse
 from effcourse import bench, plots
 from effcourse.checks import lab7
 from effcourse.data import TemporalDigits
-from effcourse.video import answers, distributed, large_batch, scaling
+from effcourse.video import distributed, large_batch, learner, scaling
 
 # %% tags=["parameters"]
 QUICK = False
@@ -621,7 +621,7 @@ def _probe(fns):
     model(torch.zeros(2, 2, 1, SIZE, SIZE))
 
 
-lab1, why = answers.usable(LAB1_NOTEBOOK, LAB1_NAMES, _probe)
+lab1, why = learner.usable(LAB1_NOTEBOOK, LAB1_NAMES, _probe)
 KIND = "tsm" if lab1 is not None else "frames2d"
 print(f"TSM from your Lab 1 ({LAB1_NOTEBOOK})" if lab1 is not None else
       f"Lab 1 not usable ({why}); using TSM's cost twin 'frames2d' (same parameters and MACs, no shift)")
