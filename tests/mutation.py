@@ -81,7 +81,8 @@ first = next((i for i, c in enumerate(cells) if c["kind"] != "context"), len(cel
 
 def run(src, grade=False):
     """None if the cell ran cleanly; else why not. A grade cell that writes to stderr (Python's or
-    the process's fd 2, e.g. a warning) fails too: nbgrader scores such a cell 0."""
+    the process's fd 2) fails too: nbgrader scores such a cell 0. Python warnings are ignored in
+    grade cells, as the grading kernel ignores them."""
     import tempfile, warnings
     out, err = io.StringIO(), io.StringIO()
     so, se = sys.stdout, sys.stderr
@@ -94,8 +95,7 @@ def run(src, grade=False):
     try:
         with warnings.catch_warnings():
             if grade:
-                warnings.resetwarnings()      # show every warning, as a fresh kernel would
-                warnings.simplefilter("default")
+                warnings.simplefilter("ignore")   # as the grading kernel does (effcourse/grading/kernel.py)
             res = shell.run_cell(src, store_history=False, silent=True)
     finally:
         sys.stdout, sys.stderr = so, se

@@ -6,6 +6,7 @@ call and what was raised, never a bare traceback from deep inside torch.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -74,9 +75,13 @@ def assert_raises(name: str, fn: Callable[[], Any], exc: type[BaseException] | t
 
 def call(name: str, fn, *args, **kwargs):
     """Call the learner's ``fn``; an unexpected exception becomes a ``CheckFailed`` naming the call.
-    ``NotImplementedError`` (an untouched stub) passes through unchanged."""
+    ``NotImplementedError`` (an untouched stub) passes through unchanged. Warnings raised inside are
+    silenced: a grade cell is judged on what the function returns, and nbgrader scores a cell that
+    writes to stderr 0."""
     try:
-        return fn(*args, **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn(*args, **kwargs)
     except (NotImplementedError, CheckFailed):
         raise
     except Exception as err:  # noqa: BLE001 - report the learner's error with context

@@ -9,7 +9,8 @@ Run as ``python kernel.py -f CONNECTION_FILE`` (nbgrader starts it through the k
 3. drops to an unprivileged uid when ``EFFCOURSE_DROP_UID`` is set (the grader runs as root);
 4. installs the tamper guard (``guard.py``), which snapshots the libraries grade cells use and,
    after every cell, restores what a cell rebound and reports it to ``<progress>.guard``;
-5. writes the cell about to run to ``<progress>`` and starts a watchdog that kills the kernel
+5. ignores Python warnings (nbgrader scores a grade cell with stderr output 0);
+6. writes the cell about to run to ``<progress>`` and starts a watchdog that kills the kernel
    when one cell outlives nbgrader's timeout by a grace period (it swallowed the interrupt).
 
 Environment: ``EFFCOURSE_PROGRESS`` (path prefix of the progress files), ``EFFCOURSE_HANG_LIMIT``
@@ -26,6 +27,7 @@ import resource
 import sys
 import threading
 import time
+import warnings
 
 
 def _limits() -> None:
@@ -103,6 +105,10 @@ def main() -> None:
     from effcourse.grading.guard import install
 
     install(app.shell, report, os.environ.get("EFFCOURSE_LAB") or None)
+    # nbgrader scores a grade cell that writes to stderr 0: a harmless warning (a deprecation inside
+    # torch, a learner's idiom) must not cost a correct answer its points
+    warnings.simplefilter("ignore")
+    os.environ["PYTHONWARNINGS"] = "ignore"
     app.shell.events.register("post_run_cell", post)
     if hang_limit > 0:
         threading.Thread(target=watchdog, daemon=True, name="effcourse-watchdog").start()
