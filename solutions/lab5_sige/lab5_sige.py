@@ -218,6 +218,8 @@ def active_tiles(changed, kernel_size, stride, padding, tile):
     # only the tiles whose blocks can meet the changed pixels' bounding box
     i0, i1 = max(0, -((b - 1 - r0 - p) // step)), min(-(-Ho // t) - 1, (r1 + p) // step)
     j0, j1 = max(0, -((b - 1 - c0 - p) // step)), min(-(-Wo // t) - 1, (c1 + p) // step)
+    if i0 > i1 or j0 > j1:                                             # no block reads a changed pixel
+        return torch.zeros(0, 2, dtype=torch.long)
     y0, y1 = i0 * step - p, i1 * step - p + b                          # input rows of their blocks (end excluded)
     x0, x1 = j0 * step - p, j1 * step - p + b
     crop = changed[max(y0, 0):min(y1, H), max(x0, 0):min(x1, W)].to(torch.float32)
@@ -315,6 +317,9 @@ while _cases < 45:
 # `index_select` on its rows copies whole contiguous rows: on this machine about 50× faster than
 # gathering the same values from an NCHW tensor, and far faster than padding the whole image. Your
 # `gather` must be right for any layout (tests use both); it only needs to be fast for channels-last.
+# It must not copy the whole input, though: padding the whole image, or `x.reshape(N * C, H * W)` on
+# a channels-last tensor (a transposing copy), costs more per layer than the convs on the blocks, and
+# the speed grade of section 6 fails it.
 
 # %% nbgrader={"grade": false, "grade_id": "gather", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def gather(x, tiles, kernel_size, stride, padding, tile):
@@ -767,8 +772,11 @@ for _t, _layout in ((4, "channels-last"), (3, "contiguous"), (8, "channels-last"
                         f"{_name}: executed {_n_macs} MACs for {len(_block)} active tiles: run the conv on them only")
             assert_true(_cover <= lab5.tile_set(_layer.tiles, _name + ": self.tiles") <= _block,
                         f"{_name}: self.tiles must hold the active tiles of the given mask")
-        assert_true(torch.equal(_y0, _epi(_conv(_x))) or bool(torch.allclose(_y0, _epi(_conv(_x)), atol=1e-5)),
-                    f"{_name}: sparse mode modified the cached output")
+        # the copying form with a mask and an epilogue: the rest of the output is the cached epilogue(conv(x))
+        _got = call(_name + ", out=None", _layer, _xab, changed=_mask, epilogue=_epi)
+        assert_close(f"{_name}, copying form (out=None): the cached output (after the epilogue) with the mask's tiles "
+                     "recomputed", _got, _epi(_conv(_xa)))
+        assert_true(bool(torch.allclose(_y0, _epi(_conv(_x)), atol=1e-5)), f"{_name}: sparse mode modified the cached output")
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "test_sparse_network", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
@@ -789,7 +797,7 @@ _g = torch.Generator().manual_seed(_seed)
 torch.manual_seed(_seed)
 _at = f"[hidden test, seed {_seed}]"
 _kernels = lab5.kernels_of(active_tiles, gather, scatter)
-for _tile, _shape in [(4, (1, 3, 37, 45)), (8, (2, 3, 32, 33)), (3, (1, 3, 21, 19))]:
+for _tile, _shape in [(4, (1, 3, 37, 45)), (8, (2, 3, 32, 33))]:
     _net = randomize_batchnorm(ResGenerator(channels=8, n_blocks=2), _g)
     _H, _W = _shape[-2:]
     _x = torch.rand(*_shape, generator=_g)
@@ -841,7 +849,7 @@ for _r, _c in ((3, 4), (15, 2), (3, 4)):
 # The graded measurement: a stack of four 3×3 convs (64 channels, ReLUs between) on a 192×192
 # image, dense network vs. the incremental engine with your class and kernels, end to end (change
 # detection, restores, gathers, convs, scatters), on one CPU thread. Two different 2 % edits take
-# turns, so every run has real work to do. Each of 7 rounds times the dense network and one run on
+# turns, so every run has real work to do. Each of 5 rounds times the dense network and one run on
 # each edit; the score is the median over rounds of that round's dense / sparse time, and it must be
 # at least **3×** (the MAC ratio is 23×; the reference solution reaches about 7–8× here). A run that
 # is not exact, or that executes more than half the dense MACs, fails before any timing.
@@ -849,7 +857,7 @@ for _r, _c in ((3, 4), (15, 2), (3, 4)):
 # %% nbgrader={"grade": true, "grade_id": "test_sparse_speed", "locked": true, "points": 15, "schema_version": 3, "solution": false, "task": false}
 from effcourse.checks import lab5
 
-_speed = lab5.check_speedup(SparseConv2d, lab5.kernels_of(active_tiles, gather, scatter), minimum=3.0, repeats=7)
+_speed = lab5.check_speedup(SparseConv2d, lab5.kernels_of(active_tiles, gather, scatter), minimum=3.0, repeats=5)
 
 # %% tags=["experiment"]
 _ = effcourse.record("speedup_2pct", _speed["speedup"])
