@@ -275,10 +275,13 @@ def test_search_chooses_on_validation_and_reports_on_test():
     assert len(rec["search_best_config"]) == 4
     # the choice is the best on the validation pairs within the budget ...
     assert rec["search_val_psnr"] == rec["search_val_max_in_budget"]
-    # ... and its test score is its own, at most the best test score within the budget
-    assert rec["search_test_psnr"] <= rec["search_test_oracle_psnr"]
-    # the distilled supernet works at every width: its sub-networks are far above a blank image (~11 dB)
-    assert rec["supernet_smallest_test_psnr"] > 18 and rec["supernet_largest_test_psnr"] > 18
+    # ... and its test score is its own: at most the best test score within the budget (what choosing
+    # on the test pairs would report), and above the median one (the validation ranking carries over)
+    assert rec["search_test_median_in_budget"] <= rec["search_test_psnr"] <= rec["search_test_oracle_psnr"]
+    assert rec["search_rank_corr"] > 0.5
+    # the distilled supernet works at every width: far above a blank image (< 12 dB) even when smallest
+    assert rec["supernet_smallest_test_psnr"] > 15
+    assert rec["supernet_largest_test_psnr"] > rec["supernet_smallest_test_psnr"]
 
 
 @pytest.mark.notebook
