@@ -319,7 +319,7 @@ while _cases < 45:
 # `gather` must be right for any layout (tests use both); it only needs to be fast for channels-last.
 # It must not copy the whole input, though: padding the whole image, or `x.reshape(N * C, H * W)` on
 # a channels-last tensor (a transposing copy), costs more per layer than the convs on the blocks, and
-# the speed grade of section 6 fails it.
+# the speed grade of section 6 watches for such full-size allocations.
 
 # %% nbgrader={"grade": false, "grade_id": "gather", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def gather(x, tiles, kernel_size, stride, padding, tile):
@@ -429,7 +429,8 @@ for _case in range(28):
 # * **in place** (`out=`): write the tiles into a buffer you are given, which already holds the
 #   cached output everywhere else, and return it. This is what the engine uses: each layer owns one
 #   persistent buffer, and the engine puts back the previous edit's tiles before each call, so a call
-#   touches the edit only.
+#   touches the edit only. (Do not copy the cache in this form: the speed grade of section 6 fails a
+#   full-size copy per call.)
 #
 # Either way, clip tiles that stick out past the image's bottom/right edge. `out` may have any
 # memory layout (the engine's buffers are channels-last: write whole pixel rows with
@@ -849,15 +850,18 @@ for _r, _c in ((3, 4), (15, 2), (3, 4)):
 # The graded measurement: a stack of four 3×3 convs (64 channels, ReLUs between) on a 192×192
 # image, dense network vs. the incremental engine with your class and kernels, end to end (change
 # detection, restores, gathers, convs, scatters), on one CPU thread. Two different 2 % edits take
-# turns, so every run has real work to do. Each of 5 rounds times the dense network and one run on
-# each edit; the score is the median over rounds of that round's dense / sparse time, and it must be
-# at least **3×** (the MAC ratio is 23×; the reference solution reaches about 7–8× here). A run that
-# is not exact, or that executes more than half the dense MACs, fails before any timing.
+# turns, so every run has real work to do. Before any timing, three timing-free conditions: the
+# runs are exact, execute at most half the dense MACs, and **allocate no tensor of half an
+# activation or more** (every op is watched with a `TorchDispatchMode`; padding, copying or
+# comparing a whole activation shows up there, whatever the machine's speed). Then each of 5
+# rounds times the dense network and one run on each edit; the median over rounds of that round's
+# dense / sparse time must be at least **2.5×** (the MAC ratio is 23×; the reference solution
+# reaches 7–11× here, simpler vectorised kernels 3.5–8×).
 
 # %% nbgrader={"grade": true, "grade_id": "test_sparse_speed", "locked": true, "points": 15, "schema_version": 3, "solution": false, "task": false}
 from effcourse.checks import lab5
 
-_speed = lab5.check_speedup(SparseConv2d, lab5.kernels_of(active_tiles, gather, scatter), minimum=3.0, repeats=5)
+_speed = lab5.check_speedup(SparseConv2d, lab5.kernels_of(active_tiles, gather, scatter), minimum=2.5, repeats=5)
 
 # %% tags=["experiment"]
 _ = effcourse.record("speedup_2pct", _speed["speedup"])

@@ -204,7 +204,25 @@ _PUT = '''    out = y_cached.clone() if out is None else out
 SCATTER_CORRECT = {
     "loop_over_tiles": _SC.format(body=_LOOP),
     "advanced_index_put": _SC.format(body=_PUT),
-    "slices_per_tile_then_copy_into_out": _SC.format(body='''    res = y_cached.clone()
+    "rows_of_a_channels_last_buffer": _SC.format(body='''    out = y_cached.clone() if out is None else out
+    if n == 0:
+        return out
+    off = torch.arange(t)
+    r_ = (tiles[:, :1] * t + off)[:, :, None].expand(n, t, t)
+    c_ = (tiles[:, 1:] * t + off)[:, None, :].expand(n, t, t)
+    keep = ((r_ < H) & (c_ < W)).reshape(-1).repeat(N)
+    pix = (torch.arange(N)[:, None] * (H * W) + (r_ * W + c_).reshape(1, -1)).reshape(-1)[keep]
+    vals = y_tiles.permute(0, 2, 3, 1).reshape(-1, C)[keep]
+    if out.is_contiguous(memory_format=torch.channels_last):
+        out.permute(0, 2, 3, 1).view(-1, C)[pix] = vals
+    else:
+        out.permute(0, 2, 3, 1)[pix // (H * W), pix % (H * W) // W, pix % W] = vals
+    return out'''),
+}
+
+# Correct values, but a full copy of the cache on every call, even with out=: the speed grade fails it.
+SCATTER_SLOW = {
+    "copies_the_cache_even_with_out": _SC.format(body='''    res = y_cached.clone()
     for j, (r, c) in enumerate(tiles.tolist()):
         blk = res[:, :, t * r:t * r + t, t * c:t * c + t]
         blk.copy_(y_tiles[j::n][:, :, :blk.shape[2], :blk.shape[3]])
@@ -216,6 +234,7 @@ SCATTER_CORRECT = {
 }
 
 SCATTER_WRONG = {
+    **{f"slow_{k}": v for k, v in SCATTER_SLOW.items()},
     "writes_into_the_cache": _SC.format(body=_LOOP.replace("out = y_cached.clone() if out is None else out",
                                                            "out = y_cached if out is None else out")),
     "ignores_out": _SC.format(body=_LOOP.replace("out = y_cached.clone() if out is None else out", "out = y_cached.clone()")),
@@ -380,7 +399,7 @@ EXERCISES = {
     "incremental_conv": {"grades": ["test_incremental_conv"], "correct": INCREMENTAL_CORRECT, "wrong": INCREMENTAL_WRONG},
     "active_tiles": {"grades": ["test_active_tiles"], "correct": ACTIVE_CORRECT, "wrong": ACTIVE_WRONG},
     "gather": {"grades": ["test_gather", "test_sparse_speed"], "correct": GATHER_CORRECT, "wrong": GATHER_WRONG},
-    "scatter": {"grades": ["test_scatter"], "correct": SCATTER_CORRECT, "wrong": SCATTER_WRONG},
+    "scatter": {"grades": ["test_scatter", "test_sparse_speed"], "correct": SCATTER_CORRECT, "wrong": SCATTER_WRONG},
     "SparseConv2d": {"grades": ["test_sparse_conv2d", "test_sparse_network", "test_sparse_speed"],
                      "correct": SPARSE_CORRECT, "wrong": SPARSE_WRONG},
 }
