@@ -19,6 +19,7 @@ help:
 	@echo "make solutions  execute every solution notebook with papermill into _executed/ (FULL=1 for full mode)"
 	@echo "make autograde LAB=lab1_temporal_shift SUBMISSIONS=path/to/folder-or-zip"
 	@echo "make student-kit [LABS=...]  zip what students receive (release notebooks + wheel) into dist/"
+	@echo "make bench      Lab 5's speedup table at 256x256 into _bench/ (run it on an idle machine)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -62,8 +63,9 @@ autograde: $(STAMP) sandbox
 student-kit: $(STAMP)
 	$(VENV)/bin/effcourse student-kit $(LABS)
 
+# Lab 5's speedup table (dense vs the incremental engine vs the old compare-with-cache design), into _bench/
 bench: $(STAMP)
-	$(VENV)/bin/effcourse run-solutions --full --out _bench $(LABS)
+	$(PY) scripts/bench_lab5.py --out _bench
 
 clean:
 	rm -rf _executed _bench _artifacts submitted autograded feedback gradebook.db .pytest_cache dist

@@ -13,7 +13,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from effcourse.video import distributed, learner, scaling
+from effcourse import learner
+from effcourse.video import distributed, scaling
 
 LAB = "lab7_distributed_training"
 SOLUTION = harness.solution_path(LAB)

@@ -7,14 +7,12 @@ input block of side ``b = (tile - 1) * s + k`` whose top-left corner is ``(tile*
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..bench import compare_latency
 from ..sparse.engine import SparseRunner, reuse_freed_memory
 from ..sparse.models import ResGenerator, conv_stack, randomize_batchnorm, square_edit
-from .asserts import call, CheckFailed, assert_close, assert_shape, assert_true, check_tensor, passed
+from .asserts import call, assert_close, assert_shape, assert_true, check_tensor, passed
 
 
 _call = call
@@ -391,40 +389,17 @@ def check_speedup(SparseConv2d, kernels, minimum: float = 2.5, repeats: int = 5,
 
 
 # ---------------------------------------------------------------------------------------------
-# `python -m effcourse.checks.lab5`: the speedup table of the lab (before / after), for `make bench`
+# the speedup table of the lab (scripts/bench_lab5.py, `make bench`) builds on these
 
 EXERCISES = ("incremental_conv", "active_tiles", "gather", "scatter", "SparseConv2d")
 
 
-def load_exercises(notebook: str | dict) -> dict:
-    """Run the exercise cells (nbgrader ``grade_id`` in ``EXERCISES``) of a Lab 5 notebook (a path to
-    an ``.ipynb``, or its JSON as a dict) in a fresh namespace; returns ``{name: object}``. Works for
-    the solution notebook and for a learner's filled-in copy of the lab."""
-    import json
-    from pathlib import Path
+def load_exercises(notebook) -> dict:
+    """``{name: object}`` for Lab 5's exercises, run from a notebook (a path, or its JSON as a dict):
+    the solution or a learner's filled-in copy (``effcourse.learner.from_notebook``)."""
+    from .. import learner
 
-    nb = notebook if isinstance(notebook, dict) else json.loads(Path(notebook).read_text())
-    ns: dict = {"torch": torch, "F": F, "nn": nn}
-    for cell in nb.get("cells", []):
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if cell.get("cell_type") == "code" and gid in EXERCISES:
-            src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-            exec(compile(src, f"<{gid}>", "exec"), ns)
-    missing = [name for name in EXERCISES if name not in ns]
-    if missing:
-        raise ValueError(f"the notebook defines no {missing}")
-    return {name: ns[name] for name in EXERCISES}
-
-
-def _git_notebook(rev: str) -> dict:
-    import json
-    import subprocess
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    text = subprocess.run(["git", "show", f"{rev}:solutions/lab5_sige/lab5_sige.ipynb"], cwd=root, check=True,
-                          capture_output=True, text=True).stdout
-    return json.loads(text)
+    return learner.from_notebook(notebook, EXERCISES)
 
 
 def bench_table(after: dict, before: dict | None = None, fractions=(0.005, 0.012, 0.05, 0.10, 0.25), size: int = 256,
@@ -447,51 +422,3 @@ def bench_table(after: dict, before: dict | None = None, fractions=(0.005, 0.012
         row["max err"] = r["max_err"]
         out.append(row)
     return out
-
-
-def main(argv=None) -> int:
-    import argparse
-    import os
-    import platform
-    from pathlib import Path
-
-    from ..plots import table
-
-    root = Path(__file__).resolve().parents[2]
-    ap = argparse.ArgumentParser(prog="python -m effcourse.checks.lab5",
-                                 description="Lab 5's speedup table: dense vs the incremental engine (after) and vs the "
-                                             "compare-with-cache design (before), one interleaved run, medians.")
-    ap.add_argument("--notebook", default=str(root / "solutions" / "lab5_sige" / "lab5_sige.ipynb"),
-                    help="the notebook whose exercises run as 'after' (default: the solution)")
-    ap.add_argument("--before", default="8ac9030",
-                    help="git revision whose solution notebook runs as 'before' on the compare path, or a notebook "
-                         "path, or 'none' (default: 8ac9030, the lab before the incremental engine)")
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--areas", type=float, nargs="+", default=[0.5, 1.2, 5.0, 10.0, 25.0], help="edited areas in %%")
-    ap.add_argument("--out", default=None, help="also write the table as Markdown and CSV into this folder")
-    args = ap.parse_args(argv)
-    after = load_exercises(args.notebook)
-    before = None
-    if args.before.lower() != "none":
-        before = load_exercises(args.before if Path(args.before).exists() else _git_notebook(args.before))
-    load0 = os.getloadavg()[0]
-    rows = bench_table(after, before, fractions=[a / 100 for a in args.areas], size=args.size, repeats=args.repeats)
-    title = (f"Lab 5 speedup vs edited area: {args.size}x{args.size}, 6 convs x 64 ch, tile 8, 1 thread; "
-             f"{platform.machine()}, torch {torch.__version__}, load average {load0:.2f} -> {os.getloadavg()[0]:.2f}")
-    text = table(rows, title=title)
-    if args.out:
-        import csv
-
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "lab5_sige_speedup.md").write_text(text + "\n")
-        with open(out / "lab5_sige_speedup.csv", "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

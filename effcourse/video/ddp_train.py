@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.registry import video_dataset
-from . import learner
+from .. import learner
 from .distributed import (
     CLIP_MODELS,
     TrainConfig,

@@ -300,7 +300,7 @@ def clip_model(kind: str, n_frames: int, num_classes: int = 8, in_channels: int 
 
     * ``"tsm"``: a 2D ResNet (``arch``: ``"small"`` = ``resnet2d(widths)``, or a torchvision ResNet)
       with the learner's Lab 1 ``ResidualShift`` in every residual block and the learner's
-      ``segment_consensus`` (``lab1`` maps those names to them; see ``effcourse.video.learner``).
+      ``segment_consensus`` (``lab1`` maps those names to them; see ``effcourse.learner``).
     * ``"frames2d"``: TSM's cost twin without the shift: the same small ResNet run frame by frame
       (1x3x3 convs) with a global average over time, space included. Same parameters and MACs as
       TSM; it cannot see the order of frames.
@@ -313,7 +313,7 @@ def clip_model(kind: str, n_frames: int, num_classes: int = 8, in_channels: int 
     if kind == "tsm":
         if not lab1 or "ResidualShift" not in lab1 or "segment_consensus" not in lab1:
             raise ValueError("kind='tsm' needs your Lab 1 functions: lab1={'ResidualShift': ..., 'segment_consensus': ...}"
-                             " (effcourse.video.learner.load('.../lab1_temporal_shift.ipynb', [...]))")
+                             " (effcourse.learner.load('.../lab1_temporal_shift.ipynb', [...]))")
         if arch == "small":
             backbone = resnet2d(num_classes, in_channels, widths)
         else:

@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import learner
+from .. import learner
 
 __all__ = ["ActivationCopy", "copy_wrapper", "learner_wrapper", "tsm_wrapper", "LAB1_NOTEBOOK"]
 
@@ -65,7 +65,7 @@ def learner_wrapper(path: str | Path) -> Wrapper:
     """The learner's ``ResidualShift`` class from their Lab 1 notebook at ``path``.
 
     Runs the notebook's ``temporal_shift`` and ``ResidualShift`` exercise cells (and its import-only
-    cells) in a fresh namespace (``effcourse.video.learner``), then checks that the wrapper runs.
+    cells) in a fresh namespace (``effcourse.learner``), then checks that the wrapper runs.
     Raises ``FileNotFoundError``, ``KeyError`` (a cell is missing), ``NotImplementedError`` (an
     untouched stub) or whatever the learner's code raises.
     """

@@ -64,7 +64,8 @@ import effcourse
 from effcourse import bench, plots
 from effcourse.checks import lab7
 from effcourse.data import TemporalDigits
-from effcourse.video import distributed, large_batch, learner, scaling
+from effcourse import learner
+from effcourse.video import distributed, large_batch, scaling
 
 # %% tags=["parameters"]
 QUICK = False

@@ -43,17 +43,21 @@ def _is_import_only(source: str) -> bool:
     return bool(tree.body) and all(isinstance(s, (ast.Import, ast.ImportFrom)) for s in tree.body)
 
 
-def from_notebook(path: str | Path, names: Iterable[str]) -> dict[str, Any]:
-    """``{name: object}`` defined by the cells of notebook ``path`` whose grade_id is in ``names``.
+def from_notebook(path: str | Path | dict, names: Iterable[str]) -> dict[str, Any]:
+    """``{name: object}`` defined by the cells of notebook ``path`` (or its JSON, a dict) whose
+    grade_id is in ``names``.
 
     Raises ``FileNotFoundError`` when the notebook is missing and ``KeyError`` naming the exercise
     cells it lacks or that define nothing under their name.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no notebook at {path}")
+    if isinstance(path, dict):
+        cells, path = path.get("cells", []), Path("notebook.ipynb")
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no notebook at {path}")
+        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
     names = list(names)
-    cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
     ns = _base_namespace()
     wanted = {}
     for cell in cells:
