@@ -58,8 +58,8 @@ def run_augment(name: str, fn, x: torch.Tensor, note: str = "", **kwargs) -> tor
     """``fn(x, **kwargs)`` through ``call``; checks a tensor of ``x``'s shape and dtype came back and
     that ``x`` itself was not modified. Returns the output."""
     before = x.detach().clone()
-    y = call(name, fn, x, **kwargs)
-    check_tensor(name, y)
+    y = call(f"{name}{note}", fn, x, **kwargs)
+    check_tensor(f"{name}{note}", y)
     assert_shape(f"{name} on {tuple(x.shape)}{note}", y, tuple(x.shape))
     assert_true(y.dtype == x.dtype, f"{name}: the output must keep the input's dtype {x.dtype}, got {y.dtype}{note}")
     assert_true(torch.equal(x.detach(), before),
@@ -95,9 +95,9 @@ def decode_shifts(name: str, y: torch.Tensor, note: str = "") -> tuple[torch.Ten
     A sample moved out of view entirely cannot be decoded: shift bounds must stay below H and W."""
     _, c, h, w = y.shape
     y = y.detach().double()
-    nz = y != 0
+    nz = y.abs() > 0.5                          # pixel values are whole numbers >= 1; zeros are the fill
     k = y.round().long() - 1
-    ok_vals = (~nz) | ((y == y.round()) & (k >= 0) & (k < c * h * w))
+    ok_vals = (y.abs() < 1e-3) | (((y - y.round()).abs() < 1e-3) & (k >= 0) & (k < c * h * w))
     if not ok_vals.all():
         i = int((~ok_vals).flatten(1).any(1).nonzero()[0])
         raise CheckFailed(f"{name}: sample {i} has output values that are neither 0 nor one of its input pixels "

@@ -167,8 +167,10 @@ def train_gan(G: Generator, D: nn.Module, reals: torch.Tensor, d_loss: Callable,
     device = torch.device(device)
     G, D = G.to(device).train(), D.to(device).train()
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
+    fused = device.type in ("cpu", "cuda")           # one kernel per step instead of ~12 per tensor
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=betas, fused=fused)
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas, fused=fused)
+    ema_params, g_params = list(G_ema.parameters()), list(G.parameters())
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)   # the augmentations draw from the global generator
     reals_dev = reals.to(device)
@@ -220,8 +222,7 @@ def train_gan(G: Generator, D: nn.Module, reals: torch.Tensor, d_loss: Callable,
 
         with torch.no_grad():
             decay = min(ema_decay, (1.0 + step) / (10.0 + step))   # warm-up: early on, follow G closely
-            for pe, p in zip(G_ema.parameters(), G.parameters()):
-                pe.lerp_(p, 1.0 - decay)
+            torch._foreach_lerp_(ema_params, g_params, 1.0 - decay)
             for be, b in zip(G_ema.buffers(), G.buffers()):
                 be.copy_(b)
         run_d += float(loss_d.detach())

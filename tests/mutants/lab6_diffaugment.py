@@ -237,6 +237,20 @@ def rand_translation(x, ratio=0.125):
     out = torch.gather(x.reshape(n, c, h * w), 2, flat).view(n, c, h, w)
     return torch.where(ok, out, torch.zeros((), dtype=x.dtype))
 ''',
+            "affine_grid_nearest": '''
+def rand_translation(x, ratio=0.125):
+    n, c, h, w = x.shape
+    sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    ty = torch.randint(-sh, sh + 1, (n,)).to(x.dtype)
+    tx = torch.randint(-sw, sw + 1, (n,)).to(x.dtype)
+    theta = torch.zeros(n, 2, 3, dtype=x.dtype)
+    theta[:, 0, 0] = 1
+    theta[:, 1, 1] = 1
+    theta[:, 0, 2] = -2 * tx / w
+    theta[:, 1, 2] = -2 * ty / h
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+''',
         },
         "wrong": {
             "one_offset_for_both_axes_sized_from_H": '''
@@ -661,11 +675,9 @@ def d_loss(D, real, fake, augment):
     return (F.binary_cross_entropy_with_logits(lr, torch.ones_like(lr))
             + F.binary_cross_entropy_with_logits(lf, torch.zeros_like(lf)))
 ''',
-            "one_batch_through_D_augment_then_detach": '''
+            "two_passes_logsigmoid": '''
 def d_loss(D, real, fake, augment):
-    logits = D(augment(torch.cat([real, fake.detach()])))
-    n = real.shape[0]
-    return -F.logsigmoid(logits[:n]).mean() - F.logsigmoid(-logits[n:]).mean()
+    return -F.logsigmoid(D(augment(real))).mean() - F.logsigmoid(-D(augment(fake.detach()))).mean()
 ''',
             "no_grad_augment_of_the_fake": '''
 def d_loss(D, real, fake, augment):
