@@ -705,7 +705,8 @@ for _widths, _n_blocks, _cfgs in [((8, 16, 32, 32), 4, [(1, 1, 1, 1), None]), ((
                          _standalone(_sup, _cfg)(_x, None), atol=1e-5)
             if _n_blocks == 4:   # executed MACs (torch.utils.flop_counter) are those of the sliced convolutions
                 _x1 = torch.randn(1, 1, 32, 32, generator=_g)
-                _got = bench.count_macs(lambda: _sup(_x1, _cfg))
+                _got = call(f"counting the MACs of SuperGenerator{_widths} at {_cfg}{_at}", bench.count_macs,
+                            lambda: _sup(_x1, _cfg))
                 _expected = sum([32 * 32 * _cfg[0] * 9, 16 * 16 * _cfg[1] * _cfg[0] * 9, 8 * 8 * _cfg[2] * _cfg[1] * 9,
                                  4 * 2 * 8 * 8 * _cfg[2] * _cfg[3] * 9, 16 * 16 * _cfg[1] * _cfg[2] * 9,
                                  32 * 32 * _cfg[0] * _cfg[1] * 9, 32 * 32 * _cfg[0] * 9])
