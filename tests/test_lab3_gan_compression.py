@@ -2,12 +2,12 @@
 and the nbgrader round trip."""
 from __future__ import annotations
 
+import harness
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import harness
 from effcourse import bench, metrics
 from effcourse.gan import pix2pix
 

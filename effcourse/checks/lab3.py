@@ -5,7 +5,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .asserts import CheckFailed, assert_close, assert_shape, assert_true, call, check_tensor, passed
+from .asserts import (
+    CheckFailed,
+    assert_close,
+    assert_shape,
+    assert_true,
+    call,
+    check_tensor,
+    passed,
+)
 
 
 def _scalar(name: str, got) -> torch.Tensor:
@@ -108,5 +116,11 @@ def check_search(search) -> None:
     passed("search: best score among the configs that fit the budget")
 
 
-__all__ = ["check_build_mappers", "check_distill_loss", "check_generator_objective", "check_super_conv",
-           "check_search", "CheckFailed"]
+__all__ = [
+    "CheckFailed",
+    "check_build_mappers",
+    "check_distill_loss",
+    "check_generator_objective",
+    "check_search",
+    "check_super_conv",
+]
