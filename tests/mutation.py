@@ -118,6 +118,9 @@ for c in cells[:first]:
     if e:
         print(json.dumps({"setup_error": f"{c['id']}: {e}"}), flush=True)
         sys.exit(0)
+import gc
+gc.collect()
+gc.freeze()          # the parent's objects stay shared with every fork (no copy-on-write by the collector)
 for name, patch in spec["mutants"]:
     r, w = os.pipe()
     pid = os.fork()
