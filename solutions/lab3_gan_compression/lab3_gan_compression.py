@@ -90,8 +90,8 @@ plt.show()
 # $$\text{MACs} = H_\text{out} W_\text{out}\, C_\text{out}\, C_\text{in}\, k^2 \;\propto\; n_{gf}^2,$$
 #
 # so the student with a quarter of the width ($n_{gf} = 8$ instead of 32) needs about 1/16 of the
-# teacher's MACs. The teacher was trained once (`data_scripts/asset_lab3_teacher.py`, 3000 steps of
-# L1 reconstruction on the training pairs) and ships with the package. Set `RETRAIN_TEACHER = True`
+# teacher's MACs. The teacher was trained once (3000 steps of L1 reconstruction on the training
+# pairs) and ships with the package. Set `RETRAIN_TEACHER = True`
 # to retrain it here with your objective: the recipe is the same, so you get the same teacher for
 # about 7 more minutes of CPU, which is why no profile does it by default.
 #
