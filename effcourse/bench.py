@@ -41,17 +41,8 @@ def compare_latency(fns: Mapping[str, Callable[[], Any]], repeats: int = 7, numb
     Each round times every function once (``number`` calls each, in turn), so slow drifts of a
     shared machine hit all of them alike; the median over ``repeats`` rounds is returned.
     """
-    if repeats < 1 or number < 1:
-        raise ValueError(f"repeats and number must be >= 1, got {repeats} and {number}")
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    timers = {k: Timer(stmt="fn()", globals={"fn": f}, num_threads=torch.get_num_threads()) for k, f in fns.items()}
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, t in timers.items():
-            samples[k].append(t.timeit(number).mean)
-    return {k: statistics.median(v) for k, v in samples.items()}
+    rounds = latency_rounds(fns, repeats=repeats, number=number, warmup=warmup)
+    return {k: statistics.median(v) for k, v in rounds.items()}
 
 
 def cost_table(models: Mapping[str, tuple[nn.Module, tuple]], repeats: int = 7, number: int = 3,
@@ -87,8 +78,9 @@ def cost_table(models: Mapping[str, tuple[nn.Module, tuple]], repeats: int = 7, 
 
 def latency_rounds(fns: Mapping[str, Callable[[], Any]], repeats: int = 7, number: int = 3,
                    warmup: int = 2) -> dict[str, list[float]]:
-    """Seconds per call of each function in every round, measured *interleaved* (as
-    ``compare_latency``, which returns only the medians). Use it for per-round ratios: two functions
+    """Seconds per call of each function in every round, measured *interleaved* (each round times
+    every function once, ``number`` calls each; ``compare_latency`` returns the medians). Use it for
+    per-round ratios: two functions
     timed back to back in one round share that moment's load, so the median of their per-round
     ratio is steadier on a busy machine than the ratio of their medians."""
     if repeats < 1 or number < 1:

@@ -6,13 +6,15 @@ call and what was raised, never a bare traceback from deep inside torch.
 """
 from __future__ import annotations
 
+import contextlib
+import time
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
 __all__ = ["CheckFailed", "call", "check_tensor", "assert_shape", "assert_close", "assert_true",
-           "assert_raises", "passed"]
+           "assert_raises", "passed", "clock_seed", "seed_in_failures"]
 
 
 class CheckFailed(AssertionError):
@@ -86,6 +88,23 @@ def call(name: str, fn, *args, **kwargs):
         raise
     except Exception as err:  # noqa: BLE001 - report the learner's error with context
         raise CheckFailed(f"{name} raised {type(err).__name__}: {err}") from err
+
+
+def clock_seed() -> int:
+    """A fresh seed from the clock (milliseconds), for hidden tests on new random inputs."""
+    return int(time.time() * 1000) % 2**31
+
+
+@contextlib.contextmanager
+def seed_in_failures(seed: int) -> Iterator[int]:
+    """``with seed_in_failures(seed):`` — any exception inside becomes a ``CheckFailed`` whose
+    message ends with the seed (an untouched stub's ``NotImplementedError`` passes through)."""
+    try:
+        yield seed
+    except NotImplementedError:
+        raise
+    except Exception as err:  # noqa: BLE001 - every failure must carry the seed
+        raise CheckFailed(f"{err} [random inputs drawn with seed {seed}]") from err
 
 
 def passed(what: str) -> None:

@@ -12,37 +12,20 @@ names the seed, so a learner's failure can be replayed.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import numbers
-import time
-from typing import Iterator
 
 import torch
 from torch import nn
 
 from ..video import resnet2d
-from .asserts import CheckFailed, assert_close, assert_raises, assert_shape, assert_true, call, passed
+from .asserts import (assert_close, assert_raises, assert_shape, assert_true, call, clock_seed, passed,
+                      seed_in_failures)
 
 __all__ = ["check_inflate_conv2d", "check_inflate_conv2d_errors", "check_inflate_model", "check_midplanes",
            "check_conv2plus1d", "check_decompose_conv3d", "clock_seed", "seed_in_failures"]
 
 
-def clock_seed() -> int:
-    """A fresh seed from the clock (milliseconds), for hidden tests on new random inputs."""
-    return int(time.time() * 1000) % 2**31
-
-
-@contextlib.contextmanager
-def seed_in_failures(seed: int) -> Iterator[int]:
-    """``with seed_in_failures(seed):`` — any exception inside becomes a ``CheckFailed`` whose
-    message ends with the seed (an untouched stub's ``NotImplementedError`` passes through)."""
-    try:
-        yield seed
-    except NotImplementedError:
-        raise
-    except Exception as err:  # noqa: BLE001 - every failure must carry the seed
-        raise CheckFailed(f"{err} [random inputs drawn with seed {seed}]") from err
 
 
 def _static_clip(frame: torch.Tensor, t: int) -> torch.Tensor:
