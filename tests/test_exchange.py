@@ -157,9 +157,11 @@ def _html_text(html: str) -> str:
 
 def _hidden_lines() -> list[str]:
     """Distinctive lines of the lab's hidden tests (long enough not to occur by chance, and not also
-    in the release). Feedback must not show them: not in a cell's source, not in a traceback."""
+    public: in the release or in the ``effcourse`` package a student installs, whose frames a
+    traceback may quote). Feedback must not show them: not in a cell's source, not in a traceback."""
     release = nbformat.read(release_path(LAB), as_version=4)
     visible = {ln.strip() for cell in release.cells for ln in cell.source.splitlines()}
+    visible |= {ln.strip() for f in (ROOT / "effcourse").rglob("*.py") for ln in f.read_text(encoding="utf-8").splitlines()}
     out = []
     for cell in nbformat.read(solution_path(LAB), as_version=4).cells:
         for block in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", cell.source, re.S):
