@@ -130,17 +130,11 @@ def test_artifact_rate():
 # ------------------------------------------------------------------ the notebook (QUICK run)
 # Measured on this kind of machine (1800-3000 iterations, seeds 0-2 and several net sizes): D's logit gap
 # (no augmentation > 1 vs DiffAugment |gap| < 0.1), the reals-only artifacts (35-44 % vs 0 %) and the
-# D-only Fréchet distance (62-117 vs DiffAugment's 32-48 at 500 iterations) held every time. The final
-# Fréchet distances of no augmentation and DiffAugment cross at about 2000-3000 iterations, so at QUICK
-# size (1800) their order depends on the seed: the notebook reports it; it is not a pass/fail claim here.
-@pytest.mark.notebook
-@pytest.mark.xfail(strict=False, reason="the FD curves cross at ~2000-3000 iterations: at QUICK size the order "
-                   "of the final FDs depends on the seed and the CPU's arithmetic (see comment above)")
-def test_diffaugment_beats_no_augmentation():
-    rec = harness.records(LAB)
-    assert rec["fd_diffaugment"] < rec["fd_none"], rec
-
-
+# D-only Fréchet distance (62-117 vs DiffAugment's 32-48 at 500 iterations) held every time; CI asserts
+# those. The final Fréchet distances of no augmentation and DiffAugment are NOT asserted: at QUICK size
+# (1800 iterations) no augmentation is still ahead (seeds 0/1/2: 18.2/21.5/14.9 vs DiffAugment's
+# 20.1/34.9/26.4), and neither a 2x faster D nor 50 training images changed the order; the notebook
+# reports it and explains why.
 @pytest.mark.notebook
 def test_diffaugment_discriminator_memorises_less():
     rec = harness.records(LAB)
