@@ -106,6 +106,13 @@ def test_the_fit_recovers_latency_and_bandwidth():
     secs = [_ring(n, 2, 3e9, 4e-5) for n in sizes]
     lat, bw = scaling.fit_alpha_beta(_ring, sizes, secs, 2)
     assert math.isclose(lat, 4e-5, rel_tol=1e-6) and math.isclose(bw, 3e9, rel_tol=1e-6)
+    # noise: times that do not grow with the size are latency alone, not a crash of Run All
+    lat, bw = scaling.fit_alpha_beta(_ring, [1e3, 1e5, 1e7], [3e-4, 2e-4, 1e-4], 2)
+    assert bw == math.inf and 1e-4 < _ring(1e5, 2, bw, lat) < 3e-4   # the model sits within the times
+    lat, bw = scaling.fit_alpha_beta(_ring, [1e3, 1e7], [1e-9, 5e-3], 2)   # no latency to speak of
+    assert lat >= 0 and 0 < bw < math.inf
+    with pytest.raises(ValueError, match="grow with"):
+        scaling.fit_alpha_beta(lambda n, p, bw, lat: lat - n / bw, [1e3, 1e5], [1e-4, 2e-4], 2)
 
 
 def test_resnet50_costs_match_torchvision_and_the_3d_twin_is_about_twice():

@@ -66,22 +66,28 @@ def fit_alpha_beta(ring: Ring, sizes: Sequence[float], seconds: Sequence[float],
 
     Minimises the squared *relative* error over the measurements (times span orders of magnitude),
     with latency >= 0 and bandwidth > 0. Returns latency in seconds and bandwidth in bytes/s.
+    When noisy times do not grow with the message size, the best fit is latency alone: the
+    bandwidth returned is then ``math.inf`` (the plot and the extrapolation still run).
     """
     sizes = [float(n) for n in sizes]
     t = np.asarray(seconds, dtype=float)
     if len(sizes) != len(t) or len(t) < 2:
         raise ValueError("need at least two (size, seconds) measurements of the same length")
+    if not np.all(t > 0):
+        raise ValueError(f"measured times must be positive, got {t.tolist()}")
     a = np.array([float(ring(n, world_size, math.inf, 1.0)) for n in sizes])   # seconds per second of latency
     b = np.array([float(ring(n, world_size, 1.0, 0.0)) for n in sizes])        # seconds per (second / byte)
+    if not (np.all(a >= 0) and np.all(b > 0)):
+        raise ValueError("ring_allreduce_seconds must grow with the latency and with the bytes sent "
+                         f"(latency features {a.tolist()}, bandwidth features {b.tolist()})")
     w = 1.0 / t
     A = np.stack([a * w, b * w], axis=1)
     (alpha, inv_bw), *_ = np.linalg.lstsq(A, t * w, rcond=None)
     if alpha < 0:                                    # refit the bandwidth alone
-        alpha = 0.0
-        inv_bw = float(np.dot(b * w, t * w) / np.dot(b * w, b * w))
-    if inv_bw <= 0:
-        raise ValueError("the fitted bandwidth is not positive: do the times grow with the message size?")
-    return float(alpha), float(1.0 / inv_bw)
+        alpha, inv_bw = 0.0, float(np.dot(b * w, t * w) / np.dot(b * w, b * w))
+    elif inv_bw <= 0:                                # refit the latency alone (b > 0 and t > 0: inv_bw > 0 above)
+        alpha, inv_bw = float(np.dot(a * w, t * w) / np.dot(a * w, a * w)), 0.0
+    return float(alpha), (math.inf if inv_bw == 0 else float(1.0 / inv_bw))
 
 
 def _conv_macs(model: nn.Module, x: torch.Tensor) -> dict[nn.Conv2d, int]:

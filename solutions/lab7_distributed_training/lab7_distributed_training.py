@@ -755,7 +755,7 @@ _ = effcourse.record("tsm_over_i3d_throughput_2ranks", speed[KIND, 2, "DDP"] / s
 
 # %% tags=["experiment"]
 AR_SIZES = effcourse.pick(full=[2**k for k in range(10, 25)], quick=[2**k for k in range(10, 23, 2)],
-                          smoke=[2**10, 2**14, 2**18])
+                          smoke=[2**10, 2**16, 2**22])
 AR_REPEATS = effcourse.pick(full=25, quick=10, smoke=3)
 
 
