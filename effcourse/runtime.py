@@ -99,15 +99,17 @@ def seed_everything(seed: int = 0) -> torch.Generator:
 def setup(quick: bool = False, seed: int = 0, device: str = "auto", threads: int | None = None) -> tuple[bool, torch.device]:
     """One call at the top of every lab: resolve the profile and DEVICE, seed everything, set CPU threads.
 
-    On CPU the labs use one thread by default (``EFFCOURSE_THREADS`` overrides it): on a shared
-    2-core machine one thread timed far steadier than two.
+    On CPU a lab uses ``threads`` threads (default 1: on a shared 2-core machine one thread timed
+    far steadier than two), at most the machine's cores; ``EFFCOURSE_THREADS`` overrides it.
     Returns ``(quick, device)``.
     """
     _PROFILE["name"] = run_profile(quick)
     quick = is_quick(quick)
     dev = get_device(device)
-    if threads is None:
-        threads = int(os.environ.get("EFFCOURSE_THREADS", "1"))
+    if "EFFCOURSE_THREADS" in os.environ:
+        threads = int(os.environ["EFFCOURSE_THREADS"])
+    else:
+        threads = min(threads or 1, os.cpu_count() or 1)
     if dev.type == "cpu":
         torch.set_num_threads(max(1, threads))
     seed_everything(seed)

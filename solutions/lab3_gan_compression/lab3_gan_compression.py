@@ -51,7 +51,7 @@ SEED = 0
 DEVICE = "auto"
 
 # %%
-QUICK, device = effcourse.setup(QUICK, SEED, DEVICE)
+QUICK, device = effcourse.setup(QUICK, SEED, DEVICE, threads=2)   # training dominates here: use 2 CPU cores
 pick = effcourse.pick
 TEACHER_NGF, STUDENT_NGF = 32, 8
 STUDENT_STEPS = pick(full=8000, quick=2000, smoke=3)   # the same for the distilled and the scratch student
