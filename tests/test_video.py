@@ -297,6 +297,26 @@ def test_cost_table_has_ratios_and_latencies():
         bench.cost_table({"a": (lin, (torch.randn(4, 16),))}, baseline="zzz", repeats=1, number=1)
 
 
+def test_setup_threads_default_cap_and_override(monkeypatch):
+    """A lab may ask for more CPU threads; never more than the cores; EFFCOURSE_THREADS wins."""
+    from effcourse import runtime
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(runtime, "_PROFILE", dict(runtime._PROFILE))   # setup() sets the run profile
+    try:
+        monkeypatch.delenv("EFFCOURSE_THREADS", raising=False)
+        effcourse.setup(True, 0, "cpu")
+        assert torch.get_num_threads() == 1
+        monkeypatch.setattr("os.cpu_count", lambda: 2)
+        effcourse.setup(True, 0, "cpu", threads=8)
+        assert torch.get_num_threads() == 2
+        monkeypatch.setenv("EFFCOURSE_THREADS", "1")
+        effcourse.setup(True, 0, "cpu", threads=2)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_record_round_trips_through_notebook_metadata(capsys):
     effcourse.record("acc", torch.tensor(0.75))
     assert "recorded acc = 0.75" in capsys.readouterr().out
