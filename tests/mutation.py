@@ -17,8 +17,10 @@ How a lab is graded here: a worker process runs the notebook's leading context c
 parameters, setup) once, under the smoke profile (``EFFCOURSE_SMOKE=1``). Then, for every mutant,
 it forks a fresh child that runs the rest of the notebook in order — solution cells (one replaced
 by the mutant), grade cells and the context cells between them — skipping every cell tagged
-``experiment``. A grade cell scores its points when it runs without an exception and writes
-nothing to stderr, as in nbgrader (which scores a cell with stderr output 0).
+``experiment``. Grade cells are judged as autograding judges them (effcourse/judge/): the child
+runs only ``answer("<grade id>")`` in the cell's place, and a judge (a thread of the child that
+runs no student code) runs the cell's hidden tests against it through remote proxies. A grade cell
+scores its points when the judge's verdict is a pass.
 """
 from __future__ import annotations
 
@@ -121,17 +123,26 @@ for c in cells[:first]:
 import gc
 gc.collect()
 gc.freeze()          # the parent's objects stay shared with every fork (no copy-on-write by the collector)
+from effcourse.judge.server import Judge, judge_code
+from effcourse.judge.nbgrader import kernel_stub
+codes = {c["id"]: judge_code(c["source"]) for c in cells if c["kind"] == "grade"}
 for name, patch in spec["mutants"]:
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
         result = {}
+        judge = Judge(codes, timeout=spec["timeout"]).start()
+        os.environ["EFFCOURSE_JUDGE_SOCKET"] = judge.path
         for c in cells[first:]:
-            src = patch.get(c["id"], c["source"]) if c["kind"] == "solution" else c["source"]
-            e = run(src, grade=c["kind"] == "grade")
             if c["kind"] == "grade":
-                result[c["id"]] = e
+                run(kernel_stub(c["id"]))
+                v = judge.verdicts.get(c["id"])
+                result[c["id"]] = "never reached the judge" if v is None else None if v.passed else v.message
+                continue
+            src = patch.get(c["id"], c["source"]) if c["kind"] == "solution" else c["source"]
+            run(src)
+        judge.close()
         with os.fdopen(w, "w") as fh:
             json.dump(result, fh)
         os._exit(0)

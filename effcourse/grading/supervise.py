@@ -22,6 +22,8 @@ from pathlib import Path
 
 import nbformat
 
+from effcourse.judge.nbgrader import SKIP_MARK
+
 from . import kernel as kernel_module
 from . import sandbox
 from .course import ensure_bin_on_path
@@ -31,8 +33,7 @@ from .report import Result
 
 
 GRADER_MARK = "EFFCOURSE_GRADING_TOKEN"
-SKIP_STUB = ('raise RuntimeError("effcourse grader: this cell was not run: in an earlier grading pass it {why}. '
-             'Everything after it was graded normally.")')
+SKIP_STUB = (SKIP_MARK + ': in an earlier grading pass it {why}. Everything after it was graded normally.")')
 
 
 
@@ -106,15 +107,18 @@ def _neutralize(work: Path, lab: str, sid: str, cell_source: str, why: str) -> s
     from nbgrader.api import Gradebook
     from nbgrader.utils import compute_checksum
 
+    from effcourse.judge.nbgrader import stub_grade_id
+
     ensure_bin_on_path()
     stub = SKIP_STUB.format(why=why)
     label = None
+    gid = stub_grade_id(cell_source)           # the kernel ran a grade cell's answer(...) in its place
     with Gradebook(f"sqlite:///{work / 'gradebook.db'}") as gb:
         nbk = gb.find_notebook(lab, lab)
         grade_cells = {g.name: g for g in nbk.grade_cells}
         solution_cells = {c.name for c in nbk.solution_cells}
         for cell in nbk.source_cells:
-            if cell.source.strip() == cell_source.strip():
+            if cell.source.strip() == cell_source.strip() or (gid is not None and cell.name == gid):
                 meta = {"grade_id": cell.name, "grade": cell.name in grade_cells, "locked": bool(cell.locked),
                         "solution": cell.name in solution_cells, "schema_version": 3}
                 if cell.name in grade_cells:
@@ -127,13 +131,26 @@ def _neutralize(work: Path, lab: str, sid: str, cell_source: str, why: str) -> s
     nb = nbformat.read(sub, as_version=4)
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     for i, cell in enumerate(code_cells):
-        if cell.source.strip() == cell_source.strip():
+        if cell.source.strip() == cell_source.strip() or (
+                gid is not None and cell.metadata.get("nbgrader", {}).get("grade_id") == gid):
             if cell.metadata.get("nbgrader", {}).get("grade_id"):
                 label = label or cell.metadata["nbgrader"]["grade_id"]
             cell.source = stub
             label = label or f"code cell {i + 1}"
     nbformat.write(nb, sub)
     return label
+
+
+def judge_notes(report: Path) -> list[str]:
+    """Notes from the judge's report (``effcourse/judge/nbgrader.py``): capped outputs, grade cells
+    that never reached the judge."""
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ["the judge wrote no report: every grade cell scored 0"]
+    notes = [f"output cap hit in {c}: the rest of its output was dropped" for c in data.get("capped", [])]
+    notes += [f"{g} never reached the judge (scored 0)" for g in data.get("never_asked", [])]
+    return notes
 
 
 def _cell_label(cell, index: int) -> str:
@@ -222,7 +239,10 @@ def grade_one(ctx: Context, sub: Submission, nb: nbformat.NotebookNode) -> Resul
     (work / "home").mkdir()
     env = dict(os.environ)
     env.pop("NBGRADER_EXECUTION", None)
+    judge_report = work / "judge.json"
     env.update({"JUPYTER_PATH": str(work / "jupyter"), "JUPYTER_RUNTIME_DIR": str(kernel_dir), GRADER_MARK: token,
+                # the judge's socket goes where the sandboxed kernel can reach it; its report where it cannot
+                "EFFCOURSE_JUDGE_DIR": str(kernel_dir), "EFFCOURSE_JUDGE_REPORT": str(judge_report),
                 "EFFCOURSE_PROGRESS": str(progress), "EFFCOURSE_LAB": lab,
                 "EFFCOURSE_HANG_LIMIT": str(ctx.timeout + ctx.hang_grace),
                 "EFFCOURSE_MEMORY_BYTES": str(ctx.memory_bytes), "MPLBACKEND": "Agg",
@@ -294,6 +314,7 @@ def grade_one(ctx: Context, sub: Submission, nb: nbformat.NotebookNode) -> Resul
             res.comments = {c.name: c.auto_comment for c in snb.comments}
         res.autograded = work / "autograded" / sid / lab
         notes += scan_autograded(res.autograded / f"{lab}.ipynb")
+        notes += judge_notes(judge_report)
         tampered = guard_verdict(res.autograded / f"{lab}.ipynb", Path(f"{progress}.guard"), res.grades)
     shutil.rmtree(kernel_dir, ignore_errors=True)
     res.notes = list(dict.fromkeys(notes + tampered))
@@ -309,6 +330,8 @@ def guard_verdict(nb_path: Path, guard_log: Path, grades: dict[str, dict]) -> li
     notebook whose cells ran but whose guard stopped reporting (switched off from inside) is
     flagged too: its grade cells after that point cannot be trusted and score 0.
     """
+    from effcourse.judge.nbgrader import kernel_stub
+
     from .kernel import cell_digest
 
     try:
@@ -327,8 +350,10 @@ def guard_verdict(nb_path: Path, guard_log: Path, grades: dict[str, dict]) -> li
     code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip() and c.get("execution_count")]
     for index, cell in enumerate(code, start=1):
         label = _cell_label(cell, index)
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        digest = cell_digest(cell.source)
+        meta = cell.metadata.get("nbgrader", {})
+        gid = meta.get("grade_id")
+        judged = meta.get("grade") and not meta.get("solution") and not cell.source.startswith(SKIP_MARK)
+        digest = cell_digest(kernel_stub(gid) if judged else cell.source)    # the kernel ran the judge's stub
         while pos < len(lines) and lines[pos].get("cell") != digest:
             pos += 1
         if pos >= len(lines):

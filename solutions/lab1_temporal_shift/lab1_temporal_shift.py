@@ -272,40 +272,47 @@ from effcourse.checks.asserts import assert_close, assert_true, call
 
 lab1.check_residual_shift(ResidualShift, temporal_shift)
 ### BEGIN HIDDEN TESTS
+from effcourse import judge
+
 _seed = int(time.time() * 1000) % 2**31
 _g = torch.Generator().manual_seed(_seed)
 _at = f"[hidden test, seed {_seed}]"
 for (cin, cout, T_, N, fd) in [(16, 8, 8, 2, 8), (10, 4, 3, 3, 8), (12, 12, 5, 1, 4), (9, 6, 1, 4, 8), (8, 8, 4, 2, 2)]:
     conv = nn.Conv2d(cin, cout, 3, padding=1)
+    yours = judge.twin(conv, "torch.nn.Conv2d", cin, cout, 3, padding=1)     # the same conv, where your code runs
     what = f"ResidualShift(Conv2d({cin}, {cout}), n_segment={T_}, fold_div={fd})"
-    m = call(f"{what} {_at}", ResidualShift, conv, T_, fold_div=fd)
+    m = call(f"{what} {_at}", ResidualShift, yours, T_, fold_div=fd)
+    assert_true(judge.isinstance_of(m, "torch.nn.Module"), f"{what} must be an nn.Module {_at}")
     x = torch.randn(N * T_, cin, 5, 5, generator=_g)
     gout = torch.randn(N * T_, cout, 5, 5, generator=_g)
     # the reference uses your temporal_shift (on copies: this cell judges the wrapper, not the shift)
     xr = x.clone().requires_grad_(True)
-    ref = conv(temporal_shift(xr.clone(), T_, fd))
+    ref = conv(call(f"temporal_shift {_at}", temporal_shift, xr.clone(), T_, fd))
     (ref * gout).sum().backward()
-    conv.zero_grad()
     xg = x.clone().requires_grad_(True)
     out = call(f"{what} {_at}", m, xg.clone())
     assert_close(f"{what}(x) {_at}", out, ref.detach(), atol=1e-6)
     (out * gout).sum().backward()
-    assert_true(conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0,
-                f"{what}: gradients must reach the wrapped conv {_at}")
+    assert_close(f"{what}: gradient reaching the wrapped conv's weight {_at}", judge.get(yours, "weight.grad"),
+                 conv.weight.grad, atol=1e-5)
     if xr.grad is not None:
         assert_true(xg.grad is not None, f"{what}: gradients must flow back to the input x (do not detach) {_at}")
         assert_close(f"{what}: gradient with respect to x {_at}", xg.grad, xr.grad, atol=1e-5)
-    assert_true({id(p) for p in conv.parameters()} <= {id(p) for p in m.parameters()},
-                f"{what}: the wrapped conv's parameters must be parameters of the module {_at}")
+    n_params = sum(p.numel() for p in call(f"{what}.parameters() {_at}", m.parameters))
+    assert_true(n_params == sum(p.numel() for p in conv.parameters()),
+                f"{what}: the module's parameters must be exactly the wrapped conv's (store it as a submodule); "
+                f"it has {n_params} parameter values {_at}")
 # default fold_div is 8, and the wrapper works inside insert_shift on a real backbone
 conv = nn.Conv2d(16, 16, 3, padding=1)
+yours = judge.twin(conv, "torch.nn.Conv2d", 16, 16, 3, padding=1)
 x = torch.randn(2 * 4, 16, 4, 4, generator=_g)
 with torch.no_grad():
-    ref = conv(temporal_shift(x.clone(), 4, 8))
+    ref = conv(call(f"temporal_shift {_at}", temporal_shift, x.clone(), 4, 8))
     assert_close(f"ResidualShift(conv, 4) with the default fold_div {_at}",
-                 call(f"ResidualShift(conv, 4)(x) {_at}", lambda: ResidualShift(conv, 4)(x.clone())), ref, atol=1e-6)
-bb = call(f"insert_shift(resnet2d(), ResidualShift, 4) {_at}", video.insert_shift, video.resnet2d(), ResidualShift, 4).eval()
-with torch.no_grad():
+                 call(f"ResidualShift(conv, 4)(x) {_at}", lambda: ResidualShift(yours, 4)(x.clone())), ref, atol=1e-6)
+    bb = call(f"insert_shift(resnet2d(), ResidualShift, 4) {_at}", judge.in_kernel, "effcourse.video.insert_shift",
+              judge.build("effcourse.video.resnet2d"), ResidualShift, 4)
+    call(f"a ResNet with ResidualShift inserted, .eval() {_at}", bb.eval)
     out = call(f"a ResNet with ResidualShift inserted {_at}", bb, torch.randn(2 * 4, 1, 32, 32, generator=_g))
 assert_true(tuple(out.shape) == (8, 8),
             f"a shifted backbone must still return (N*T, K) = (8, 8), got {tuple(out.shape)} {_at}")
