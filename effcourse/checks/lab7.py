@@ -15,6 +15,8 @@ from torch import nn
 from .asserts import CheckFailed, assert_raises, assert_true, call, passed
 
 __all__ = [
+    "TOY_MODELS",
+    "Branchy",
     "as_float",
     "as_index_list",
     "check_allreduce_mean_grads",
@@ -23,6 +25,11 @@ __all__ = [
     "check_scaled_lr",
     "check_shard_indices",
     "check_shard_indices_errors",
+    "global_rng_states",
+    "probe_allreduce_mean_grads",
+    "seed_global_rngs",
+    "toy_loss",
+    "toy_model",
 ]
 
 
@@ -150,3 +157,120 @@ def check_ring_allreduce_seconds(ring_allreduce_seconds) -> None:
     _close("ring_allreduce_seconds(1e6 bytes, world_size=4, bandwidth=1e9, latency=1e-5)",
            call("ring_allreduce_seconds", ring_allreduce_seconds, 1e6, 4, 1e9, 1e-5), 1.56e-3)
     passed("ring_allreduce_seconds: a single rank is free; the hand-worked 4-rank example")
+
+
+# --------------------------------------------------------------------------------------------------
+# Public helpers of the hidden tests (graded by the judge): toy models, a gloo probe, random state.
+# They call the learner's code and report what came out; the verdict is computed elsewhere.
+# --------------------------------------------------------------------------------------------------
+
+class Branchy(nn.Module):
+    """A strided grouped conv with bias, a frozen weight, an unused layer (its grads stay None) and a
+    bias-free head. Input ``(N, 4, H, W)``, output ``(N, 3)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2)
+        self.frozen = nn.Linear(6, 6)
+        self.frozen.weight.requires_grad_(False)
+        self.unused = nn.Linear(6, 2)
+        self.head = nn.Linear(6, 3, bias=False)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.frozen(torch.relu(self.conv(x)).mean((2, 3)))))
+
+
+#: the toy models of the all-reduce tests: input shape (without the batch) and number of outputs
+TOY_MODELS = {"mlp": ((5,), 4), "branchy": ((4, 5, 7), 3), "linear": ((3,), 2)}
+
+
+def toy_model(kind: str) -> nn.Module:
+    """A float64 toy model: ``"mlp"`` (Linear 5-7, Tanh, Linear 7-4), ``"branchy"`` (``Branchy``)
+    or ``"linear"`` (Linear 3-2). Load the weights you want with ``load_state_dict``."""
+    if kind == "mlp":
+        model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 4))
+    elif kind == "branchy":
+        model = Branchy()
+    elif kind == "linear":
+        model = nn.Linear(3, 2)
+    else:
+        raise ValueError(f"unknown toy model {kind!r}; expected one of {sorted(TOY_MODELS)}")
+    return model.double()
+
+
+def toy_loss(out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+    """``"ce"``: cross-entropy of logits ``out`` (N, K) with labels ``y`` (N,); ``"mse"``: mean squared error."""
+    if kind == "ce":
+        return nn.functional.cross_entropy(out, y)
+    if kind == "mse":
+        return nn.functional.mse_loss(out, y)
+    raise ValueError(f"unknown loss {kind!r}; expected 'ce' or 'mse'")
+
+
+def _grads(model: nn.Module) -> list:
+    return [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()]
+
+
+def _probe_rank(rank, world_size, cases, per_rank, fn):
+    from torch.nn.parallel import DistributedDataParallel
+
+    out = []
+    for case in cases:
+        lo, hi = rank * per_rank, (rank + 1) * per_rank
+        xs, ys = case["x"][lo:hi], case["y"][lo:hi]
+        model = toy_model(case["model"])
+        model.load_state_dict(case["state"])
+        toy_loss(model(xs), ys, case["loss"]).backward()
+        call("allreduce_mean_grads", fn, model)
+        twin = toy_model(case["model"])
+        twin.load_state_dict(case["state"])
+        ddp = DistributedDataParallel(twin, find_unused_parameters=case["model"] == "branchy")
+        toy_loss(ddp(xs), ys, case["loss"]).backward()
+        out.append({"grads": _grads(model), "ddp": _grads(ddp.module),
+                    "params": [p.detach().clone() for p in model.parameters()]})
+    return out
+
+
+def probe_allreduce_mean_grads(allreduce_mean_grads, cases: list, world_size: int, per_rank: int,
+                               timeout: float = 90.0) -> dict:
+    """Run ``allreduce_mean_grads`` on ``world_size`` gloo ranks forked from this process; report, by value.
+
+    ``cases``: plain specs ``{"model": toy_model kind, "state": its state_dict, "x": inputs, "y":
+    targets, "loss": "ce" | "mse"}`` holding ``world_size * per_rank`` samples. On every rank and for
+    every case, rank ``r`` builds the model, back-propagates ``toy_loss`` on samples ``[r * per_rank,
+    (r + 1) * per_rank)`` and calls ``allreduce_mean_grads(model)``; a ``DistributedDataParallel``
+    twin does the same step for comparison. Returns ``{"error": None or why the ranks failed,
+    "ranks": [[{"grads": [...], "ddp": [...], "params": [...]} per case] per rank]}`` (a gradient
+    that is None stays None). It judges nothing: what the gradients should be is for the caller."""
+    from ..video.distributed import RankError, launch
+
+    try:
+        ranks = launch(_probe_rank, int(world_size), list(cases), int(per_rank), allreduce_mean_grads,
+                       timeout=float(timeout))
+    except (RankError, TimeoutError) as err:
+        return {"error": f"{type(err).__name__}: {err}"[:3000], "ranks": []}
+    return {"error": None, "ranks": ranks}
+
+
+def seed_global_rngs(seed: int) -> None:
+    """Seed the global random generators of torch, NumPy and Python's ``random`` with ``seed``."""
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+    random.seed(int(seed))
+
+
+def global_rng_states() -> dict:
+    """The global random states of torch, NumPy and Python's ``random``, as plain data (int64 tensors)."""
+    import random
+
+    import numpy as np
+
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, state, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state().to(torch.int64),
+            "numpy": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "numpy_pos": [int(pos), int(has_gauss), float(gauss)],
+            "python": torch.tensor(state, dtype=torch.int64), "python_gauss": gauss_next}

@@ -275,7 +275,6 @@ import random
 import time
 from collections import Counter
 
-import numpy as np
 import torch
 
 from effcourse.checks import lab7
@@ -324,22 +323,58 @@ for _n, _w in [(60, 2), (61, 3), (40, 4)]:
               "every epoch must be a fresh shuffle of the whole data set")
     if _share(_n, 0, _w, 3, _s) == _share(_n, 0, _w, 3, _s + 7919):
         _fail(f"n={_n}, world_size={_w}: seeds {_s} and {_s + 7919} gave rank 0 the same share; the seed must matter")
-# a function of its arguments only, and the global random state untouched
-torch.manual_seed(_seed)
+# a shuffle, not a rotation, reversal or stride of range(n): neighbours in a share are not neighbours
+# (or a fixed step apart) in the data set, and a class-sorted data set (W blocks of n/W samples) does
+# not give a rank a run of one class. With n = W*m (no padding) each share of a correct answer is m
+# distinct indices in the order of a uniformly random permutation, so, revealing it left to right, each
+# of the m-1 steps s[i+1]-s[i] (mod n) equals a given d with probability <= 1/(n-m+1) whatever came
+# before. Hence P(some d occurs >= c times in a share) <= (n-1) * C(m-1, c) / (n-m+1)^c, and a share
+# holds >= ceil(m/2) of one block (hypergeometric, mean m/W; Hoeffding for sampling without
+# replacement) with probability <= exp(-2 (ceil(m/2) - m/W)^2 / m). With c = 12, summed over the W
+# shares, the W blocks and the three cases below: a correct shuffle fails here with probability
+# < 1e-8 (1.8e-9 + 2.2e-12 + 1.1e-9 for the steps, 2.2e-9 for the blocks). A rotation, a reversal or
+# an affine stride (cut contiguously or strided) repeats one step m-1 >= 142 times; a rotation cut
+# contiguously holds >= ceil(m/2) of one block.
+_C = 12
+for _n, _w in [(1200, 4), (1001, 7), (1200, 3)]:
+    _e, _s = _rng.randint(0, 50), _rng.randint(0, 10**6)
+    _m = _n // _w
+    for _r in range(_w):
+        _sh = _share(_n, _r, _w, _e, _s)
+        _d, _k = Counter((_b - _a) % _n for _a, _b in zip(_sh, _sh[1:])).most_common(1)[0]
+        if _k >= _C:
+            _fail(f"shard_indices({_n}, rank={_r}, world_size={_w}, epoch={_e}, seed={_s}): {_k} of the {_m - 1} "
+                  f"neighbours in the share are {_d} apart (mod {_n}); a random permutation does that fewer than "
+                  f"{_C} times except with probability < 1e-8. Shuffle the epoch (a random permutation), do not "
+                  "rotate, reverse or stride range(n)")
+        _blk = Counter(i // _m for i in _sh).most_common(1)[0]
+        if _blk[1] >= (_m + 1) // 2:
+            _fail(f"shard_indices({_n}, rank={_r}, world_size={_w}, epoch={_e}, seed={_s}): {_blk[1]} of the share's "
+                  f"{_m} indices lie in range({_blk[0] * _m}, {(_blk[0] + 1) * _m}), one {_w}th of the data set "
+                  f"(a random share holds about {_m // _w}): on a data set sorted by class this rank would see "
+                  "mostly one class. Shuffle the whole epoch before cutting it into shares")
+# a function of its arguments only, and the global random state untouched (the random states are
+# seeded and read where your code runs)
+from effcourse import judge
+
+judge.manual_seed(_seed)
+judge.in_kernel("effcourse.checks.lab7.seed_global_rngs", _seed)
 _a = _share(50, 1, 3, 2, 5)
-torch.manual_seed(_seed + 1)
-np.random.seed(_seed % 2**32)
-random.seed(_seed)
+judge.in_kernel("effcourse.checks.lab7.seed_global_rngs", _seed + 1)
+judge.in_kernel("torch.rand", 3)
 _b = _share(50, 1, 3, 2, 5)
 if _a != _b:
     _fail("shard_indices(50, 1, 3, 2, 5) changed when the global random state changed: "
           "draw from a generator seeded by (seed, epoch), not from the global one")
-torch.manual_seed(_seed + 2)
-torch.rand(1)                                    # a state no reseed-and-shuffle produces
-_states = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+judge.in_kernel("effcourse.checks.lab7.seed_global_rngs", _seed + 2)
+judge.in_kernel("torch.rand", 1)                 # a state no reseed-and-shuffle produces
+_before = judge.in_kernel("effcourse.checks.lab7.global_rng_states")
 _share(50, 0, 3, 2, 5)
-if not (torch.equal(_states[0], torch.get_rng_state()) and np.array_equal(_states[1], np.random.get_state()[1])
-        and _states[2] == random.getstate()):
+_after = judge.in_kernel("effcourse.checks.lab7.global_rng_states")
+_same = set(_before) == set(_after) and all(
+    torch.equal(_before[k], _after[k]) if isinstance(_before[k], torch.Tensor) else _before[k] == _after[k]
+    for k in _before)
+if not _same:
     _fail("shard_indices changed the global random state (torch, NumPy or Python); use a local generator")
 ### END HIDDEN TESTS
 
@@ -413,99 +448,65 @@ def allreduce_mean_grads(model):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_allreduce_mean_grads", "locked": true, "points": 28, "schema_version": 3, "solution": false, "task": false}
-import copy
 import time
 
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from effcourse.checks import lab7
-from effcourse.checks.asserts import CheckFailed, call
-from effcourse.video.distributed import RankError, launch
+from effcourse.checks.asserts import CheckFailed
 
 lab7.check_allreduce_mean_grads(allreduce_mean_grads)
 ### BEGIN HIDDEN TESTS
+from effcourse import judge
+
 _seed = int(time.time() * 1000) % 2**31
 _g = torch.Generator().manual_seed(_seed)
 
 
-class _Branchy(nn.Module):
-    """A strided grouped conv with bias, a frozen layer, an unused layer (its grads stay None)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2)
-        self.frozen = nn.Linear(6, 6)
-        self.frozen.weight.requires_grad_(False)
-        self.unused = nn.Linear(6, 2)
-        self.head = nn.Linear(6, 3, bias=False)
-
-    def forward(self, x):
-        return self.head(torch.tanh(self.frozen(torch.relu(self.conv(x)).mean((2, 3)))))
-
-
-def _randomised(model):
-    model = model.double()
+def _case(kind, n, loss):
+    """A toy model with random weights and n samples, as plain data (the ranks rebuild the model)."""
+    model = lab7.toy_model(kind)
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=_g, dtype=p.dtype) * 0.5)
-    return model
+    shape, k = lab7.TOY_MODELS[kind]
+    x = torch.randn(n, *shape, generator=_g, dtype=torch.float64)
+    y = (torch.randint(0, k, (n,), generator=_g) if loss == "ce"
+         else torch.randn(n, k, generator=_g, dtype=torch.float64))
+    return {"model": kind, "state": {k_: v.clone() for k_, v in model.state_dict().items()}, "x": x, "y": y,
+            "loss": loss}
 
 
-def _cases(world, b):
-    n = world * b
-    return [
-        ("MLP", _randomised(nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 4))),
-         torch.randn(n, 5, generator=_g, dtype=torch.float64), torch.randint(0, 4, (n,), generator=_g), "ce"),
-        ("conv net with frozen and unused parameters", _randomised(_Branchy()),
-         torch.randn(n, 4, 5, 7, generator=_g, dtype=torch.float64), torch.randint(0, 3, (n,), generator=_g), "ce"),
-        ("linear regression", _randomised(nn.Linear(3, 2)),
-         torch.randn(n, 3, generator=_g, dtype=torch.float64), torch.randn(n, 2, generator=_g, dtype=torch.float64),
-         "mse"),
-    ]
+def _reference(case):
+    """One process, the concatenated batch: the gradients every rank must hold, and the weights."""
+    model = lab7.toy_model(case["model"])
+    model.load_state_dict(case["state"])
+    weights = [p.detach().clone() for p in model.parameters()]
+    lab7.toy_loss(model(case["x"]), case["y"], case["loss"]).backward()
+    return [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()], weights
 
 
-def _loss(out, y, kind):
-    return F.cross_entropy(out, y) if kind == "ce" else F.mse_loss(out, y)
-
-
-def _grads(model):
-    return [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()]
-
-
-def _rank_body(rank, world, cases, b, fn):
-    out = []
-    for _, model, x, y, kind in cases:
-        xs, ys = x[rank * b:(rank + 1) * b], y[rank * b:(rank + 1) * b]
-        m = copy.deepcopy(model)
-        _loss(m(xs), ys, kind).backward()
-        before = [p.detach().clone() for p in m.parameters()]
-        call("allreduce_mean_grads", fn, m)
-        changed = any(not torch.equal(a, p.detach()) for a, p in zip(before, m.parameters()))
-        ddp = DistributedDataParallel(copy.deepcopy(model), find_unused_parameters=isinstance(model, _Branchy))
-        _loss(ddp(xs), ys, kind).backward()
-        out.append({"yours": _grads(m), "ddp": _grads(ddp.module), "changed": changed})
-    return out
-
-
+_names = ["MLP", "conv net with frozen and unused parameters", "linear regression"]
 for _world, _b in [(3, 2)]:                  # 2 ranks: the visible check; 3 catches a hard-coded 2
-    _cs = _cases(_world, _b)
-    try:
-        _res = launch(_rank_body, _world, _cs, _b, allreduce_mean_grads, timeout=90)
-    except (RankError, TimeoutError) as _err:
-        raise CheckFailed(f"allreduce_mean_grads on {_world} gloo ranks failed (seed {_seed}): {_err}") from None
-    for _c, (_name, _model, _x, _y, _kind) in enumerate(_cs):
-        _full = copy.deepcopy(_model)
-        _loss(_full(_x), _y, _kind).backward()                # one process, the concatenated batch
-        _want = _grads(_full)
+    _cs = [_case("mlp", _world * _b, "ce"), _case("branchy", _world * _b, "ce"), _case("linear", _world * _b, "mse")]
+    # the ranks are forked where your code runs; they report their gradients, judged here
+    _res = judge.in_kernel("effcourse.checks.lab7.probe_allreduce_mean_grads", allreduce_mean_grads, _cs, _world, _b,
+                           timeout=90)
+    if _res["error"] is not None:
+        raise CheckFailed(f"allreduce_mean_grads on {_world} gloo ranks failed (seed {_seed}): {_res['error']}")
+    if len(_res["ranks"]) != _world:
+        raise CheckFailed(f"{_world} ranks were launched but {len(_res['ranks'])} reported (seed {_seed})")
+    for _c, (_name, _case_) in enumerate(zip(_names, _cs)):
+        _want, _weights = _reference(_case_)
         for _r in range(_world):
-            _got = _res[_r][_c]
-            if _got["changed"]:
+            _got = _res["ranks"][_r][_c]
+            if len(_got["grads"]) != len(_want) or len(_got["params"]) != len(_want):
+                raise CheckFailed(f"{_name}, rank {_r}: the model has {len(_want)} parameters, "
+                                  f"{len(_got['grads'])} gradients came back (seed {_seed})")
+            if any(not torch.equal(_p, _q) for _p, _q in zip(_got["params"], _weights)):
                 raise CheckFailed(f"{_name}, rank {_r} of {_world}: allreduce_mean_grads changed parameter values "
                                   f"(seed {_seed})")
-            for _i, (_w, _y_, _d) in enumerate(zip(_want, _got["yours"], _got["ddp"])):
+            for _i, (_w, _y_, _d) in enumerate(zip(_want, _got["grads"], _got["ddp"])):
                 if _w is None:
                     if _y_ is not None:
                         raise CheckFailed(f"{_name}, rank {_r}: parameter {_i} had no gradient (None) and must keep "

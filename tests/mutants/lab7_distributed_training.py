@@ -52,6 +52,8 @@ EXERCISES = {
             "additive": _scaled("    return base_lr + batch / base_batch"),
             "squared": _scaled("    return base_lr * (batch / base_batch) ** 2"),
             "rounded": _scaled("    return round(base_lr * batch / base_batch, 3)"),
+            # "it may be smaller than base_batch": the rule scales down too
+            "never_scales_down": _scaled("    return base_lr * max(1.0, batch / base_batch)"),
         },
     },
     "lr_at": {
@@ -98,6 +100,12 @@ EXERCISES = {
                 "    ramp = (step + 1) / warmup_steps\n"
                 "    if step < warmup_steps:\n        return peak_lr * ramp\n"
                 "    return peak_lr * 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / (total_steps - warmup_steps)))"),
+            "warmup_over_w_plus_one": _lr(
+                "    if step < warmup_steps:\n        return peak_lr * (step + 1) / (warmup_steps + 1)\n"
+                "    return peak_lr * 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / (total_steps - warmup_steps)))"),
+            "decay_counts_from_step_plus_one": _lr(
+                "    if step < warmup_steps:\n        return peak_lr * (step + 1) / warmup_steps\n"
+                "    return peak_lr * 0.5 * (1 + math.cos(math.pi * (step + 1 - warmup_steps) / (total_steps - warmup_steps)))"),
             "decays_to_zero_at_last_step": _lr(
                 "    if step < warmup_steps:\n        return peak_lr * (step + 1) / warmup_steps\n"
                 "    last = max(1, total_steps - warmup_steps - 1)\n"
@@ -127,8 +135,57 @@ EXERCISES = {
                 "    total = math.ceil(n / world_size) * world_size\n"
                 "    padded = list(itertools.islice(itertools.cycle(order), total))\n"
                 "    return padded[rank::world_size]"),
+            "distributed_sampler": _shard(
+                "    from torch.utils.data import DistributedSampler\n"
+                "    if world_size < 1:\n        raise ValueError('world_size must be >= 1')\n"
+                "    sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True, seed=seed)\n"
+                "    sampler.set_epoch(epoch)\n"
+                "    return list(sampler)"),
+            "argsort_of_uniforms": _shard(
+                _CHECK + "    g = torch.Generator().manual_seed(1_000_003 * seed + epoch)\n"
+                "    order = torch.argsort(torch.rand(n, generator=g, dtype=torch.float64))\n"
+                "    m = math.ceil(n / world_size)\n"
+                "    padded = torch.cat([order] * math.ceil(m * world_size / n))[:m * world_size]\n"
+                "    return padded.view(world_size, m)[rank]"),
         },
         "wrong": {
+            # issue 24: a random ROTATION of range(n) is not a shuffle: neighbours stay together, and on a
+            # data set sorted by class each rank gets a run of one class
+            "random_rotation": _shard(
+                _CHECK + "    g = torch.Generator().manual_seed(seed + epoch)\n"
+                "    start = int(torch.randint(n, (1,), generator=g))\n"
+                "    order = torch.roll(torch.arange(n), -start)\n"
+                "    m = math.ceil(n / world_size)\n"
+                "    padded = order.repeat(math.ceil(m * world_size / n))[:m * world_size]\n"
+                "    return padded[rank * m:(rank + 1) * m]"),
+            "random_rotation_strided": _shard(
+                _CHECK + "    g = torch.Generator().manual_seed(seed + epoch)\n"
+                "    order = torch.roll(torch.arange(n), -int(torch.randint(n, (1,), generator=g)))\n"
+                "    m = math.ceil(n / world_size)\n"
+                "    return order.repeat(math.ceil(m * world_size / n))[:m * world_size][rank::world_size]"),
+            "rotation_or_reversal": _shard(
+                _CHECK + "    g = torch.Generator().manual_seed(seed + epoch)\n"
+                "    start, flip = int(torch.randint(n, (1,), generator=g)), bool(torch.randint(2, (1,), generator=g))\n"
+                "    order = torch.roll(torch.arange(n), -start)\n"
+                "    order = order.flip(0) if flip else order\n"
+                "    m = math.ceil(n / world_size)\n"
+                "    padded = order.repeat(math.ceil(m * world_size / n))[:m * world_size]\n"
+                "    return padded[rank * m:(rank + 1) * m]"),
+            "random_affine_stride": _shard(
+                _CHECK + "    g = torch.Generator().manual_seed(seed + epoch)\n"
+                "    steps = [a for a in range(1, max(n, 2)) if math.gcd(a, n) == 1] or [1]\n"
+                "    a = steps[int(torch.randint(len(steps), (1,), generator=g))]\n"
+                "    b = int(torch.randint(n, (1,), generator=g))\n"
+                "    order = (torch.arange(n) * a + b) % n\n"
+                "    m = math.ceil(n / world_size)\n"
+                "    return order.repeat(math.ceil(m * world_size / n))[:m * world_size][rank::world_size]"),
+            "shuffles_within_rotated_blocks": _shard(
+                _CHECK + "    g = torch.Generator().manual_seed(seed + epoch)\n"
+                "    m = math.ceil(n / world_size)\n"
+                "    start = int(torch.randint(n, (1,), generator=g))\n"
+                "    run = torch.roll(torch.arange(n), -start).repeat(math.ceil(m * world_size / n))[:m * world_size]\n"
+                "    share = run[rank * m:(rank + 1) * m]\n"
+                "    return share[torch.randperm(m, generator=g)]"),
             "no_padding": _shard(
                 _CHECK + "    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))\n"
                 "    return order[rank::world_size]"),
@@ -269,6 +326,9 @@ EXERCISES = {
             "p_steps_not_p_minus_1": _ring("    return 2 * world_size * (latency + n_bytes / (world_size * bandwidth))"),
             "latency_once": _ring("    return latency + 2 * (world_size - 1) * n_bytes / (world_size * bandwidth)"),
             "no_latency": _ring("    return 2 * (world_size - 1) * n_bytes / (world_size * bandwidth)"),
+            "latency_per_phase": _ring(
+                "    return 2 * latency + 2 * (world_size - 1) * n_bytes / (world_size * bandwidth)"),
+            "milliseconds": _ring("    return 1e3 * 2 * (world_size - 1) * (latency + n_bytes / (world_size * bandwidth))"),
             "bandwidth_upside_down": _ring("    return 2 * (world_size - 1) * (latency + n_bytes * bandwidth / world_size)"),
         },
     },
