@@ -1,9 +1,14 @@
 """Self-checks for Lab 3 (GAN Compression). Small examples and invariants only, never the answers."""
 from __future__ import annotations
 
+import math
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from .asserts import (
     CheckFailed,
@@ -105,6 +110,22 @@ def check_super_conv(SuperConv2d) -> None:
     passed("SuperConv2d: full width = plain conv, sub-widths use the leading filters")
 
 
+def check_super_conv_macs(SuperConv2d) -> None:
+    """A narrow call executes only its slice: the convolution it runs has the sliced weight's MACs."""
+    torch.manual_seed(0)
+    conv = call("SuperConv2d(6, 8, 3, padding=1)", SuperConv2d, 6, 8, 3, padding=1)
+    x = torch.randn(1, 4, 5, 5)
+    ops = executed_ops(conv, x, 3)
+    convs = [o for o in ops if o[0] in ("convolution", "_convolution")]
+    expected = 5 * 5 * 3 * 4 * 9
+    got = sum(math.prod(out) * math.prod(shapes[1][1:]) for _, shapes, out, _ in convs)
+    assert_true(not convs or got == expected,
+                f"SuperConv2d(6, 8, 3)(x with 4 channels, out_channels=3) ran convolutions with weights "
+                f"{[o[1][1] for o in convs]} ({got} MACs); the slice (3, 4, 3, 3) costs {expected}: compute only "
+                "the slice, not the full layer and then a crop")
+    passed("SuperConv2d: a narrow call executes only its slice")
+
+
 def check_search(search) -> None:
     """Four configs, a budget that rules one out: the best remaining one wins."""
     macs = {"a": 10, "b": 50, "c": 30, "d": 31}
@@ -116,11 +137,73 @@ def check_search(search) -> None:
     passed("search: best score among the configs that fit the budget")
 
 
+# ---------------------------------------------------------------------------------------------
+# Test helpers: public, built in the learner's kernel by the judge (effcourse.judge.build /
+# in_kernel), so that what the learner's code receives lives where it runs. None is an answer.
+class Lookup:
+    """A recording table: ``Lookup(table)(key)`` returns ``table[key]`` and appends ``key`` to
+    ``.calls`` (a ``count_macs`` or ``evaluate`` for ``search`` that remembers what it was asked)."""
+
+    def __init__(self, table: Mapping[Hashable, Any]):
+        self.table = dict(table)
+        self.calls: list = []
+
+    def __call__(self, key):
+        self.calls.append(key)
+        return self.table[key]
+
+
+class OnePass:
+    """An iterator over ``items`` that can be walked only once, like a generator (it has no ``len``)."""
+
+    def __init__(self, items: Iterable):
+        self._items = iter(list(items))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._items)
+
+
+_MAC_OPS = ("convolution", "_convolution", "mm", "addmm", "bmm", "baddbmm")
+
+
+class _RecordOps(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops: list = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        if name in _MAC_OPS:
+            shapes = [tuple(a.shape) if isinstance(a, torch.Tensor) else None for a in args[:3]]
+            transposed = bool(args[6]) if name in ("convolution", "_convolution") and len(args) > 6 else False
+            self.ops.append((name, shapes, tuple(out.shape), transposed))
+        return out
+
+
+def executed_ops(fn, *args, **kwargs) -> list:
+    """Run ``fn(*args, **kwargs)`` under ``torch.no_grad()`` and list the multiply-accumulate
+    heavy ops it executed: ``[(op, [shape of argument 0, 1, 2], output shape, transposed)]`` for
+    every convolution and matrix product (``mm``, ``addmm``, ``bmm``, ``baddbmm``), in order.
+    The MACs of a run can be computed from these shapes alone."""
+    mode = _RecordOps()
+    with torch.no_grad(), mode:
+        fn(*args, **kwargs)
+    return mode.ops
+
+
 __all__ = [
     "CheckFailed",
+    "Lookup",
+    "OnePass",
     "check_build_mappers",
     "check_distill_loss",
     "check_generator_objective",
     "check_search",
     "check_super_conv",
+    "check_super_conv_macs",
+    "executed_ops",
 ]

@@ -163,18 +163,21 @@ from effcourse.checks.asserts import assert_close, assert_shape, assert_true, ca
 
 lab3.check_build_mappers(build_mappers)
 ### BEGIN HIDDEN TESTS
+from effcourse import judge
+
 _seed = int(time.time() * 1000) % 2**31
 _at = f" [hidden test, seed {_seed}]"
 _g = torch.Generator().manual_seed(_seed)
 for _s_ch, _t_ch in [([32, 32, 32, 32], [128, 128, 128, 128]), ([3], [5]), ([7, 1, 16], [2, 9, 16]), ([6, 6], [6, 3])]:
     _what = f"build_mappers({_s_ch}, {_t_ch})"
     _ms = call(_what + _at, build_mappers, list(_s_ch), list(_t_ch))
-    assert_true(isinstance(_ms, nn.ModuleList) and len(_ms) == len(_s_ch),
-                f"{_what}: expected an nn.ModuleList of {len(_s_ch)} modules, got {type(_ms).__name__}"
-                + (f" of {len(_ms)}" if hasattr(_ms, "__len__") else "") + _at)
+    assert_true(judge.isinstance_of(_ms, "torch.nn.ModuleList"),
+                f"{_what}: expected an nn.ModuleList, got a {type(_ms).__name__}{_at}")
+    assert_true(len(_ms) == len(_s_ch), f"{_what}: expected {len(_s_ch)} mappers, got {len(_ms)}{_at}")
     for _k, (_cs, _ct) in enumerate(zip(_s_ch, _t_ch)):
         _m = _ms[_k]
-        assert_true(any(_p.requires_grad for _p in _m.parameters()),
+        _pnames = [_n for _n, _ in call(f"mapper {_k} of {_what}.named_parameters(){_at}", _m.named_parameters)]
+        assert_true(any(judge.get(_m, f"{_n}.requires_grad") for _n in _pnames),
                     f"mapper {_k} of {_what} has no trainable parameters: each is a learnable 1x1 convolution{_at}")
         _h, _w = int(torch.randint(1, 9, (1,), generator=_g)), int(torch.randint(1, 9, (1,), generator=_g))
         _x = torch.randn(3, _cs, _h, _w, generator=_g, requires_grad=True)
@@ -184,7 +187,8 @@ for _s_ch, _t_ch in [([32, 32, 32, 32], [128, 128, 128, 128]), ([3], [5]), ([7, 
         _i, _j = int(torch.randint(0, _h, (1,), generator=_g)), int(torch.randint(0, _w, (1,), generator=_g))
         _x2 = _x.detach().clone()
         _x2[1, :, _i, _j] += torch.randn(_cs, generator=_g)
-        _diff = (call(f"mapper {_k}{_at}", _m, _x2) - _y).detach().abs().sum(1) > 1e-7
+        with torch.no_grad():
+            _diff = (call(f"mapper {_k}{_at}", _m, _x2) - _y).detach().abs().sum(1) > 1e-7
         assert_true(bool(_diff[1, _i, _j]) and int(_diff.sum()) == 1,
                     f"mapper {_k} of {_what}: a change at pixel ({_i}, {_j}) of image 1 changed {int(_diff.sum())} "
                     f"output pixels; a 1x1 convolution changes exactly that one{_at}")
@@ -195,10 +199,14 @@ for _s_ch, _t_ch in [([32, 32, 32, 32], [128, 128, 128, 128]), ([3], [5]), ([7, 
             _lin = 0.3 * _y + 0.7 * call(f"mapper {_k}{_at}", _m, _z)
         assert_close(f"mapper {_k} of {_what} on a mix of two inputs vs the mix of its outputs "
                      f"(a 1x1 convolution is affine){_at}", _mix, _lin, atol=1e-4, rtol=1e-4)
-        # the student learns through it: the gradient reaches the input
+        # the student learns through it: the gradient reaches the input, and the mapper's own weights
         _y.square().sum().backward()
         assert_true(_x.grad is not None and _x.grad.abs().sum() > 0,
                     f"mapper {_k} of {_what}: no gradient reached its input (the student's features){_at}")
+        _pgrads = [judge.get(_m, f"{_n}.grad") for _n in _pnames]
+        assert_true(any(_pg is not None and _pg.abs().sum() > 0 for _pg in _pgrads),
+                    f"mapper {_k} of {_what}: no gradient reached its weights: the mapper is trained with the "
+                    f"student{_at}")
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "test_build_mappers_errors", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -261,6 +269,8 @@ from effcourse.checks.asserts import assert_close, assert_true, call
 
 lab3.check_distill_loss(distill_loss)
 ### BEGIN HIDDEN TESTS
+from effcourse import judge
+
 _seed = int(time.time() * 1000) % 2**31
 _at = f" [hidden test, seed {_seed}]"
 _g = torch.Generator().manual_seed(_seed)
@@ -274,13 +284,16 @@ for _K, _N, _sizes, _same in [(4, 2, [(8, 8)] * 4, True), (1, 3, [(5, 7)], False
         _t_ch = [int(_c) for _c in torch.randint(1, 17, (_K,), generator=_g)]
     _what = f"distill_loss with K={_K}, N={_N}, sizes {_sizes}, student {_s_ch} -> teacher {_t_ch} channels"
     _mps = nn.ModuleList([nn.Conv2d(a, b, 1) for a, b in zip(_s_ch, _t_ch)])
+    # the same mappers where your code runs (it trains them: their gradients are read there)
+    _yours = judge.build("torch.nn.ModuleList", [judge.twin(m, "torch.nn.Conv2d", a, b, 1)
+                                                 for m, a, b in zip(_mps, _s_ch, _t_ch)])
     _student = nn.ModuleList([nn.Conv2d(3, a, 3, padding=1) for a in _s_ch])   # stand-in student layers
     _teacher = nn.ModuleList([nn.Conv2d(3, b, 3, padding=1) for b in _t_ch])   # stand-in teacher layers
     _xs = [torch.randn(_N, 3, *_hw, generator=_g) for _hw in _sizes]
     _S = [m(x) for m, x in zip(_student, _xs)]
     _T = [m(x) for m, x in zip(_teacher, _xs)]                               # NOT detached: the loss must not push into it
     _S0, _T0 = [s.detach().clone() for s in _S], [t.detach().clone() for t in _T]
-    _loss = call(_what + _at, distill_loss, list(_S), list(_T), _mps)
+    _loss = call(_what + _at, distill_loss, list(_S), list(_T), _yours)
     assert_true(isinstance(_loss, torch.Tensor) and _loss.dim() == 0,
                 f"{_what}: expected a scalar tensor, got {_loss!r}{_at}")
     assert_true(all(torch.equal(a, b) for a, b in zip(_S, _S0)) and all(torch.equal(a, b) for a, b in zip(_T, _T0)),
@@ -288,24 +301,28 @@ for _K, _N, _sizes, _same in [(4, 2, [(8, 8)] * 4, True), (1, 3, [(5, 7)], False
     _ref = sum(((f(s) - t.detach()) ** 2).mean() for f, s, t in zip(_mps, _S, _T))
     assert_close(_what + _at, _loss.detach().double(), _ref.detach().double(), atol=1e-5, rtol=1e-5)
     assert_true(_loss.requires_grad, f"{_what}: the loss carries no gradient{_at}")
-    _params = list(_mps.parameters())
-    _got_g = torch.autograd.grad(_loss, _S + _params, allow_unused=True, retain_graph=True)
-    _ref_g = torch.autograd.grad(_ref, _S + _params, allow_unused=True)
-    for _name, _a, _b in zip([f"student feature {i}" for i in range(_K)] + ["mapper parameter"] * len(_params), _got_g, _ref_g):
+    _pnames = [_n for _n, _ in _mps.named_parameters()]
+    _params = [_p for _, _p in _mps.named_parameters()]
+    _ref_g = torch.autograd.grad(_ref, _S + _params, allow_unused=True, retain_graph=True)
+    for _s in _S:
+        _s.retain_grad()
+    _loss.backward()
+    _got_g = [_s.grad for _s in _S] + [judge.get(_yours, f"{_n}.grad") for _n in _pnames]
+    for _name, _a, _b in zip([f"student feature {i}" for i in range(_K)] + [f"mapper parameter {_n}" for _n in _pnames],
+                             _got_g, _ref_g):
         assert_true(_a is not None, f"{_what}: no gradient reached the {_name}{_at}")
         assert_close(f"{_what}: gradient w.r.t. the {_name}{_at}", _a, _b, atol=1e-5, rtol=1e-4)
-    _loss.backward()
     assert_true(all(_p.grad is None or _p.grad.abs().sum() == 0 for _p in _teacher.parameters()),
                 f"{_what}: a gradient reached the teacher: its features are fixed targets (detach them){_at}")
     # zero iff the mapped student equals the teacher; MSE is a mean over elements
     with torch.no_grad():
         _T_match = [f(s) for f, s in zip(_mps, _S)]
     assert_close(f"{_what}, when every mapped student feature equals the teacher's{_at}",
-                 call(_what + _at, distill_loss, [s.detach() for s in _S], _T_match, _mps).detach().double(),
+                 call(_what + _at, distill_loss, [s.detach() for s in _S], _T_match, _yours).detach().double(),
                  torch.tensor(0.0, dtype=torch.float64), atol=1e-8)
     _T_off = [t.clone() for t in _T_match]
     _T_off[-1][0, 0, 0, 0] += 0.5
-    _off = call(_what + _at, distill_loss, [s.detach() for s in _S], _T_off, _mps).detach()
+    _off = call(_what + _at, distill_loss, [s.detach() for s in _S], _T_off, _yours).detach()
     assert_close(f"{_what}, with one teacher value off by 0.5 (MSE is a mean over elements){_at}", _off.double(),
                  torch.tensor(0.25 / _T_off[-1].numel(), dtype=torch.float64), atol=1e-6, rtol=1e-4)
 ### END HIDDEN TESTS
@@ -322,6 +339,17 @@ assert_raises("distill_loss with 2 student features but 1 teacher feature",
               lambda: distill_loss(_f * 2, _f, _m), ValueError)
 assert_raises("distill_loss with 2 features but 1 mapper", lambda: distill_loss(_f * 2, _f * 2, _m[:1]), ValueError)
 print("distill_loss: mismatched lists raise ValueError")
+### BEGIN HIDDEN TESTS
+from effcourse import judge
+
+_f = [torch.zeros(1, 2, 2, 2)]
+_two = judge.build("torch.nn.ModuleList", [judge.build("torch.nn.Conv2d", 2, 2, 1), judge.build("torch.nn.Conv2d", 2, 2, 1)])
+_one = judge.build("torch.nn.ModuleList", [judge.build("torch.nn.Conv2d", 2, 2, 1)])
+assert_raises("distill_loss with 2 student features but 1 teacher feature",
+              lambda: distill_loss(_f * 2, _f, _two), ValueError)
+assert_raises("distill_loss with 2 features but 1 mapper", lambda: distill_loss(_f * 2, _f * 2, _one), ValueError)
+assert_raises("distill_loss with 1 feature but 2 mappers", lambda: distill_loss(_f, _f, _two), ValueError)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 3. The generator's objective
@@ -436,7 +464,7 @@ for (_N, _C, _H, _W) in [(2, 1, 8, 8), (3, 3, 5, 7), (1, 1, 1, 1)]:
                             f"{_what}: a gradient reached the teacher through teacher_out: it is a fixed target{_at}")
                 if _with_d:   # non-saturating: d/dl mean softplus(-l) = -sigmoid(-l) / n
                     assert_true(_grads["logits"] is not None, f"{_what}: no gradient reached the logits "
-                                "(the adversarial term must train the generator){_at}")
+                                f"(the adversarial term must train the generator){_at}")
                     assert_close(f"{_what}: gradient w.r.t. d_fake_logits (non-saturating loss){_at}", _grads["logits"],
                                  -torch.sigmoid(-_logits.detach()) / _logits.numel(), atol=1e-6, rtol=1e-4)
                 if _tensor_distill:
@@ -621,7 +649,7 @@ class SuperConv2d(nn.Conv2d):
         ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_SuperConv2d", "locked": true, "points": 18, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "test_SuperConv2d", "locked": true, "points": 15, "schema_version": 3, "solution": false, "task": false}
 import time
 
 import torch
@@ -635,40 +663,51 @@ from effcourse.gan import pix2pix
 
 lab3.check_super_conv(SuperConv2d)
 ### BEGIN HIDDEN TESTS
+from effcourse import judge
+
 _seed = int(time.time() * 1000) % 2**31
 _at = f" [hidden test, seed {_seed}]"
 _g = torch.Generator().manual_seed(_seed)
-torch.manual_seed(_seed)
+judge.manual_seed(_seed)
 # single layers: several kernels, strides, paddings, dilations, with and without bias, odd widths
 for (_cin, _cout, _k, _s, _p, _d, _bias) in [(5, 7, 3, 1, 1, 1, True), (6, 4, 3, 2, 1, 1, False), (3, 9, 1, 1, 0, 1, True),
                                              (8, 5, 5, 2, 2, 1, True), (4, 6, 3, 1, 2, 2, False), (7, 3, (3, 1), (1, 2), (1, 0), 1, True)]:
     _layer = f"SuperConv2d({_cin}, {_cout}, k={_k}, stride={_s}, padding={_p}, dilation={_d}, bias={_bias})"
     _conv = call(_layer + _at, SuperConv2d, _cin, _cout, _k, stride=_s, padding=_p, dilation=_d, bias=_bias)
-    assert_true(isinstance(_conv, nn.Conv2d) and tuple(_conv.weight.shape[:2]) == (_cout, _cin)
-                and (_conv.bias is not None) == _bias, f"{_layer}: expected an nn.Conv2d with the full weight and bias{_at}")
+    assert_true(judge.isinstance_of(_conv, "torch.nn.Conv2d"), f"{_layer}: expected an nn.Conv2d{_at}")
+    _weight, _b = judge.get(_conv, "weight").detach(), judge.get(_conv, "bias")
+    _b = None if _b is None else _b.detach()
+    assert_true(tuple(_weight.shape[:2]) == (_cout, _cin) and (_b is not None) == _bias,
+                f"{_layer}: expected an nn.Conv2d with the full weight and bias{_at}")
     for _n, _ci, _co in [(3, _cin, _cout), (1, 1, 1), (2, max(1, _cin // 2), max(1, _cout - 2)), (2, _cin, 1), (1, 1, _cout)]:
         _x = torch.randn(_n, _ci, 9, 7, generator=_g)
         _x0 = _x.clone()
-        _ref = F.conv2d(_x, _conv.weight[:_co, :_ci], None if _conv.bias is None else _conv.bias[:_co], _s, _p, _d)
+        _ref = F.conv2d(_x, _weight[:_co, :_ci], None if _b is None else _b[:_co], _s, _p, _d)
         _got = call(f"{_layer}.forward(x {tuple(_x.shape)}, out_channels={_co}){_at}", _conv, _x, _co)
         assert_close(f"{_layer} with x {tuple(_x.shape)} and out_channels={_co}{_at}", _got, _ref, atol=1e-5)
         assert_true(torch.equal(_x, _x0), f"{_layer}: forward modified its input{_at}")
-    # gradients land only in the used slice of the shared weight and bias
+    # gradients land only in the used slice of the shared weight and bias (and reach the input)
     _ci, _co = max(1, _cin // 2), max(1, _cout // 2)
-    _conv.zero_grad()
-    _out = call(f"{_layer}.forward(x with {_ci} channels, out_channels={_co}){_at}", _conv,
-                torch.randn(2, _ci, 6, 6, generator=_g), _co)
-    _out.square().sum().backward()
-    _mask = torch.zeros_like(_conv.weight, dtype=torch.bool)
-    _mask[:_co, :_ci] = True
-    assert_true(_conv.weight.grad is not None and _conv.weight.grad[~_mask].abs().sum() == 0
-                and _conv.weight.grad[_mask].abs().sum() > 0,
+    call(f"{_layer}.zero_grad(){_at}", _conv.zero_grad)
+    _xg = torch.randn(2, _ci, 6, 6, generator=_g, requires_grad=True)
+    _out = call(f"{_layer}.forward(x with {_ci} channels, out_channels={_co}){_at}", _conv, _xg, _co)
+    _gout = torch.randn(_out.shape, generator=_g)
+    (_out * _gout).sum().backward()
+    _wr = _weight.clone().requires_grad_(True)
+    _br = None if _b is None else _b.clone().requires_grad_(True)
+    _xr = _xg.detach().clone().requires_grad_(True)
+    (F.conv2d(_xr, _wr[:_co, :_ci], None if _br is None else _br[:_co], _s, _p, _d) * _gout).sum().backward()
+    assert_true(_xg.grad is not None, f"{_layer}: no gradient reached the input x{_at}")
+    assert_close(f"{_layer}: gradient w.r.t. the input x{_at}", _xg.grad, _xr.grad, atol=1e-5)
+    _wg = judge.get(_conv, "weight.grad")
+    assert_true(_wg is not None and _wg[_co:].abs().sum() == 0 and _wg[:, _ci:].abs().sum() == 0,
                 f"{_layer}: the gradient of a call with {_ci} inputs and out_channels={_co} must land in "
                 f"weight[:{_co}, :{_ci}] only (the shared weight itself, not a copy){_at}")
+    assert_close(f"{_layer}: gradient w.r.t. weight[:{_co}, :{_ci}]{_at}", _wg, _wr.grad, atol=1e-5)
     if _bias:
-        assert_true(_conv.bias.grad is not None and _conv.bias.grad[_co:].abs().sum() == 0
-                    and _conv.bias.grad[:_co].abs().sum() > 0,
-                    f"{_layer}: the gradient must land in bias[:{_co}] only{_at}")
+        _bg = judge.get(_conv, "bias.grad")
+        assert_true(_bg is not None, f"{_layer}: no gradient reached the bias{_at}")
+        assert_close(f"{_layer}: gradient w.r.t. the bias (only bias[:{_co}] is used){_at}", _bg, _br.grad, atol=1e-5)
 
 
 class _Plain(nn.Conv2d):       # a standalone layer with the SuperGenerator interface
@@ -677,41 +716,84 @@ class _Plain(nn.Conv2d):       # a standalone layer with the SuperGenerator inte
         return super().forward(_x)
 
 
-def _standalone(supernet, config):
-    """A network of plain convs at widths `config`, loaded with the supernet's leading weights."""
-    net = pix2pix.SuperGenerator(_Plain, widths=config, n_blocks=len(supernet.blocks))
+def _standalone(state, widths, config, n_blocks):
+    """A network of plain convs at widths `config`, loaded with the leading weights of a supernet's `state`."""
+    net = pix2pix.SuperGenerator(_Plain, widths=config, n_blocks=n_blocks)
     with torch.no_grad():
-        for (name, big), (_, small) in zip(supernet.named_modules(), net.named_modules()):
-            if isinstance(small, nn.Conv2d):
-                small.weight.copy_(big.weight[:small.out_channels, :small.in_channels])
-                if small.bias is not None:
-                    small.bias.copy_(big.bias[:small.out_channels])
+        for name, small in net.state_dict().items():
+            small.copy_(state[name][tuple(slice(0, n) for n in small.shape)])
     return net
 
 
 for _widths, _n_blocks, _cfgs in [((8, 16, 32, 32), 4, [(1, 1, 1, 1), None]), ((5, 7, 6, 9), 2, [(2, 3, 3, 4)])]:
-    _sup = pix2pix.SuperGenerator(SuperConv2d, widths=_widths, n_blocks=_n_blocks).eval()
+    _sup = judge.build("effcourse.gan.pix2pix.SuperGenerator", SuperConv2d, widths=_widths, n_blocks=_n_blocks, train=False)
+    _state = {_k: _v.detach() for _k, _v in call(f"SuperGenerator{_widths}.state_dict(){_at}", _sup.state_dict).items()}
     _x = torch.randn(2, 1, 12, 16, generator=_g)
     with torch.no_grad():
         _full = call(f"SuperGenerator{_widths} at its full config{_at}", _sup, _x, _widths)
         assert_close(f"SuperGenerator{_widths}: the full config vs the supernet's default forward{_at}",
                      _full, call(f"SuperGenerator{_widths}{_at}", _sup, _x), atol=1e-6)
         assert_close(f"SuperGenerator{_widths}: the full config vs a standalone network with the full weights{_at}",
-                     _full, _standalone(_sup, _widths)(_x, None), atol=1e-5)
+                     _full, _standalone(_state, _widths, _widths, _n_blocks)(_x, None), atol=1e-5)
         for _cfg in _cfgs:
             _cfg = _cfg or tuple(int(torch.randint(1, _w + 1, (1,), generator=_g)) for _w in _widths)
             assert_close(f"SuperGenerator{_widths} sub-network {_cfg} vs a standalone network built from the sliced "
                          f"weights{_at}", call(f"SuperGenerator{_widths} at {_cfg}{_at}", _sup, _x, _cfg),
-                         _standalone(_sup, _cfg)(_x, None), atol=1e-5)
-            if _n_blocks == 4:   # executed MACs (torch.utils.flop_counter) are those of the sliced convolutions
-                _x1 = torch.randn(1, 1, 32, 32, generator=_g)
-                _got = call(f"counting the MACs of SuperGenerator{_widths} at {_cfg}{_at}", bench.count_macs,
-                            lambda: _sup(_x1, _cfg))
-                _expected = sum([32 * 32 * _cfg[0] * 9, 16 * 16 * _cfg[1] * _cfg[0] * 9, 8 * 8 * _cfg[2] * _cfg[1] * 9,
-                                 4 * 2 * 8 * 8 * _cfg[2] * _cfg[3] * 9, 16 * 16 * _cfg[1] * _cfg[2] * 9,
-                                 32 * 32 * _cfg[0] * _cfg[1] * 9, 32 * 32 * _cfg[0] * 9])
-                assert_true(_got == _expected, f"sub-network {_cfg} executes {_got} MACs (torch.utils.flop_counter); "
-                            f"its sliced convolutions cost {_expected}: does every layer compute only its slice?{_at}")
+                         _standalone(_state, _widths, _cfg, _n_blocks)(_x, None), atol=1e-5)
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "test_SuperConv2d_macs", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+import math
+import time
+
+import torch
+from torch import nn
+
+from effcourse.checks import lab3
+from effcourse.checks.asserts import assert_true, call
+from effcourse.gan import pix2pix
+
+lab3.check_super_conv_macs(SuperConv2d)
+### BEGIN HIDDEN TESTS
+from effcourse import judge
+
+_seed = int(time.time() * 1000) % 2**31
+_at = f" [hidden test, seed {_seed}]"
+_g = torch.Generator().manual_seed(_seed)
+judge.manual_seed(_seed)
+
+
+def _macs(ops):
+    """Multiply-accumulates of the convolutions and matrix products listed by lab3.executed_ops."""
+    total = 0
+    for op, shapes, out, transposed in ops:
+        if op in ("convolution", "_convolution"):
+            total += math.prod(shapes[0] if transposed else out) * math.prod(shapes[1][1:])
+        elif op in ("mm", "bmm"):
+            total += math.prod(shapes[0]) * shapes[1][-1]
+        else:                                   # addmm, baddbmm: (bias, a, b)
+            total += math.prod(shapes[1]) * shapes[2][-1]
+    return total
+
+
+class _Plain(nn.Conv2d):       # a standalone layer with the SuperGenerator interface
+    def forward(self, _x, out_channels):
+        assert out_channels == self.out_channels
+        return super().forward(_x)
+
+
+for _widths, _n_blocks, _cfg in [((8, 16, 32, 32), 4, (1, 1, 1, 1)), ((8, 16, 32, 32), 4, None), ((5, 7, 6, 9), 2, None)]:
+    _cfg = _cfg or tuple(int(torch.randint(1, _w + 1, (1,), generator=_g)) for _w in _widths)
+    _sup = judge.build("effcourse.gan.pix2pix.SuperGenerator", SuperConv2d, widths=_widths, n_blocks=_n_blocks, train=False)
+    _x1 = torch.randn(1, 1, 16, 16, generator=_g)
+    # what the sub-network executed, recorded where your code runs; its MACs are computed here
+    _ops = call(f"running SuperGenerator{_widths} at {_cfg} under lab3.executed_ops{_at}", judge.in_kernel,
+                "effcourse.checks.lab3.executed_ops", _sup, _x1, _cfg)
+    _expected = lab3.executed_ops(pix2pix.SuperGenerator(_Plain, widths=_cfg, n_blocks=_n_blocks).eval(), _x1, None)
+    _got, _want = _macs(_ops), _macs(_expected)
+    assert_true(_got == _want, f"sub-network {_cfg} of SuperGenerator{_widths} executes {_got} MACs; its sliced "
+                f"convolutions cost {_want}: does every layer compute only its slice (not the full layer, then "
+                f"a crop)?{_at}")
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "test_SuperConv2d_errors", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -781,9 +863,18 @@ from effcourse.checks.asserts import assert_true, call
 
 lab3.check_search(search)
 ### BEGIN HIDDEN TESTS
+from effcourse import judge
+
 _seed = int(time.time() * 1000) % 2**31
 _at = f" [hidden test, seed {_seed}]"
 _g = torch.Generator().manual_seed(_seed)
+
+
+def _table(_values):
+    """A recording lookup built where your code runs (lab3.Lookup): search receives it as count_macs or evaluate."""
+    return judge.build("effcourse.checks.lab3.Lookup", dict(_values))
+
+
 for _n in (1, 2, 7, 40, 200):
     _configs = [tuple(int(v) for v in torch.randint(1, 65, (4,), generator=_g)) + (_i,) for _i in range(_n)]
     _macs = {_c: int(torch.randint(1, 1000, (1,), generator=_g)) for _c in _configs}
@@ -794,14 +885,11 @@ for _n in (1, 2, 7, 40, 200):
         _fits = [_c for _c in _configs if _macs[_c] <= _budget]
         if not _fits:
             continue
-        _evaluated = []
-
-        def _eval(_c):
-            _evaluated.append(_c)
-            return _scores[_c]
-
+        _eval = _table(_scores)
         _what = f"search over {_n} configs with budget {_budget}"
-        _got = call(_what + _at, search, iter(_configs), _budget, _macs.__getitem__, _eval)   # a one-pass iterator
+        _got = call(_what + _at, search, judge.build("effcourse.checks.lab3.OnePass", _configs),   # a one-pass iterator
+                    _budget, _table(_macs), _eval)
+        _evaluated = list(judge.get(_eval, "calls"))
         _best = max(_fits, key=_scores.__getitem__)
         assert_true(_got in _macs, f"{_what}: returned {_got!r}, which is not one of the configs{_at}")
         assert_true(_macs[_got] <= _budget, f"{_what}: returned {_got} with {_macs[_got]} MACs, over the budget{_at}")
@@ -812,21 +900,22 @@ for _n in (1, 2, 7, 40, 200):
         assert_true(set(_evaluated) == set(_fits), f"{_what}: {len(set(_fits) - set(_evaluated))} configs that fit "
                     f"were never evaluated{_at}")
         # a list works too, and MACs may be floats
-        _gotf = call(_what + _at, search, list(_configs), _budget + 0.5, lambda _c: _macs[_c] + 0.5, _scores.__getitem__)
+        _gotf = call(_what + _at, search, list(_configs), _budget + 0.5, _table({_c: _m + 0.5 for _c, _m in _macs.items()}),
+                     _table(_scores))
         assert_true(_gotf == _best, f"{_what} (float MACs and budget): expected {_best}, got {_gotf}{_at}")
 # a config whose MACs equal the budget fits; ties go to the first in order, even after a better over-budget one
 _m = {"a": 5, "b": 12, "c": 10, "d": 10, "e": 3}
 _sc = {"a": 1.0, "b": 9.0, "c": 4.0, "d": 4.0, "e": 4.0}
-assert_true(call(f"search(budget 10){_at}", search, list(_m), 10, _m.__getitem__, _sc.__getitem__) == "c",
+assert_true(call(f"search(budget 10){_at}", search, list(_m), 10, _table(_m), _table(_sc)) == "c",
             f"search with scores {_sc}, MACs {_m}, budget 10: 'b' is over budget, 'c', 'd' and 'e' tie; expected the "
             f"first, 'c'{_at}")
-assert_true(call(f"search(budget 9){_at}", search, list(_m), 9, _m.__getitem__, _sc.__getitem__) == "e",
+assert_true(call(f"search(budget 9){_at}", search, list(_m), 9, _table(_m), _table(_sc)) == "e",
             f"search with scores {_sc}, MACs {_m}, budget 9: expected 'e'{_at}")
-assert_true(call(f"search(budget 12){_at}", search, list(_m), 12, _m.__getitem__, _sc.__getitem__) == "b",
+assert_true(call(f"search(budget 12){_at}", search, list(_m), 12, _table(_m), _table(_sc)) == "b",
             f"search with budget 12: 'b' has exactly 12 MACs, so it fits; expected 'b'{_at}")
 _neg = {"a": -3.0, "b": -1.0, "c": -2.0}
-assert_true(call(f"search(negative scores){_at}", search, list(_neg), 1, lambda _c: 1, _neg.__getitem__) == "b",
-            f"search with scores {_neg} (all fit): expected 'b', the highest{_at}")
+assert_true(call(f"search(negative scores){_at}", search, list(_neg), 1, _table({"a": 1, "b": 1, "c": 1}),
+                 _table(_neg)) == "b", f"search with scores {_neg} (all fit): expected 'b', the highest{_at}")
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "test_search_errors", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -837,6 +926,17 @@ assert_raises("search with a budget below every config", lambda: search(list(_m)
               ValueError)
 assert_raises("search over no configs", lambda: search([], 100, _m.__getitem__, lambda _c: 1.0), ValueError)
 print("search: no config within the budget raises ValueError")
+### BEGIN HIDDEN TESTS
+from effcourse import judge
+
+_m = {"a": 10, "b": 50}
+_count = judge.build("effcourse.checks.lab3.Lookup", _m)
+_score = judge.build("effcourse.checks.lab3.Lookup", {"a": 1.0, "b": 1.0})
+assert_raises("search with a budget below every config", lambda: search(list(_m), 5, _count, _score), ValueError)
+assert_raises("search over no configs", lambda: search([], 100, _count, _score), ValueError)
+assert_raises("search over an empty one-pass iterator",
+              lambda: search(judge.build("effcourse.checks.lab3.OnePass", []), 100, _count, _score), ValueError)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 7. Experiment: once-for-all training, quality vs. MACs, and the search
