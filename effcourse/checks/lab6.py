@@ -13,6 +13,11 @@ order, or random generator, an implementation draws its numbers from):
   per-sample ``(dy, dx)`` a translation applied to them.
 * ``cut_rectangles``: the visible part of each sample's cutout rectangle, and its first row/column.
 * ``assert_uniform`` / ``assert_joint_uniform``: integer draws cover exactly their support, evenly.
+
+Small public helpers that a hidden test builds where the learner's code runs (``judge.build``),
+to pass them into ``d_loss`` / ``g_loss``: ``AffineAugment`` (a deterministic, differentiable
+stand-in for an augmentation), ``RecordingAugment`` (records the batch sizes it is called on) and
+``ToyDiscriminator`` (a two-layer discriminator whose weights a test sets with ``state=``).
 """
 from __future__ import annotations
 
@@ -33,6 +38,9 @@ from .asserts import (
 )
 
 __all__ = [
+    "AffineAugment",
+    "RecordingAugment",
+    "ToyDiscriminator",
     "affine_factors",
     "assert_joint_uniform",
     "assert_uniform",
@@ -229,6 +237,51 @@ def assert_joint_uniform(name: str, a: torch.Tensor, b: torch.Tensor, support_a,
             if abs(k - n * p) > bound:
                 raise CheckFailed(f"{name}: the two draws must be independent and uniform; the pair ({u}, {v}) "
                                   f"came {k} times in {n} draws, expected about {n * p:.0f}{note}")
+
+
+# ------------------------------------------------------------------ toys to pass into the learner's losses
+class AffineAugment(nn.Module):
+    """A deterministic stand-in for an augmentation: ``y = scale * x.flip(-1) + shift``.
+
+    Differentiable (its Jacobian is not the identity, so a gradient that skips it shows), and it
+    changes a discriminator's outputs. Has no parameters."""
+
+    def __init__(self, scale: float = 0.5, shift: float = 0.3):
+        super().__init__()
+        self.scale, self.shift = float(scale), float(shift)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * x.flip(-1) + self.shift
+
+
+class RecordingAugment(nn.Module):
+    """The identity (or ``AffineAugment(scale, shift)`` when ``scale`` is given) that appends the
+    batch size of every input it is called on to ``self.sizes`` (a list of ints)."""
+
+    def __init__(self, scale: float | None = None, shift: float = 0.0):
+        super().__init__()
+        self.sizes: list[int] = []
+        self.inner = None if scale is None else AffineAugment(scale, shift)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(int(x.shape[0]))
+        return x if self.inner is None else self.inner(x)
+
+
+class ToyDiscriminator(nn.Module):
+    """A small discriminator for tests: ``(N, C, H, W)`` images -> logits ``(N,)``.
+
+    ``conv`` (C -> ``hidden`` channels, 3x3, padding 1), tanh, a spatial mean, then ``lin``
+    (``hidden`` -> 1). Any H, W. Set its weights with ``load_state_dict`` (``judge.build(...,
+    state=...)``) to compare it with a copy."""
+
+    def __init__(self, channels: int = 1, hidden: int = 4):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, hidden, 3, padding=1)
+        self.lin = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(torch.tanh(self.conv(x)).mean((2, 3))).flatten()
 
 
 # ------------------------------------------------------------------ visible self-checks

@@ -111,11 +111,12 @@ lab6.check_rand_brightness(rand_brightness)
 import time
 
 import torch
+from effcourse import judge
 from effcourse.checks import lab6 as _lab6
 from effcourse.checks.asserts import assert_close as _close, assert_true as _true, call as _call
 
 _seed = int(time.time() * 1000) % 2**31
-torch.manual_seed(_seed)
+judge.manual_seed(_seed)
 _at = f" [hidden test, seed {_seed}]"
 for _shp, _dt in [((7, 3, 5, 6), torch.float64), ((2, 1, 9, 4), torch.float32), ((1, 2, 3, 3), torch.float64),
                   ((5, 4, 1, 1), torch.float32)]:
@@ -156,11 +157,12 @@ lab6.check_rand_saturation(rand_saturation)
 import time
 
 import torch
+from effcourse import judge
 from effcourse.checks import lab6 as _lab6
 from effcourse.checks.asserts import assert_close as _close, assert_true as _true, call as _call
 
 _seed = int(time.time() * 1000) % 2**31
-torch.manual_seed(_seed)
+judge.manual_seed(_seed)
 _at = f" [hidden test, seed {_seed}]"
 for _shp, _dt in [((6, 3, 5, 4), torch.float64), ((3, 2, 7, 3), torch.float32), ((1, 5, 2, 2), torch.float64)]:
     _x = torch.rand(_shp, dtype=_dt)
@@ -208,11 +210,12 @@ lab6.check_rand_contrast(rand_contrast)
 import time
 
 import torch
+from effcourse import judge
 from effcourse.checks import lab6 as _lab6
 from effcourse.checks.asserts import assert_close as _close, assert_true as _true, call as _call
 
 _seed = int(time.time() * 1000) % 2**31
-torch.manual_seed(_seed)
+judge.manual_seed(_seed)
 _at = f" [hidden test, seed {_seed}]"
 for _shp, _dt in [((6, 3, 5, 4), torch.float64), ((3, 1, 7, 3), torch.float32), ((2, 2, 1, 9), torch.float64)]:
     _x = torch.rand(_shp, dtype=_dt)
@@ -298,11 +301,12 @@ lab6.check_rand_translation(rand_translation)
 import time
 
 import torch
+from effcourse import judge
 from effcourse.checks import lab6 as _lab6
 from effcourse.checks.asserts import assert_close as _close, assert_true as _true, call as _call
 
 _seed = int(time.time() * 1000) % 2**31
-torch.manual_seed(_seed)
+judge.manual_seed(_seed)
 _at = f" [hidden test, seed {_seed}]"
 # one whole-pixel shift per sample, zero fill, within the per-axis bounds (odd, non-square sizes)
 for _shp, _r in [((5, 2, 16, 16), 0.125), ((4, 3, 10, 14), 0.25), ((3, 1, 8, 8), 0.3), ((6, 2, 7, 5), 0.2),
@@ -364,11 +368,12 @@ lab6.check_rand_cutout(rand_cutout)
 import time
 
 import torch
+from effcourse import judge
 from effcourse.checks import lab6 as _lab6
 from effcourse.checks.asserts import assert_close as _close, assert_true as _true, call as _call
 
 _seed = int(time.time() * 1000) % 2**31
-torch.manual_seed(_seed)
+judge.manual_seed(_seed)
 _at = f" [hidden test, seed {_seed}]"
 # one s_H x s_W rectangle per sample, the same in every channel, clipped at the border (odd, non-square sizes)
 for _shp, _r in [((40, 2, 16, 16), 0.5), ((40, 1, 9, 9), 0.5), ((40, 3, 10, 7), 0.4), ((40, 1, 6, 12), 0.5),
@@ -448,11 +453,12 @@ import time
 
 import torch
 import torch.nn.functional as F
+from effcourse import judge
 from effcourse.checks import lab6 as _lab6
 from effcourse.checks.asserts import assert_close as _close, assert_true as _true, call as _call
 
 _seed = int(time.time() * 1000) % 2**31
-torch.manual_seed(_seed)
+judge.manual_seed(_seed)
 _at = f" [hidden test, seed {_seed}]"
 for _shp in [(3, 1, 16, 16), (2, 3, 9, 7)]:
     _x = torch.randn(_shp)
@@ -593,43 +599,40 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from effcourse import judge
+from effcourse.checks import lab6 as _lab6
 from effcourse.checks.asserts import assert_close as _close, assert_shape as _shape, assert_true as _true, call as _call
 
 _seed = int(time.time() * 1000) % 2**31
-torch.manual_seed(_seed)
+judge.manual_seed(_seed)
 _at = f" [hidden test, seed {_seed}]"
-
-
-class _D(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.conv = nn.Conv2d(c, 4, 3, padding=1)
-        self.lin = nn.Linear(4, 1)
-
-    def forward(self, x):
-        return self.lin(torch.tanh(self.conv(x)).mean((2, 3))).flatten()
-
-
+_aug = _lab6.AffineAugment(0.5, 0.3)                                   # deterministic, changes D's outputs
+_aug_yours = judge.build("effcourse.checks.lab6.AffineAugment", 0.5, 0.3)   # the same, where your code runs
 for _c, _nr, _nf, _hw in [(1, 6, 9, 8), (3, 4, 4, 5), (2, 1, 3, 7)]:
-    _Dn = _D(_c)
-    _aug = lambda t: 0.5 * t.flip(-1) + 0.3   # noqa: E731 - deterministic, changes D's outputs
+    _Dr = _lab6.ToyDiscriminator(_c)
+    _Dy = judge.twin(_Dr, "effcourse.checks.lab6.ToyDiscriminator", _c)   # the same D, where your code runs
     _real = torch.randn(_nr, _c, _hw, _hw)
     _w = torch.ones(1, requires_grad=True)
-    _fake = torch.randn(_nf, _c, _hw, _hw) * _w
-    _loss = _call(f"d_loss{_at}", d_loss, _Dn, _real, _fake, _aug)
+    _fake = torch.randn(_nf, _c, _hw, _hw) * _w                            # the generator's output, in the graph
+    _loss = _call(f"d_loss{_at}", d_loss, _Dy, _real, _fake, _aug_yours)
     _shape(f"d_loss{_at}", _loss, ())
-    with torch.no_grad():
-        _exp = F.softplus(-_Dn(_aug(_real))).mean() + F.softplus(_Dn(_aug(_fake))).mean()
-    _close(f"d_loss (real {_nr}, fake {_nf}){_at}", _loss.detach(), _exp, atol=1e-5)
+    # the reference: both terms, with gradients into D from the reals AND the (detached) fakes
+    _exp = F.softplus(-_Dr(_aug(_real))).mean() + F.softplus(_Dr(_aug(_fake.detach()))).mean()
+    _close(f"d_loss (real {_nr}, fake {_nf}){_at}", _loss.detach(), _exp.detach(), atol=1e-5)
+    _true(_loss.requires_grad, f"d_loss: the loss must be differentiable with respect to D's parameters{_at}")
     _loss.backward()
+    _exp.backward()
     _true(_w.grad is None or float(_w.grad.abs().sum()) == 0.0, f"d_loss: detach the fake (gradient reached G){_at}")
-    _true(_Dn.conv.weight.grad is not None and _Dn.conv.weight.grad.abs().sum() > 0, f"d_loss: no gradient reached D{_at}")
+    for _p in ("conv.weight", "conv.bias", "lin.weight", "lin.bias"):
+        _g = judge.get(_Dy, f"{_p}.grad")
+        _true(_g is not None, f"d_loss: no gradient reached D's {_p}{_at}")
+        _close(f"d_loss (real {_nr}, fake {_nf}): gradient of D's {_p} (both terms, the fake's included, must "
+               f"train D){_at}", _g, judge.get(_Dr, f"{_p}.grad"), atol=1e-5)
 # augment is applied to both reals and fakes (and not to anything else)
-_calls = []
-_Dn = _D(1)
-_call(f"d_loss{_at}", d_loss, _Dn, torch.randn(5, 1, 6, 6), torch.randn(7, 1, 6, 6),
-      lambda t: (_calls.append(t.shape[0]), t)[1])
+_rec = judge.build("effcourse.checks.lab6.RecordingAugment")
+_call(f"d_loss{_at}", d_loss, judge.build("effcourse.checks.lab6.ToyDiscriminator", 1), torch.randn(5, 1, 6, 6),
+      torch.randn(7, 1, 6, 6), _rec)
+_calls = judge.get(_rec, "sizes")
 _true(sorted(_calls) in ([5, 7], [12]), f"augment must see the 5 reals and the 7 fakes; it saw batches of {_calls}{_at}")
 ### END HIDDEN TESTS
 
@@ -653,37 +656,30 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from effcourse import judge
+from effcourse.checks import lab6 as _lab6
 from effcourse.checks.asserts import assert_close as _close, assert_shape as _shape, assert_true as _true, call as _call
 
 _seed = int(time.time() * 1000) % 2**31
-torch.manual_seed(_seed)
+judge.manual_seed(_seed)
 _at = f" [hidden test, seed {_seed}]"
-
-
-class _D(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.conv = nn.Conv2d(c, 4, 3, padding=1)
-        self.lin = nn.Linear(4, 1)
-
-    def forward(self, x):
-        return self.lin(torch.tanh(self.conv(x)).mean((2, 3))).flatten()
-
-
+_aug = _lab6.AffineAugment(0.5, 0.3)                                   # deterministic, not the identity
+_aug_yours = judge.build("effcourse.checks.lab6.AffineAugment", 0.5, 0.3)   # the same, where your code runs
 for _c, _n, _hw in [(1, 9, 8), (3, 4, 5), (2, 1, 7)]:
-    _Dn = _D(_c)
-    _aug = lambda t: 0.5 * t.flip(-1) + 0.3   # noqa: E731
+    _Dr = _lab6.ToyDiscriminator(_c)
+    _Dy = judge.twin(_Dr, "effcourse.checks.lab6.ToyDiscriminator", _c)   # the same D, where your code runs
     _fake = torch.randn(_n, _c, _hw, _hw, requires_grad=True)
-    _loss = _call(f"g_loss{_at}", g_loss, _Dn, _fake, _aug)
+    _loss = _call(f"g_loss{_at}", g_loss, _Dy, _fake, _aug_yours)
     _shape(f"g_loss{_at}", _loss, ())
     _f2 = _fake.detach().clone().requires_grad_(True)
-    _exp = F.softplus(-_Dn(_aug(_f2))).mean()
+    _exp = F.softplus(-_Dr(_aug(_f2))).mean()
     _close(f"g_loss (batch {_n}){_at}", _loss.detach(), _exp.detach(), atol=1e-5)
+    _true(_loss.requires_grad, f"g_loss: no gradient reached the fake (the generator's output){_at}")
     _loss.backward()
     _exp.backward()
     _true(_fake.grad is not None, f"g_loss: no gradient reached the fake (the generator's output){_at}")
-    _close(f"gradient of g_loss w.r.t. the fake (through augment){_at}", _fake.grad, _f2.grad, atol=1e-6)
+    _close(f"gradient of g_loss w.r.t. the fake (through augment: D(augment(fake)), all of it){_at}", _fake.grad,
+           _f2.grad, atol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [markdown]

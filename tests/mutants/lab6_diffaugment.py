@@ -685,6 +685,12 @@ def d_loss(D, real, fake, augment):
         f = augment(fake)
     return F.softplus(-D(augment(real))).mean() + F.softplus(D(f)).mean()
 ''',
+            "detach_after_augment": '''
+def d_loss(D, real, fake, augment):
+    real_logits = D(augment(real))
+    fake_logits = D(augment(fake).detach())
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+''',
         },
         "wrong": {
             "fake_not_detached": '''
@@ -715,6 +721,30 @@ def d_loss(D, real, fake, augment):
 def d_loss(D, real, fake, augment):
     return F.relu(1 - D(augment(real))).mean() + F.relu(1 + D(augment(fake.detach()))).mean()
 ''',
+            "fake_term_under_no_grad": '''
+def d_loss(D, real, fake, augment):
+    loss_real = F.softplus(-D(augment(real))).mean()
+    with torch.no_grad():                       # "no gradient may reach G" -- nor does any reach D
+        loss_fake = F.softplus(D(augment(fake))).mean()
+    return loss_real + loss_fake
+''',
+            "fake_logits_detached": '''
+def d_loss(D, real, fake, augment):
+    fake_logits = D(augment(fake)).detach()     # detaches D's output, not just the fake
+    return F.softplus(-D(augment(real))).mean() + F.softplus(fake_logits).mean()
+''',
+            "real_term_under_no_grad": '''
+def d_loss(D, real, fake, augment):
+    with torch.no_grad():
+        loss_real = F.softplus(-D(augment(real))).mean()
+    return loss_real + F.softplus(D(augment(fake.detach()))).mean()
+''',
+            "augments_the_reals_twice": '''
+def d_loss(D, real, fake, augment):
+    r = augment(real)
+    logits = D(augment(torch.cat([r, fake.detach()])))
+    return F.softplus(-logits[:len(real)]).mean() + F.softplus(logits[len(real):]).mean()
+''',
             "D_outputs_detached": '''
 def d_loss(D, real, fake, augment):
     return (F.softplus(-D(augment(real)).detach()).mean() + F.softplus(D(augment(fake.detach())).detach()).mean()).requires_grad_()
@@ -732,6 +762,17 @@ def g_loss(D, fake, augment):
             "logsigmoid": '''
 def g_loss(D, fake, augment):
     return -F.logsigmoid(D(augment(fake))).mean()
+''',
+            "D_frozen_for_the_step": '''
+def g_loss(D, fake, augment):
+    flags = [p.requires_grad for p in D.parameters()]
+    for p in D.parameters():
+        p.requires_grad_(False)                 # G's step: no gradient into D's weights
+    try:
+        return F.softplus(-D(augment(fake))).mean()
+    finally:
+        for p, f in zip(D.parameters(), flags):
+            p.requires_grad_(f)
 ''',
         },
         "wrong": {
@@ -758,6 +799,16 @@ def g_loss(D, fake, augment):
             "wasserstein_logits": '''
 def g_loss(D, fake, augment):
     return -D(augment(fake)).mean()
+''',
+            "straight_through_augment": '''
+def g_loss(D, fake, augment):
+    with torch.no_grad():
+        a = augment(fake)
+    return F.softplus(-D(fake + (a - fake).detach())).mean()   # skips augment's Jacobian
+''',
+            "augment_output_detached": '''
+def g_loss(D, fake, augment):
+    return F.softplus(-D(augment(fake).detach())).mean()
 ''',
             "no_grad": '''
 def g_loss(D, fake, augment):
