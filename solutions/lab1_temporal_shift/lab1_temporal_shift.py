@@ -556,7 +556,9 @@ def online_shift(x_t, cache, fold_div=8):
     Returns:
         (shifted, new_cache): shifted is a new (N, C, H, W) tensor equal to x_t except channels
         [0:fold], which hold cache (zeros when cache is None); new_cache = x_t[:, :fold].
-        x_t is not modified.
+        x_t is not modified. Online TSM runs at inference (the paper trains offline, then
+        streams), so whether gradients flow through the cache is up to you: a detached new_cache
+        is as correct as one that keeps the graph.
     """
     ### BEGIN SOLUTION
     fold = x_t.shape[1] // fold_div

@@ -319,6 +319,14 @@ def segment_consensus(logits, n_segment):
 # ---------------------------------------------------------------- online_shift
 
 ONLINE_CORRECT = {
+    # online TSM is inference-only in the paper: the contract leaves gradients through the cache free
+    "detached_cache": '''
+def online_shift(x_t, cache, fold_div=8):
+    fold = x_t.shape[1] // fold_div
+    shifted = x_t.clone()
+    shifted[:, :fold] = 0 if cache is None else cache
+    return shifted, x_t[:, :fold].detach().clone()
+''',
     "cat_and_view_cache": '''
 def online_shift(x_t, cache, fold_div=8):
     fold = x_t.shape[1] // fold_div
