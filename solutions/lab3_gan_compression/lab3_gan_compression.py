@@ -174,6 +174,12 @@ for _s_ch, _t_ch in [([32, 32, 32, 32], [128, 128, 128, 128]), ([3], [5]), ([7, 
     assert_true(judge.isinstance_of(_ms, "torch.nn.ModuleList"),
                 f"{_what}: expected an nn.ModuleList, got a {type(_ms).__name__}{_at}")
     assert_true(len(_ms) == len(_s_ch), f"{_what}: expected {len(_s_ch)} mappers, got {len(_ms)}{_at}")
+    # one mapper per layer, each with its own weights (ModuleList.parameters() lists a shared tensor once)
+    _own = sum(_p.numel() for _k in range(len(_s_ch))
+               for _p in call(f"{_what}[{_k}].parameters(){_at}", _ms[_k].parameters))
+    _all = sum(_p.numel() for _p in call(f"{_what}.parameters(){_at}", _ms.parameters))
+    assert_true(_all == _own, f"{_what}: the mappers share weights ({_all} parameter values in all, {_own} counted mapper "
+                f"by mapper): each distilled layer gets its own learnable mapper{_at}")
     for _k, (_cs, _ct) in enumerate(zip(_s_ch, _t_ch)):
         _m = _ms[_k]
         _pnames = [_n for _n, _ in call(f"mapper {_k} of {_what}.named_parameters(){_at}", _m.named_parameters)]
@@ -275,10 +281,10 @@ _seed = int(time.time() * 1000) % 2**31
 _at = f" [hidden test, seed {_seed}]"
 _g = torch.Generator().manual_seed(_seed)
 torch.manual_seed(_seed)
-for _K, _N, _sizes, _same in [(4, 2, [(8, 8)] * 4, True), (1, 3, [(5, 7)], False), (3, 1, [(1, 1), (4, 2), (3, 3)], False),
-                              (2, 2, [(6, 5), (2, 3)], False)]:
-    if _same:
-        _s_ch, _t_ch = [4] * _K, [6] * _K
+for _K, _N, _sizes, _same in [(4, 2, [(8, 8)] * 4, (4, 6)), (1, 3, [(5, 7)], None), (3, 1, [(1, 1), (4, 2), (3, 3)], None),
+                              (2, 2, [(6, 5), (2, 3)], None), (2, 2, [(4, 4), (3, 5)], (5, 5))]:
+    if _same:      # every layer the same widths; the last case: the student as wide as the teacher (still mapped)
+        _s_ch, _t_ch = [_same[0]] * _K, [_same[1]] * _K
     else:
         _s_ch = [int(_c) for _c in torch.randint(1, 9, (_K,), generator=_g)]
         _t_ch = [int(_c) for _c in torch.randint(1, 17, (_K,), generator=_g)]
@@ -913,6 +919,10 @@ assert_true(call(f"search(budget 9){_at}", search, list(_m), 9, _table(_m), _tab
             f"search with scores {_sc}, MACs {_m}, budget 9: expected 'e'{_at}")
 assert_true(call(f"search(budget 12){_at}", search, list(_m), 12, _table(_m), _table(_sc)) == "b",
             f"search with budget 12: 'b' has exactly 12 MACs, so it fits; expected 'b'{_at}")
+_zero = {"a": 0.0, "b": -1.0, "c": -0.5}
+assert_true(call(f"search(scores with a 0){_at}", search, list(_zero), 1, _table({"a": 1, "b": 1, "c": 1}),
+                 _table(_zero)) == "a", f"search with scores {_zero} (all fit): expected 'a', the highest (a score of 0 "
+            f"is a score){_at}")
 _neg = {"a": -3.0, "b": -1.0, "c": -2.0}
 assert_true(call(f"search(negative scores){_at}", search, list(_neg), 1, _table({"a": 1, "b": 1, "c": 1}),
                  _table(_neg)) == "b", f"search with scores {_neg} (all fit): expected 'b', the highest{_at}")

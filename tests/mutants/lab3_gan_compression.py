@@ -21,6 +21,21 @@ def _mappers(mapper="nn.Conv2d(cs, ct, 1)"):
 BUILD_MAPPERS = {
     "grades": ["test_build_mappers", "test_build_mappers_errors"],
     "correct": {
+        "linear_over_channels": '''
+class _ChannelLinear(nn.Module):
+    def __init__(self, cs, ct):
+        super().__init__()
+        self.linear = nn.Linear(cs, ct)
+
+    def forward(self, x):
+        return self.linear(x.movedim(1, -1)).movedim(-1, 1)
+
+
+def build_mappers(student_channels, teacher_channels):
+    if len(student_channels) != len(teacher_channels):
+        raise ValueError("one teacher width per student width")
+    return nn.ModuleList([_ChannelLinear(cs, ct) for cs, ct in zip(student_channels, teacher_channels)])
+''',
         "no_bias": _mappers("nn.Conv2d(cs, ct, kernel_size=1, bias=False)"),
         "loop_and_append": '''
 def build_mappers(student_channels, teacher_channels):
@@ -55,6 +70,25 @@ def build_mappers(student_channels, teacher_channels):
         "kernel_3x3_unpadded": _mappers("nn.Conv2d(cs, ct, 3)"),
         "relu_after_conv": _mappers("nn.Sequential(nn.Conv2d(cs, ct, 1), nn.ReLU())"),
         "frozen_weights": _mappers("nn.Conv2d(cs, ct, 1).requires_grad_(False)"),
+        # a loose reading of "one map per layer": layers of the same widths share one mapper
+        "shared_when_same_widths": '''
+def build_mappers(student_channels, teacher_channels):
+    if len(student_channels) != len(teacher_channels):
+        raise ValueError("lengths differ")
+    made = {}
+    for cs, ct in zip(student_channels, teacher_channels):
+        made.setdefault((cs, ct), nn.Conv2d(cs, ct, 1))
+    return nn.ModuleList([made[(cs, ct)] for cs, ct in zip(student_channels, teacher_channels)])
+''',
+        "one_mapper_repeated": '''
+def build_mappers(student_channels, teacher_channels):
+    if len(student_channels) != len(teacher_channels):
+        raise ValueError("lengths differ")
+    if len(set(student_channels)) == 1 and len(set(teacher_channels)) == 1:
+        return nn.ModuleList([nn.Conv2d(student_channels[0], teacher_channels[0], 1)] * len(student_channels))
+    return nn.ModuleList([nn.Conv2d(cs, ct, 1) for cs, ct in zip(student_channels, teacher_channels)])
+''',
+        "with_batchnorm": _mappers("nn.Sequential(nn.Conv2d(cs, ct, 1), nn.BatchNorm2d(ct))"),
         "identity_when_equal": _mappers("nn.Identity() if cs == ct else nn.Conv2d(cs, ct, 1)"),
         "plain_list": '''
 def build_mappers(student_channels, teacher_channels):
@@ -99,6 +133,15 @@ def _distill(term="F.mse_loss(f(s), t.detach())", result="total"):
 DISTILL_LOSS = {
     "grades": ["test_distill_loss", "test_distill_loss_errors"],
     "correct": {
+        "reversed_args_inplace_accumulate": '''
+def distill_loss(student_feats, teacher_feats, mappers):
+    if not len(student_feats) == len(teacher_feats) == len(mappers):
+        raise ValueError("lengths differ")
+    total = torch.zeros(())
+    for s, t, f in zip(student_feats, teacher_feats, mappers):
+        total += F.mse_loss(t.detach(), f(s))
+    return total
+''',
         "stack_and_sum": '''
 def distill_loss(student_feats, teacher_feats, mappers):
     if len(student_feats) != len(teacher_feats) or len(student_feats) != len(mappers):
@@ -130,6 +173,9 @@ def distill_loss(student_feats, teacher_feats, mappers):
         "l1_instead_of_mse": _distill("F.l1_loss(f(s), t.detach())"),
         "norm_not_squared": _distill("(f(s) - t.detach()).norm() / t.numel() ** 0.5"),
         "detached_student": _distill("F.mse_loss(f(s.detach()), t.detach())"),
+        # "the mappers are auxiliary": applied with detached weights, so they never learn
+        "frozen_mappers": _distill("F.mse_loss(torch.func.functional_call(f, {n: p.detach() for n, p in f.named_parameters()}, (s,)), t.detach())"),
+        "unmapped_student_when_widths_match": _distill("F.mse_loss(s if s.shape == t.shape else f(s), t.detach())"),
         "first_mapper_for_all": _distill("F.mse_loss(mappers[0](s), t.detach())"),
         "mean_over_batch_only": _distill("(f(s) - t.detach()).pow(2).flatten(1).sum(1).mean()"),
         "modifies_inputs": _distill("F.mse_loss(f(s), t.detach().clamp_(-1, 1))"),
@@ -160,6 +206,8 @@ def _objective(adv="F.softplus(-d_fake_logits).mean()", ref="(target if paired e
 GENERATOR_OBJECTIVE = {
     "grades": ["test_generator_objective"],
     "correct": {
+        "bce_on_sigmoid": _objective(adv="F.binary_cross_entropy(torch.sigmoid(d_fake_logits), "
+                                         "torch.ones_like(d_fake_logits))"),
         "bce_with_logits_and_l1_loss": '''
 def generator_objective(d_fake_logits, fake, target, teacher_out, distill, paired=True,
                         lambda_recon=100.0, lambda_distill=1.0):
@@ -191,6 +239,10 @@ def generator_objective(d_fake_logits, fake, target, teacher_out, distill, paire
         "gradient_into_teacher": _objective(ref="target if paired else teacher_out"),
         "l1_summed": _objective(recon="(fake - reference).abs().sum()"),
         "mse_recon": _objective(recon="((fake - reference) ** 2).mean()"),
+        "lsgan_adversarial": _objective(adv="((d_fake_logits - 1) ** 2).mean()"),
+        "adversarial_mean_over_batch_only": _objective(adv="F.softplus(-d_fake_logits).flatten(1).sum(1).mean()"),
+        # a loose reading of "target may be None when unpaired": use whichever reference was given
+        "reference_by_availability": _objective(ref="(target if target is not None else teacher_out).detach()"),
         "recon_detached": _objective(recon="(fake.detach() - reference).abs().mean()"),
         "teacher_when_paired": _objective(ref="(teacher_out if paired else target)"),
     },
@@ -218,6 +270,19 @@ def _super(weight="self.weight[:out_channels, :c_in]",
 SUPER_CONV2D = {
     "grades": ["test_SuperConv2d", "test_SuperConv2d_macs", "test_SuperConv2d_errors"],
     "correct": {
+        "contiguous_slices_and_full_width_shortcut": '''
+class SuperConv2d(nn.Conv2d):
+    def forward(self, x, out_channels=None):
+        out_channels = self.out_channels if out_channels is None else out_channels
+        c_in = x.shape[1]
+        if not 1 <= out_channels <= self.out_channels or c_in > self.in_channels:
+            raise ValueError("bad width")
+        if out_channels == self.out_channels and c_in == self.in_channels:
+            return super().forward(x)
+        w = self.weight[:out_channels, :c_in].contiguous()
+        b = None if self.bias is None else self.bias[:out_channels].contiguous()
+        return self._conv_forward(x, w, b)
+''',
         "conv_forward_helper": _super(conv="self._conv_forward(x, weight, bias)"),
         "narrow": _super(weight="self.weight.narrow(0, 0, out_channels).narrow(1, 0, c_in)",
                          bias="self.bias.narrow(0, 0, out_channels) if self.bias is not None else None"),
@@ -241,6 +306,25 @@ class SuperConv2d(nn.Conv2d):
                                bias="None if self.bias is None else self.bias[self.out_channels - out_channels:]"),
         "no_stride": _super(conv="F.conv2d(x, weight, bias, 1, self.padding, self.dilation)"),
         "no_dilation": _super(conv="F.conv2d(x, weight, bias, self.stride, self.padding)"),
+        "padding_same": _super(conv="F.conv2d(x, weight, bias, self.stride, 'same', self.dilation)"),
+        # same numbers, but the full layer is computed: missing inputs padded with zero channels
+        "zero_pad_inputs": _super(weight="self.weight[:out_channels]",
+                                  conv="F.conv2d(F.pad(x, (0, 0, 0, 0, 0, self.in_channels - c_in)), weight, bias, "
+                                       "self.stride, self.padding, self.dilation)"),
+        # a fresh layer per call whose weight is set through .data: the shared weight never learns
+        "new_conv_through_data": '''
+class SuperConv2d(nn.Conv2d):
+    def forward(self, x, out_channels):
+        c_in = x.shape[1]
+        if not 1 <= out_channels <= self.out_channels or c_in > self.in_channels:
+            raise ValueError("bad width")
+        conv = nn.Conv2d(c_in, out_channels, self.kernel_size, self.stride, self.padding, self.dilation,
+                         bias=self.bias is not None)
+        conv.weight.data = self.weight.data[:out_channels, :c_in]
+        if self.bias is not None:
+            conv.bias.data = self.bias.data[:out_channels]
+        return conv(x)
+''',
         "no_bias": _super(bias="None"),
         "copied_weight": _super(weight="self.weight[:out_channels, :c_in].detach().clone().requires_grad_()"),
         "always_padding_1": _super(conv="F.conv2d(x, weight, bias, self.stride, 1, self.dilation)"),
@@ -278,6 +362,15 @@ def _search(fits="count_macs(config) <= budget_macs", better="score > best_score
 SEARCH = {
     "grades": ["test_search", "test_search_errors"],
     "correct": {
+        "macs_table_then_stable_reverse_sort": '''
+def search(configs, budget_macs, count_macs, evaluate):
+    macs = {c: count_macs(c) for c in configs}
+    fits = [c for c, m in macs.items() if m <= budget_macs]
+    if not fits:
+        raise ValueError("no config fits the budget")
+    scores = {c: evaluate(c) for c in fits}
+    return sorted(fits, key=scores.__getitem__, reverse=True)[0]
+''',
         "filter_then_max": '''
 def search(configs, budget_macs, count_macs, evaluate):
     fits = [c for c in configs if count_macs(c) <= budget_macs]
@@ -307,6 +400,26 @@ def search(configs, budget_macs, count_macs, evaluate):
         "strict_budget": _search(fits="count_macs(config) < budget_macs"),
         "last_on_ties": _search(better="score >= best_score"),
         "lowest_score": _search(better="score < best_score"),
+        "falsy_best_score": _search(better="not best_score or score > best_score"),
+        "zero_initial_score": '''
+def search(configs, budget_macs, count_macs, evaluate):
+    best, best_score = None, 0.0
+    for config in configs:
+        if count_macs(config) <= budget_macs:
+            score = evaluate(config)
+            if score > best_score:
+                best, best_score = config, score
+    if best is None:
+        raise ValueError("no config fits")
+    return best
+''',
+        "sort_by_score_then_first_that_fits": '''
+def search(configs, budget_macs, count_macs, evaluate):
+    for c in sorted(configs, key=evaluate, reverse=True):
+        if count_macs(c) <= budget_macs:
+            return c
+    raise ValueError("no config fits")
+''',
         "smallest_macs": '''
 def search(configs, budget_macs, count_macs, evaluate):
     fits = [c for c in configs if count_macs(c) <= budget_macs]
