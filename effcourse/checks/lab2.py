@@ -7,7 +7,9 @@ tests are hidden in the notebook.
   the parameter count the contract fixes;
 * SVD decomposition: exact at full rank.
 
-``seed_in_failures(seed)`` is for hidden tests that draw from the clock: every failure inside it
+``toy_resnet2d(seed, ...)`` builds the same small 2D ResNet, with random BatchNorm statistics, eps
+and momentum, wherever it is called with the same arguments (the hidden tests build one in the
+judge and its twin where the learner's code runs). ``seed_in_failures(seed)`` is for hidden tests that draw from the clock: every failure inside it
 names the seed, so a learner's failure can be replayed.
 """
 from __future__ import annotations
@@ -23,9 +25,38 @@ from .asserts import (assert_close, assert_raises, assert_shape, assert_true, ca
                       seed_in_failures)
 
 __all__ = ["check_inflate_conv2d", "check_inflate_conv2d_errors", "check_inflate_model", "check_midplanes",
-           "check_conv2plus1d", "check_decompose_conv3d", "clock_seed", "seed_in_failures"]
+           "check_conv2plus1d", "check_decompose_conv3d", "clock_seed", "seed_in_failures", "toy_resnet2d"]
 
 
+def toy_resnet2d(seed: int, num_classes: int = 5, in_channels: int = 1, widths=(8, 8, 16, 16),
+                 layers=(1, 1, 1, 1), stem: str = "small") -> nn.Module:
+    """A small torchvision ResNet (``effcourse.video.resnet2d``) whose weights and BatchNorm layers
+    (weight, bias, running mean/var, eps, momentum) are drawn from ``seed`` alone: the same
+    arguments give the same network in any process, and the global RNG is left as it was.
+
+    ``stem="resnet18"`` gives it torchvision resnet18's stem (a 7x7 stride-2 conv and a 3x3
+    stride-2 max-pool) instead of the 3x3 stride-2 conv without max-pool. Returned in eval mode.
+    Input ``(B, in_channels, H, W)``, output ``(B, num_classes)``."""
+    if stem not in ("small", "resnet18"):
+        raise ValueError(f"stem must be 'small' or 'resnet18', got {stem!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = resnet2d(num_classes=num_classes, in_channels=in_channels, widths=tuple(widths),
+                         layers=tuple(layers))
+        if stem == "resnet18":
+            model.conv1 = nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False)
+            model.maxpool = nn.MaxPool2d(3, 2, 1)
+    g = torch.Generator().manual_seed(int(seed) + 1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.5, generator=g)
+                m.running_var.uniform_(0.5, 2.0, generator=g)
+                m.weight.uniform_(0.5, 1.5, generator=g)
+                m.bias.normal_(0, 0.2, generator=g)
+                m.eps = float(torch.empty(()).uniform_(1e-5, 1e-3, generator=g))
+                m.momentum = float(torch.empty(()).uniform_(0.05, 0.3, generator=g))
+    return model.eval()
 
 
 def _static_clip(frame: torch.Tensor, t: int) -> torch.Tensor:

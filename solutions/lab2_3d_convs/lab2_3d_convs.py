@@ -135,12 +135,28 @@ lab2.check_inflate_conv2d(inflate_conv2d)
 ### BEGIN HIDDEN TESTS
 import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
+from effcourse import judge
 from effcourse.checks.asserts import assert_close, assert_shape, assert_true, call
 
 
 def _hidden_inflate_conv2d(seed):
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
+
+    def random_conv(cin, cout, k, s=1, p=0, d=1, gr=1, b=True):     # a Conv2d here and its twin where your code runs
+        conv = nn.Conv2d(cin, cout, k, stride=s, padding=p, dilation=d, groups=gr, bias=b)
+        with torch.no_grad():
+            conv.weight.normal_(generator=g)
+            if b:
+                conv.bias.normal_(generator=g)
+        return conv, judge.twin(conv, "torch.nn.Conv2d", cin, cout, k, stride=s, padding=p, dilation=d, groups=gr,
+                                bias=b)
+
+    def untouched(yours, conv):
+        b = judge.get(yours, "bias")
+        return torch.equal(judge.get(yours, "weight").detach(), conv.weight.detach()) and (
+            (b is None) == (conv.bias is None) and (b is None or torch.equal(b.detach(), conv.bias.detach())))
+
     cases = [  # cin, cout, k, stride, padding, dilation, groups, bias, t, N, T, H, W
         (3, 5, 3, 1, 1, 1, 1, True, 3, 2, 6, 9, 11),
         (4, 6, (3, 5), (2, 1), (1, 2), 1, 2, True, 3, 3, 5, 13, 10),
@@ -154,11 +170,7 @@ def _hidden_inflate_conv2d(seed):
     for (cin, cout, k, s, p, d, gr, b, t, N, T_, H, W) in cases:
         name = (f"inflate_conv2d(Conv2d({cin}, {cout}, kernel_size={k}, stride={s}, padding={p}, dilation={d}, "
                 f"groups={gr}, bias={b}), time_kernel={t}")
-        conv = nn.Conv2d(cin, cout, k, stride=s, padding=p, dilation=d, groups=gr, bias=b)
-        with torch.no_grad():
-            conv.weight.normal_(generator=g)
-            if b:
-                conv.bias.normal_(generator=g)
+        conv, yours = random_conv(cin, cout, k, s, p, d, gr, b)
         w0 = conv.weight.detach().clone()
         b0 = conv.bias.detach().clone() if b else None
         frame = torch.randn(N, cin, H, W, generator=g)
@@ -169,20 +181,20 @@ def _hidden_inflate_conv2d(seed):
         kh, kw = _pair(k)
         for method in ("average", "center"):
             label = f"{name}, method={method!r})"
-            c3 = call(label, inflate_conv2d, conv, t, method)
-            assert_true(isinstance(c3, nn.Conv3d), f"{label}: expected an nn.Conv3d, got {type(c3).__name__}")
-            assert_true(torch.equal(conv.weight.detach(), w0) and (not b or torch.equal(conv.bias.detach(), b0)),
-                        f"{label}: the 2D conv was modified")
-            assert_shape(f"{label}: weight", c3.weight, (cout, cin // gr, t, kh, kw))
+            c3 = call(label, inflate_conv2d, yours, t, method)
+            assert_true(judge.isinstance_of(c3, "torch.nn.Conv3d"), f"{label}: expected an nn.Conv3d, got {c3!r:.120}")
+            assert_true(untouched(yours, conv), f"{label}: the 2D conv was modified")
+            w3, b3 = judge.get(c3, "weight"), judge.get(c3, "bias")
+            assert_shape(f"{label}: weight", w3, (cout, cin // gr, t, kh, kw))
             if method == "average":
                 exp_w = w0.unsqueeze(2).expand(-1, -1, t, -1, -1) / t
             else:
                 exp_w = torch.zeros(cout, cin // gr, t, kh, kw)
                 exp_w[:, :, t // 2] = w0
-            assert_close(f"{label}: weight", c3.weight.detach(), exp_w, atol=1e-6, rtol=1e-5)
-            assert_true((c3.bias is not None) == b, f"{label}: the bias must be {'kept' if b else 'absent'}")
+            assert_close(f"{label}: weight", w3.detach(), exp_w, atol=1e-6, rtol=1e-5)
+            assert_true((b3 is not None) == b, f"{label}: the bias must be {'kept' if b else 'absent'}")
             if b:
-                assert_close(f"{label}: bias", c3.bias.detach(), b0, atol=0, rtol=0)
+                assert_close(f"{label}: bias", b3.detach(), b0, atol=0, rtol=0)
             with torch.no_grad():
                 out = call(f"{label} on a {tuple(static.shape)} clip", c3, static)
                 assert_shape(f"{label}: output on a {tuple(static.shape)} clip", out, (N, cout, T_, *ref2d.shape[2:]))
@@ -196,32 +208,38 @@ def _hidden_inflate_conv2d(seed):
                              f"(t // 2, ph, pw), dilation (1, dh, dw), groups {gr}", got, ref,
                              atol=1e-5 * max(1.0, ref.abs().max().item()), rtol=1e-4)
     # own trainable parameters, copies of the 2D conv's
-    conv = nn.Conv2d(3, 4, 3, padding=1)
     for method in ("average", "center"):
         for t in (1, 3):
-            c3 = call(f"inflate_conv2d(Conv2d(3, 4, 3, padding=1), {t}, {method!r})", inflate_conv2d, conv, t, method)
-            names = {n for n, _ in c3.named_parameters()}
-            assert_true(names == {"weight", "bias"} and c3.weight.requires_grad and c3.bias.requires_grad,
-                        f"inflate_conv2d(..., {t}, {method!r}): weight and bias must be trainable parameters of the Conv3d")
-            before = conv.weight.detach().clone(), conv.bias.detach().clone()
-            with torch.no_grad():
-                c3.weight.add_(1.0)
-                c3.bias.add_(1.0)
-            assert_true(torch.equal(conv.weight.detach(), before[0]) and torch.equal(conv.bias.detach(), before[1]),
-                        f"inflate_conv2d(..., {t}, {method!r}): the inflated weight or bias shares memory with the 2D "
-                        f"conv's (copy them)")
-            c3(torch.randn(2, 3, 4, 5, 5, generator=g)).sum().backward()
-            assert_true(c3.weight.grad is not None and conv.weight.grad is None,
-                        f"inflate_conv2d(..., {t}, {method!r}): gradients must reach the inflated conv's own weight")
+            what = f"inflate_conv2d(Conv2d(3, 4, 3, padding=1), {t}, {method!r})"
+            conv, yours = random_conv(3, 4, 3, p=1)
+            c3 = call(what, inflate_conv2d, yours, t, method)
+            params = list(call(f"{what}.named_parameters()", c3.named_parameters))
+            assert_true({n for n, _ in params} == {"weight", "bias"} and judge.get(c3, "weight.requires_grad") is True
+                        and judge.get(c3, "bias.requires_grad") is True,
+                        f"{what}: weight and bias must be trainable parameters of the Conv3d")
+            w3, b3 = judge.get(c3, "weight"), judge.get(c3, "bias")
+            call(f"{what}.load_state_dict(...) (new values for its own weight and bias)", c3.load_state_dict,
+                 {"weight": w3.detach() + 1.0, "bias": b3.detach() + 1.0})
+            assert_true(untouched(yours, conv), f"{what}: the inflated weight or bias shares memory with the 2D "
+                                                f"conv's (copy them)")
+            out = call(f"{what} on a (2, 3, 4, 5, 5) clip", c3, torch.randn(2, 3, 4, 5, 5, generator=g))
+            assert_true(isinstance(out, torch.Tensor) and out.requires_grad,
+                        f"{what}: the output must depend on the inflated conv's trainable weight")
+            out.sum().backward()
+            assert_true(judge.get(c3, "weight.grad") is not None and judge.get(yours, "weight.grad") is None,
+                        f"{what}: gradients must reach the inflated conv's own weight")
     # dtype follows the 2D conv
-    conv64 = nn.Conv2d(2, 3, 3, padding=1).double()
-    c3 = call("inflate_conv2d(a float64 Conv2d, 3, 'center')", inflate_conv2d, conv64, 3, "center")
-    assert_true(c3.weight.dtype == torch.float64, f"a float64 Conv2d must give a float64 Conv3d, got {c3.weight.dtype}")
+    conv64 = nn.Conv2d(2, 3, 3, padding=1, dtype=torch.float64)
+    yours = judge.twin(conv64, "torch.nn.Conv2d", 2, 3, 3, padding=1, dtype=torch.float64)
+    c3 = call("inflate_conv2d(a float64 Conv2d, 3, 'center')", inflate_conv2d, yours, 3, "center")
+    dtype = judge.get(c3, "weight.dtype")
+    assert_true(dtype == torch.float64, f"a float64 Conv2d must give a float64 Conv3d, got {dtype}")
     # the defaults: time_kernel=3, method="average"
-    conv = nn.Conv2d(2, 3, 3, padding=1)
-    c3 = call("inflate_conv2d(conv) with its defaults", inflate_conv2d, conv)
-    assert_shape("inflate_conv2d(conv) (defaults t = 3, 'average'): weight", c3.weight, (3, 2, 3, 3, 3))
-    assert_close("inflate_conv2d(conv) (defaults t = 3, 'average'): weight", c3.weight.detach(),
+    conv, yours = random_conv(2, 3, 3, p=1)
+    c3 = call("inflate_conv2d(conv) with its defaults", inflate_conv2d, yours)
+    w3 = judge.get(c3, "weight")
+    assert_shape("inflate_conv2d(conv) (defaults t = 3, 'average'): weight", w3, (3, 2, 3, 3, 3))
+    assert_close("inflate_conv2d(conv) (defaults t = 3, 'average'): weight", w3.detach(),
                  conv.weight.detach().unsqueeze(2).expand(-1, -1, 3, -1, -1) / 3, atol=1e-6, rtol=1e-5)
 
 
@@ -235,12 +253,13 @@ from effcourse.checks import lab2
 
 lab2.check_inflate_conv2d_errors(inflate_conv2d)
 ### BEGIN HIDDEN TESTS
-from torch import nn
+from effcourse import judge
 from effcourse.checks.asserts import assert_raises
 
 for _bad in ("median", "Average", "centre", "", "max"):
+    _conv = judge.build("torch.nn.Conv2d", 2, 3, 3)          # built where your code runs
     assert_raises(f"inflate_conv2d(Conv2d(2, 3, 3), 3, method={_bad!r})",
-                  lambda _bad=_bad: inflate_conv2d(nn.Conv2d(2, 3, 3), 3, _bad), ValueError)
+                  lambda _bad=_bad, _conv=_conv: inflate_conv2d(_conv, 3, _bad), ValueError)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -315,25 +334,22 @@ lab2.check_inflate_model(inflate_model)
 import copy
 import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
-from effcourse import video
+from effcourse import judge
 from effcourse.checks.asserts import assert_close, assert_shape, assert_true, call
+
+_KINDS = ("Conv2d", "BatchNorm2d", "MaxPool2d", "AdaptiveAvgPool2d", "Conv3d", "BatchNorm3d", "MaxPool3d",
+          "AdaptiveAvgPool3d")
 
 
 def _hidden_inflate_model(seed):
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
 
-    def randomise_bn(model):
-        with torch.no_grad():
-            for m in model.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.running_mean.normal_(0, 0.5, generator=g)
-                    m.running_var.uniform_(0.5, 2.0, generator=g)
-                    m.weight.uniform_(0.5, 1.5, generator=g)
-                    m.bias.normal_(0, 0.2, generator=g)
-                    m.eps = float(torch.empty(()).uniform_(1e-5, 1e-3, generator=g))
-                    m.momentum = float(torch.empty(()).uniform_(0.05, 0.3, generator=g))
-        return model
+    def layers(model, what):                      # {name: (the layer's kind among _KINDS or None, the layer)}
+        out = {}
+        for n, m in call(f"{what}.named_modules()", model.named_modules):
+            out[n] = (next((k for k in _KINDS if judge.isinstance_of(m, f"torch.nn.{k}")), None), m)
+        return out
 
     def reference(m2, t, method):                 # a tiny reference inflation, for the outputs only
         m3 = copy.deepcopy(m2)
@@ -360,57 +376,60 @@ def _hidden_inflate_model(seed):
                 setattr(parent, cname, n)
         return m3.eval()
 
-    like18 = video.resnet2d(num_classes=5, in_channels=3, widths=(8, 8, 16, 16))   # resnet18's stem, narrow
-    like18.conv1 = nn.Conv2d(3, 8, 7, 2, 3, bias=False)
-    like18.maxpool = nn.MaxPool2d(3, 2, 1)
-    models = [
-        ("a torchvision ResNet with resnet18's stem (7x7 conv, 3x3 max-pool)", like18, 3, 3, 3, 20),
-        ("effcourse resnet2d, t=5, one-frame clips", video.resnet2d(num_classes=3, widths=(8, 8, 16, 16),
-                                                                    layers=(2, 1, 1, 1)), 1, 5, 1, 17),
+    models = [  # label, toy_resnet2d's arguments, input channels, t, T, H
+        ("a torchvision ResNet with resnet18's stem (7x7 conv, 3x3 max-pool)",
+         dict(num_classes=5, in_channels=3, widths=(8, 8, 16, 16), stem="resnet18"), 3, 3, 3, 20),
+        ("effcourse resnet2d, t=5, one-frame clips",
+         dict(num_classes=3, in_channels=1, widths=(8, 8, 16, 16), layers=(2, 1, 1, 1)), 1, 5, 1, 17),
     ]
-    two_d = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d)
-    for label, m2, cin, t, T_, H in models:
-        randomise_bn(m2).eval()
+    for i, (label, kwargs, cin, t, T_, H) in enumerate(models):
+        m2 = lab2.toy_resnet2d(seed + i, **kwargs)                                   # here ...
+        yours = judge.build("effcourse.checks.lab2.toy_resnet2d", seed + i, **kwargs)  # ... and where your code runs
         before = {k: v.clone() for k, v in m2.state_dict().items()}
-        types_before = [type(m) for m in m2.modules()]
+        kinds_before = {n: k for n, (k, _) in layers(yours, label).items()}
         frame = torch.randn(2, cin, H, H, generator=g)
         static = frame.unsqueeze(2).expand(-1, -1, T_, -1, -1).contiguous()
         moving = torch.randn(2, cin, T_, H, H, generator=g)
         for method in ("center", "average"):
             name = f"inflate_model({label}, time_kernel={t}, method={method!r})"
-            m3 = call(name, inflate_model, m2, t, method)
-            assert_true(isinstance(m3, nn.Module) and m3 is not m2, f"{name}: must return a new module (a copy)")
-            assert_true([type(m) for m in m2.modules()] == types_before, f"{name}: the input model's layers were replaced")
-            for k, v in m2.state_dict().items():
-                assert_true(torch.equal(v, before[k]), f"{name}: the input model's {k} changed")
-            left = [n for n, m in m3.named_modules() if isinstance(m, two_d)]
+            m3 = call(name, inflate_model, yours, t, method)
+            assert_true(judge.isinstance_of(m3, "torch.nn.Module"), f"{name}: must return a new module (a copy)")
+            kinds_after = {n: k for n, (k, _) in layers(yours, label).items()}
+            assert_true(kinds_after == kinds_before, f"{name}: the input model's layers were replaced")
+            state2 = call(f"{label}.state_dict()", yours.state_dict)
+            for k, v in before.items():
+                assert_true(k in state2 and torch.equal(state2[k], v), f"{name}: the input model's {k} changed")
+            mods3 = layers(m3, name)
+            left = [n for n, (k, _) in mods3.items() if k is not None and k.endswith("2d")]
             assert_true(not left, f"{name}: 2D layers left in the inflated model: {left[:5]}")
-            mods3 = dict(m3.named_modules())
+            state3 = call(f"{name}.state_dict()", m3.state_dict)
             for n, m in m2.named_modules():
                 if isinstance(m, nn.BatchNorm2d):
-                    b3 = mods3.get(n)
-                    assert_true(isinstance(b3, nn.BatchNorm3d), f"{name}: {n} must become a BatchNorm3d, got "
-                                                                f"{type(b3).__name__}")
+                    k3, b3 = mods3.get(n, (None, None))
+                    assert_true(k3 == "BatchNorm3d", f"{name}: {n} must become a BatchNorm3d, got {b3!r:.100}")
                     for attr in ("weight", "bias", "running_mean", "running_var"):
-                        assert_close(f"{name}: {n}.{attr} carried over", getattr(b3, attr).detach(),
-                                     getattr(m, attr).detach(), atol=0, rtol=0)
-                    assert_true(b3.eps == m.eps and b3.momentum == m.momentum,
+                        got = state3.get(f"{n}.{attr}")
+                        assert_true(got is not None, f"{name}: {n} has no {attr}")
+                        assert_close(f"{name}: {n}.{attr} carried over", got, getattr(m, attr).detach(), atol=0, rtol=0)
+                    eps, momentum = judge.get(b3, "eps"), judge.get(b3, "momentum")
+                    assert_true(eps == m.eps and momentum == m.momentum,
                                 f"{name}: {n}: eps and momentum must be carried over ({m.eps:.3g}, {m.momentum:.3g}), "
-                                f"got ({b3.eps}, {b3.momentum})")
+                                f"got ({eps}, {momentum})")
                 elif isinstance(m, nn.Conv2d):
-                    c3 = mods3.get(n)
-                    assert_true(isinstance(c3, nn.Conv3d), f"{name}: {n} must become a Conv3d, got {type(c3).__name__}")
-                    assert_shape(f"{name}: {n}.weight", c3.weight, (m.out_channels, m.in_channels // m.groups, t,
-                                                                    *m.kernel_size))
+                    k3, c3 = mods3.get(n, (None, None))
+                    assert_true(k3 == "Conv3d", f"{name}: {n} must become a Conv3d, got {c3!r:.100}")
+                    w3 = state3.get(f"{n}.weight")
+                    assert_shape(f"{name}: {n}.weight", w3, (m.out_channels, m.in_channels // m.groups, t,
+                                                             *m.kernel_size))
                     w = m.weight.detach()
                     if method == "average":
-                        assert_close(f"{name}: {n} inflated by 'average'", c3.weight.detach(),
+                        assert_close(f"{name}: {n} inflated by 'average'", w3,
                                      w.unsqueeze(2).expand(-1, -1, t, -1, -1) / t, atol=1e-6, rtol=1e-5)
                     else:
-                        assert_close(f"{name}: {n} inflated by 'center' (middle tap)", c3.weight.detach()[:, :, t // 2],
-                                     w, atol=0, rtol=0)
+                        assert_close(f"{name}: {n} inflated by 'center' (middle tap)", w3[:, :, t // 2], w,
+                                     atol=0, rtol=0)
             ref3 = reference(m2, t, method)
-            m3.eval()
+            call(f"{name}.eval()", m3.eval)
             with torch.no_grad():
                 out, ref = call(f"{name} on a random clip", m3, moving), ref3(moving)
                 assert_close(f"{name}: logits on a random (moving) clip, eval mode, vs a correctly inflated copy",
@@ -421,12 +440,18 @@ def _hidden_inflate_model(seed):
                     assert_close(f"{name}: 'center' logits on a static clip (eval) vs the 2D logits on the frame",
                                  out, ref, atol=1e-4 * max(1.0, ref.abs().max().item()), rtol=1e-4)
     # defaults (time_kernel=3, method="average") and gradients through the inflated model
-    m3 = call("inflate_model(resnet2d())", inflate_model, video.resnet2d()).train()
-    c = m3.layer1[0].conv1
-    assert_true(isinstance(c, nn.Conv3d) and c.kernel_size[0] == 3 and torch.allclose(c.weight[:, :, 0], c.weight[:, :, 1]),
+    m3 = call("inflate_model(resnet2d())", inflate_model, judge.build("effcourse.video.resnet2d"))
+    call("inflate_model(resnet2d()).train()", m3.train)
+    c = call("inflate_model(resnet2d()).get_submodule('layer1.0.conv1')", m3.get_submodule, "layer1.0.conv1")
+    w = judge.get(c, "weight") if judge.isinstance_of(c, "torch.nn.Conv3d") else None
+    assert_true(w is not None and w.shape[2] == 3 and torch.allclose(w[:, :, 0], w[:, :, 1]),
                 "inflate_model(model2d) must default to time_kernel=3, method='average'")
-    m3(torch.randn(2, 1, 2, 16, 16, generator=g)).sum().backward()
-    assert_true(all(p.grad is not None for p in m3.parameters()), "every parameter of the inflated model must get a gradient")
+    out = call("inflate_model(resnet2d()) on a (2, 1, 2, 16, 16) clip", m3, torch.randn(2, 1, 2, 16, 16, generator=g))
+    assert_true(isinstance(out, torch.Tensor) and out.requires_grad,
+                "the inflated model's output must depend on its trainable parameters")
+    out.sum().backward()
+    assert_true(all(p.grad is not None for p in call("inflate_model(resnet2d()).parameters()", m3.parameters)),
+                "every parameter of the inflated model must get a gradient")
 
 
 with lab2.seed_in_failures(lab2.clock_seed()) as _seed:
@@ -556,6 +581,7 @@ lab2.check_conv2plus1d(Conv2Plus1d, midplanes)
 ### BEGIN HIDDEN TESTS
 import torch.nn.functional as F
 from torch.nn.modules.utils import _triple
+from effcourse import judge
 from effcourse.checks.asserts import assert_close, assert_shape, assert_true, call
 
 
@@ -589,51 +615,63 @@ def _hidden_conv2plus1d(seed):
         k, t, s, p = k or 3, t or 3, 1 if s is None else s, 1 if p is None else p
         name = f"Conv2Plus1d({ni}, {no}" + "".join(f", {key}={v}" for key, v in kw.items()) + ")"
         m = call(name, Conv2Plus1d, ni, no, **kw)
-        assert_true(isinstance(m, nn.Module), f"{name}: must be an nn.Module")
-        weights = [q for q in m.parameters() if q.dim() == 5]
-        sp = [q for q in weights if q.shape[1] == ni and tuple(q.shape[2:]) == (1, k, k)]
-        tm = [q for q in weights if q.shape[0] == no and tuple(q.shape[2:]) == (t, 1, 1)]
-        assert_true(len(weights) == 2 and len(sp) == 1 and len(tm) == 1 and sp[0] is not tm[0],
+        assert_true(judge.isinstance_of(m, "torch.nn.Module"), f"{name}: must be an nn.Module")
+        params = [(n, q.detach()) for n, q in call(f"{name}.named_parameters()", m.named_parameters)]
+        weights = [(n, q) for n, q in params if q.dim() == 5]
+        sp = [(n, q) for n, q in weights if q.shape[1] == ni and tuple(q.shape[2:]) == (1, k, k)]
+        tm = [(n, q) for n, q in weights if q.shape[0] == no and tuple(q.shape[2:]) == (t, 1, 1)]
+        assert_true(len(weights) == 2 and len(sp) == 1 and len(tm) == 1 and sp[0][0] != tm[0][0],
                     f"{name}: expected a spatial conv weight (M, {ni}, 1, {k}, {k}) and a temporal conv weight "
-                    f"({no}, M, {t}, 1, 1), got conv weights {[tuple(q.shape) for q in weights]}")
-        sp, tm = sp[0], tm[0]
+                    f"({no}, M, {t}, 1, 1), got conv weights {[tuple(q.shape) for _, q in weights]}")
+        (sp_name, sp), (tm_name, tm) = sp[0], tm[0]
         M = sp.shape[0]
         ok = allowed_m(ni, no, k, t)
         assert_true(M in ok and tm.shape[1] == M,
                     f"{name}: the spatial conv must output M = {min(ok)} channels and the temporal conv take them; "
                     f"got {M} and {tm.shape[1]}")
-        norms = [b for b in m.modules() if isinstance(b, nn.BatchNorm3d)]
-        assert_true(len(norms) == 1 and norms[0].num_features == M and norms[0].affine,
-                    f"{name}: expected one BatchNorm3d({M}) between the convs, got "
-                    f"{[b.num_features for b in norms] or 'none'}")
-        bn = norms[0]
-        n_params = sum(q.numel() for q in m.parameters())
+        norms = [(n, b) for n, b in call(f"{name}.named_modules()", m.named_modules)
+                 if judge.isinstance_of(b, "torch.nn.BatchNorm3d")]
+        feats = [judge.get(b, "num_features") for _, b in norms]
+        assert_true(len(norms) == 1 and feats[0] == M and judge.get(norms[0][1], "affine") is True,
+                    f"{name}: expected one BatchNorm3d({M}) between the convs, got {feats or 'none'}")
+        bn_name, bn = norms[0]
+        n_params = sum(q.numel() for _, q in params)
         exp_params = k * k * ni * M + 2 * M + t * M * no
         assert_true(n_params == exp_params,
                     f"{name}: expected {exp_params} parameters (k*k*N_in*M + 2*M for the BatchNorm + t*M*N_out; "
                     f"no conv bias), got {n_params}")
-        with torch.no_grad():                     # fresh random weights and statistics, so every layer matters
-            sp.copy_(torch.randn(sp.shape, generator=g) / (k * k * ni) ** 0.5)
-            tm.copy_(torch.randn(tm.shape, generator=g) / (t * M) ** 0.5)
-            bn.weight.uniform_(0.5, 1.5, generator=g)
-            bn.bias.normal_(0, 0.5, generator=g)
-            bn.running_mean.normal_(0, 0.5, generator=g)
-            bn.running_var.uniform_(0.5, 2.0, generator=g)
+        # fresh random weights and statistics, so every layer matters (loaded by name into your module)
+        pre = f"{bn_name}." if bn_name else ""
+        new = {sp_name: torch.randn(sp.shape, generator=g) / (k * k * ni) ** 0.5,
+               tm_name: torch.randn(tm.shape, generator=g) / (t * M) ** 0.5,
+               pre + "weight": torch.empty(M).uniform_(0.5, 1.5, generator=g),
+               pre + "bias": torch.empty(M).normal_(0, 0.5, generator=g),
+               pre + "running_mean": torch.empty(M).normal_(0, 0.5, generator=g),
+               pre + "running_var": torch.empty(M).uniform_(0.5, 2.0, generator=g)}
+        state = dict(call(f"{name}.state_dict()", m.state_dict))
+        missing = sorted(set(new) - set(state))
+        assert_true(not missing, f"{name}: expected these entries in the module's state_dict: {missing}")
+        state.update(new)
+        call(f"{name}.load_state_dict(...)", m.load_state_dict, state)
+        sp, tm = new[sp_name], new[tm_name]
+        bn_w, bn_b, bn_rm, bn_rv = (new[pre + a] for a in ("weight", "bias", "running_mean", "running_var"))
+        eps = judge.get(bn, "eps")
         st, sh, sw = _triple(s)
         pt, ph, pw = _triple(p)
 
         def ref_forward(x, training):
             h = F.conv3d(x, sp, None, (1, sh, sw), (0, ph, pw))
-            h = F.batch_norm(h, None if training else bn.running_mean, None if training else bn.running_var,
-                             bn.weight, bn.bias, training, 0.0, bn.eps)
+            h = F.batch_norm(h, None if training else bn_rm, None if training else bn_rv, bn_w, bn_b, training, 0.0,
+                             eps)
             return F.conv3d(F.relu(h), tm, None, (st, 1, 1), (pt, 0, 0))
 
         x = torch.randn(N, ni, T_, H, W, generator=g)
         x0 = x.clone()
         shape3d = nn.Conv3d(ni, no, (t, k, k), s, p)(x).shape
+        call(f"{name}.eval()", m.eval)
         with torch.no_grad():
             ref = ref_forward(x, False)
-            out = call(f"{name} in eval mode on {tuple(x.shape)}", m.eval(), x)
+            out = call(f"{name} in eval mode on {tuple(x.shape)}", m, x)
         assert_shape(f"{name} on {tuple(x.shape)} (the shape nn.Conv3d(N_in, N_out, (t, k, k), stride, padding) gives)",
                      out, tuple(shape3d))
         assert_close(f"{name}, eval mode: output vs temporal(relu(BatchNorm3d(spatial(x))))", out, ref,
@@ -642,11 +680,13 @@ def _hidden_conv2plus1d(seed):
         xg = x.clone().requires_grad_(True)
         with torch.no_grad():
             ref = ref_forward(x, True)
-        out = call(f"{name} in training mode on {tuple(x.shape)}", m.train(), xg)
+        call(f"{name}.train()", m.train)
+        out = call(f"{name} in training mode on {tuple(x.shape)}", m, xg)
         assert_close(f"{name}, training mode (batch statistics): output vs temporal(relu(BatchNorm3d(spatial(x))))",
                      out, ref, atol=1e-4 * max(1.0, ref.abs().max().item()), rtol=1e-4)
+        assert_true(out.requires_grad, f"{name}: the output must depend on the input and the parameters")
         out.square().sum().backward()
-        assert_true(xg.grad is not None and all(q.grad is not None for q in m.parameters()),
+        assert_true(xg.grad is not None and all(q.grad is not None for q in call(f"{name}.parameters()", m.parameters)),
                     f"{name}: gradients must reach the input and every parameter")
 
 
@@ -726,6 +766,7 @@ lab2.check_decompose_conv3d(decompose_conv3d)
 ### BEGIN HIDDEN TESTS
 import torch.nn.functional as F
 from torch.nn.modules.utils import _pair, _triple
+from effcourse import judge
 from effcourse.checks.asserts import assert_close, assert_shape, assert_true, call
 
 
@@ -747,6 +788,7 @@ def _hidden_decompose_conv3d(seed):
             conv.weight.normal_(generator=g)
             if bias:
                 conv.bias.normal_(generator=g)
+        yours = judge.twin(conv, "torch.nn.Conv3d", ci, co, (kt, kh, kw), stride=s, padding=p, bias=bias)
         w0 = conv.weight.detach().clone()
         b0 = conv.bias.detach().clone() if bias else None
         name = f"decompose_conv3d(Conv3d({ci}, {co}, {(kt, kh, kw)}, stride={s}, padding={p}, bias={bias})"
@@ -757,27 +799,31 @@ def _hidden_decompose_conv3d(seed):
         errs = []
         for r in sorted({1, 2, full // 2, full - 1, full} & set(range(1, full + 1))):
             label = f"{name}, rank={r})"
-            seq = call(label, decompose_conv3d, conv, r)
-            assert_true(torch.equal(conv.weight.detach(), w0) and (not bias or torch.equal(conv.bias.detach(), b0)),
+            seq = call(label, decompose_conv3d, yours, r)
+            yb = judge.get(yours, "bias")
+            assert_true(torch.equal(judge.get(yours, "weight").detach(), w0) and
+                        (not bias or (yb is not None and torch.equal(yb.detach(), b0))),
                         f"{label}: the conv was modified")
-            assert_true(isinstance(seq, nn.Sequential) and len(seq) == 2 and
-                        all(isinstance(c, nn.Conv3d) for c in seq),
+            is_seq = judge.isinstance_of(seq, "torch.nn.Sequential") and len(seq) == 2
+            parts = [call(f"{label}[{i}]", lambda i=i: seq[i]) for i in range(2)] if is_seq else []
+            assert_true(is_seq and all(judge.isinstance_of(c, "torch.nn.Conv3d") for c in parts),
                         f"{label}: expected nn.Sequential(spatial Conv3d, temporal Conv3d), got {seq!r:.200}")
-            sp, tm = seq[0], seq[1]
-            assert_shape(f"{label}: spatial weight", sp.weight, (r, ci, 1, kh, kw))
-            assert_shape(f"{label}: temporal weight", tm.weight, (co, r, kt, 1, 1))
-            assert_true(sp.bias is None, f"{label}: the spatial conv must have no bias")
-            assert_true((tm.bias is not None) == bias, f"{label}: the temporal conv must carry the conv's bias "
-                                                       f"exactly when it has one")
+            sp, tm = parts
+            sp_w, sp_b, tm_w, tm_b = (judge.get(c, a_) for c in (sp, tm) for a_ in ("weight", "bias"))
+            assert_shape(f"{label}: spatial weight", sp_w, (r, ci, 1, kh, kw))
+            assert_shape(f"{label}: temporal weight", tm_w, (co, r, kt, 1, 1))
+            assert_true(sp_b is None, f"{label}: the spatial conv must have no bias")
+            assert_true((tm_b is not None) == bias, f"{label}: the temporal conv must carry the conv's bias "
+                                                    f"exactly when it has one")
             if bias:
-                assert_close(f"{label}: temporal bias", tm.bias.detach(), b0, atol=0, rtol=0)
-            n_par = sum(q.numel() for q in seq.parameters())
+                assert_close(f"{label}: temporal bias", tm_b.detach(), b0, atol=0, rtol=0)
+            n_par = sum(q.numel() for q in call(f"{label}.parameters()", seq.parameters))
             exp_par = r * ci * kh * kw + co * r * kt + (co if bias else 0)
             assert_true(n_par == exp_par, f"{label}: expected {exp_par} parameters, got {n_par}")
-            assert_true(tuple(sp.stride) == (1, *_triple(s)[1:]) and tuple(tm.stride) == (_triple(s)[0], 1, 1),
-                        f"{label}: strides must split into (1, sh, sw) and (st, 1, 1), got {tuple(sp.stride)} "
-                        f"and {tuple(tm.stride)}")
-            wc = torch.einsum("orT,ri...->oiT...", tm.weight.detach()[..., 0, 0], sp.weight.detach()[:, :, 0])
+            sp_s, tm_s = tuple(judge.get(sp, "stride")), tuple(judge.get(tm, "stride"))
+            assert_true(sp_s == (1, *_triple(s)[1:]) and tm_s == (_triple(s)[0], 1, 1),
+                        f"{label}: strides must split into (1, sh, sw) and (st, 1, 1), got {sp_s} and {tm_s}")
+            wc = torch.einsum("orT,ri...->oiT...", tm_w.detach()[..., 0, 0], sp_w.detach()[:, :, 0])
             err = (wc - w0).norm().item()
             opt = sv[r:].norm().item()
             assert_true(err <= opt * (1 + 1e-4) + 1e-5 * sv[0].item(),
@@ -797,9 +843,12 @@ def _hidden_decompose_conv3d(seed):
                      atol=1e-4 * ref.abs().max().item(), rtol=0)
         assert_true(all(b <= a_ + 1e-5 * sv[0].item() for a_, b in zip(errs, errs[1:])),
                     f"{name}: the error must not grow with the rank, got {[round(e, 4) for e in errs]}")
-        seq = call(f"{name}, rank={max(1, full // 2)})", decompose_conv3d, conv, max(1, full // 2))
-        seq(x).square().sum().backward()
-        assert_true(all(q.grad is not None for q in seq.parameters()), f"{name}: gradients must reach both convs")
+        seq = call(f"{name}, rank={max(1, full // 2)})", decompose_conv3d, yours, max(1, full // 2))
+        out = call(f"{name}, rank={max(1, full // 2)}) on {tuple(x.shape)}", seq, x)
+        assert_true(out.requires_grad, f"{name}: the output must depend on trainable convs")
+        out.square().sum().backward()
+        assert_true(all(q.grad is not None for q in call(f"{name}.parameters()", seq.parameters)),
+                    f"{name}: gradients must reach both convs")
 
 
 with lab2.seed_in_failures(lab2.clock_seed()) as _seed:
