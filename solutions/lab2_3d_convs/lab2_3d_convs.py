@@ -413,8 +413,8 @@ def _hidden_inflate_model(seed):
                         assert_close(f"{name}: {n}.{attr} carried over", got, getattr(m, attr).detach(), atol=0, rtol=0)
                     eps, momentum = judge.get(b3, "eps"), judge.get(b3, "momentum")
                     assert_true(eps == m.eps and momentum == m.momentum,
-                                f"{name}: {n}: eps and momentum must be carried over ({m.eps:.3g}, {m.momentum:.3g}), "
-                                f"got ({eps}, {momentum})")
+                                f"{name}: {n}: eps and momentum must be carried over ({m.eps!r}, {m.momentum!r}), "
+                                f"got ({eps!r}, {momentum!r})")
                 elif isinstance(m, nn.Conv2d):
                     k3, c3 = mods3.get(n, (None, None))
                     assert_true(k3 == "Conv3d", f"{name}: {n} must become a Conv3d, got {c3!r:.100}")
@@ -439,6 +439,13 @@ def _hidden_inflate_model(seed):
                     assert_shape(f"{name}: logits", out, tuple(ref.shape))
                     assert_close(f"{name}: 'center' logits on a static clip (eval) vs the 2D logits on the frame",
                                  out, ref, atol=1e-4 * max(1.0, ref.abs().max().item()), rtol=1e-4)
+            # the copy owns its parameters and statistics: changing them leaves the 2D model as it was
+            call(f"{name}.load_state_dict(...) (new values for every entry)", m3.load_state_dict,
+                 {k: v.detach() + 1 for k, v in state3.items()})
+            state2 = call(f"{label}.state_dict()", yours.state_dict)
+            for k, v in before.items():
+                assert_true(torch.equal(state2[k], v), f"{name}: the inflated model shares {k} with the input model "
+                                                       f"(changing the copy changed the 2D model)")
     # defaults (time_kernel=3, method="average") and gradients through the inflated model
     m3 = call("inflate_model(resnet2d())", inflate_model, judge.build("effcourse.video.resnet2d"))
     call("inflate_model(resnet2d()).train()", m3.train)
@@ -655,7 +662,10 @@ def _hidden_conv2plus1d(seed):
         call(f"{name}.load_state_dict(...)", m.load_state_dict, state)
         sp, tm = new[sp_name], new[tm_name]
         bn_w, bn_b, bn_rm, bn_rv = (new[pre + a] for a in ("weight", "bias", "running_mean", "running_var"))
-        eps = judge.get(bn, "eps")
+        eps, momentum = judge.get(bn, "eps"), judge.get(bn, "momentum")
+        assert_true(eps == 1e-5 and momentum == 0.1,
+                    f"{name}: the BatchNorm3d({M}) must keep the default eps and momentum (1e-05, 0.1), got "
+                    f"({eps!r}, {momentum!r})")
         st, sh, sw = _triple(s)
         pt, ph, pw = _triple(p)
 

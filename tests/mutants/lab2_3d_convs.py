@@ -77,6 +77,23 @@ def inflate_conv2d(conv, time_kernel=3, method="average"):
         c3.bias = nn.Parameter(_copy.deepcopy(conv.bias.detach()))
     return c3
 ''',
+    "pad_center_and_assign_parameters": '''
+def inflate_conv2d(conv, time_kernel=3, method="average"):
+    w = conv.weight.detach().unsqueeze(2)                        # (out, in, 1, kh, kw)
+    if method == "center":
+        w3 = F.pad(w, (0, 0, 0, 0, time_kernel // 2, time_kernel // 2))
+    elif method == "average":
+        w3 = w.expand(-1, -1, time_kernel, -1, -1) / time_kernel
+    else:
+        raise ValueError(f"unknown inflation method {method}")
+    c3 = nn.Conv3d(conv.in_channels, conv.out_channels, tuple(w3.shape[2:]), stride=(1, *_pair(conv.stride)),
+                   padding=(time_kernel // 2, *_pair(conv.padding)), dilation=(1, *_pair(conv.dilation)),
+                   groups=conv.groups, bias=conv.bias is not None)
+    c3.weight = nn.Parameter(w3.clone())
+    if conv.bias is not None:
+        c3.bias = nn.Parameter(conv.bias.detach().clone())
+    return c3
+''',
     "template_default": _inflate(),
 }
 
@@ -128,6 +145,16 @@ def inflate_conv2d(conv, time_kernel=3, method="average"):
         c3.bias = conv.bias
     return c3
 ''',
+    # issue 24: a loose reading of "stride (1, sh, sw), dilation (1, dh, dw)" copies the 2D value into time too
+    "time_stride_copied": _inflate().replace("stride=(1, *conv.stride)", "stride=(conv.stride[0], *conv.stride)"),
+    "time_dilation_copied": _inflate().replace("dilation=(1, *conv.dilation)",
+                                               "dilation=(conv.dilation[0], *conv.dilation)"),
+    "square_stride_assumed": _inflate().replace("stride=(1, *conv.stride)",
+                                                "stride=(1, conv.stride[0], conv.stride[0])"),
+    "square_padding_assumed": _inflate().replace("padding=(t // 2, *conv.padding)",
+                                                 "padding=(t // 2, conv.padding[0], conv.padding[0])"),
+    "dtype_not_followed": _inflate().replace(".to(conv.weight.device, conv.weight.dtype)", ""),
+    "frozen_inflated_weight": _inflate().replace("    return c3", "    c3.weight.requires_grad_(False)\n    return c3"),
 }
 
 # ----------------------------------------------------------------------------- inflate_model
@@ -229,6 +256,55 @@ INFLATE_MODEL_WRONG = {
     "in_place_no_copy": _model(copy_fn="(lambda m: m)"),
     "shallow_copy": _model(copy_fn="copy.copy"),
     "eps_not_carried": _model(eps="1e-5"),
+    # issue 24
+    "momentum_not_carried": _model(momentum="0.1"),
+    "avgpool_keeps_time": _model().replace("nn.AdaptiveAvgPool3d((1, *_pair(child.output_size)))",
+                                           "nn.AdaptiveAvgPool3d((None, *_pair(child.output_size)))"),
+    "maxpool_padding_dropped": _model(pool="nn.MaxPool3d((1, *k), (1, *s))"),
+    "pointwise_convs_flat_in_time": _model(tk="(1 if child.kernel_size == (1, 1) else time_kernel)"),
+    "setattr_dotted_names": '''
+def inflate_model(model2d, time_kernel=3, method="average"):
+    model = copy.deepcopy(model2d)
+    for name, mod in list(model.named_modules()):
+        if isinstance(mod, nn.Conv2d):
+            setattr(model, name, inflate_conv2d(mod, time_kernel, method))
+        elif isinstance(mod, nn.BatchNorm2d):
+            bn = nn.BatchNorm3d(mod.num_features, mod.eps, mod.momentum)
+            bn.load_state_dict(mod.state_dict())
+            setattr(model, name, bn)
+        elif isinstance(mod, nn.MaxPool2d):
+            k, s, p = (_pair(v) for v in (mod.kernel_size, mod.stride, mod.padding))
+            setattr(model, name, nn.MaxPool3d((1, *k), (1, *s), (0, *p)))
+        elif isinstance(mod, nn.AdaptiveAvgPool2d):
+            setattr(model, name, nn.AdaptiveAvgPool3d((1, *_pair(mod.output_size))))
+    return model
+''',
+    "bn_shares_the_2d_models_parameters": '''
+def inflate_model(model2d, time_kernel=3, method="average"):
+    model = copy.deepcopy(model2d)
+    originals = dict(model2d.named_modules())
+    for name, mod in list(model.named_modules()):
+        if not name:
+            continue
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        src = originals[name]
+        if isinstance(mod, nn.Conv2d):
+            new = inflate_conv2d(src, time_kernel, method)
+        elif isinstance(mod, nn.BatchNorm2d):
+            new = nn.BatchNorm3d(src.num_features, src.eps, src.momentum)
+            new.weight, new.bias = src.weight, src.bias              # the 2D model's own parameters and statistics
+            new.running_mean, new.running_var = src.running_mean, src.running_var
+        elif isinstance(mod, nn.MaxPool2d):
+            k, s, p = (_pair(v) for v in (src.kernel_size, src.stride, src.padding))
+            new = nn.MaxPool3d((1, *k), (1, *s), (0, *p))
+        elif isinstance(mod, nn.AdaptiveAvgPool2d):
+            new = nn.AdaptiveAvgPool3d((1, *_pair(src.output_size)))
+        else:
+            continue
+        setattr(parent, attr, new)
+    return model
+''',
 }
 
 # ----------------------------------------------------------------------------- midplanes
@@ -302,6 +378,18 @@ def midplanes(in_channels, out_channels, kernel_size=1, time_kernel=3):
     k2 = kernel_size ** 2
     return (time_kernel * k2 * in_channels * out_channels) // (k2 * in_channels + time_kernel * out_channels)
 ''',
+    # issue 24
+    "returns_tensor": '''
+def midplanes(in_channels, out_channels, kernel_size=3, time_kernel=3):
+    k2 = kernel_size ** 2
+    num = torch.tensor(time_kernel * k2 * in_channels * out_channels)
+    return torch.div(num, k2 * in_channels + time_kernel * out_channels, rounding_mode="floor")
+''',
+    "missing_parentheses": '''
+def midplanes(in_channels, out_channels, kernel_size=3, time_kernel=3):
+    k2 = kernel_size ** 2
+    return time_kernel * k2 * in_channels * out_channels // k2 * in_channels + time_kernel * out_channels
+''',
 }
 
 # ----------------------------------------------------------------------------- Conv2Plus1d
@@ -371,6 +459,21 @@ class Conv2Plus1d(nn.Module):
         h = torch.relu(self.norm(h))
         return F.conv3d(h, self.w_t, None, (st, 1, 1), (pt, 0, 0))
 ''',
+    "module_dict": '''
+class Conv2Plus1d(nn.Module):
+    def __init__(self, in_channels, out_channels, kernel_size=3, time_kernel=3, stride=1, padding=1):
+        super().__init__()
+        (st, sh, sw), (pt, ph, pw) = _triple(stride), _triple(padding)
+        mid = midplanes(in_channels, out_channels, kernel_size, time_kernel)
+        self.parts = nn.ModuleDict({
+            "t": nn.Conv3d(mid, out_channels, (time_kernel, 1, 1), (st, 1, 1), (pt, 0, 0), bias=False),
+            "s": nn.Conv3d(in_channels, mid, (1, kernel_size, kernel_size), (1, sh, sw), (0, ph, pw), bias=False),
+            "n": nn.BatchNorm3d(mid),
+        })
+
+    def forward(self, x):
+        return self.parts["t"](F.relu(self.parts["n"](self.parts["s"](x))))
+''',
     "template_default": _c21(),
 }
 
@@ -406,6 +509,17 @@ class Conv2Plus1d(nn.Module):
     "bias_on_temporal_conv": _c21(tm_bias="True"),
     "modifies_input": _c21(forward="self.temporal(self.relu(self.bn(self.spatial(x.relu_()))))"),
     "batchnorm_without_affine": _c21(bn="nn.BatchNorm3d(m, affine=False)"),
+    # issue 24
+    "triples_read_as_h_w_t": _c21().replace("st, sh, sw = _triple(stride)", "sh, sw, st = _triple(stride)")
+                                     .replace("pt, ph, pw = _triple(padding)", "ph, pw, pt = _triple(padding)"),
+    "midplanes_k_and_t_swapped": _c21(mid="midplanes(in_channels, out_channels, time_kernel, kernel_size)"),
+    "extra_batchnorm_after_temporal": _c21(forward="self.bn2(self.temporal(self.relu(self.bn(self.spatial(x)))))")
+                                      .replace("        self.relu = nn.ReLU()",
+                                               "        self.relu = nn.ReLU()\n        self.bn2 = nn.BatchNorm3d(out_channels)"),
+    "instance_norm": _c21(bn="nn.InstanceNorm3d(m, affine=True)"),
+    "batchnorm_without_running_stats": _c21(bn="nn.BatchNorm3d(m, track_running_stats=False)"),
+    "batchnorm_eps_and_momentum_changed": _c21(bn="nn.BatchNorm3d(m, eps=1e-3, momentum=0.01)"),
+    "midplanes_with_default_sizes": _c21(mid="midplanes(in_channels, out_channels)"),
 }
 
 # ----------------------------------------------------------------------------- decompose_conv3d
@@ -479,6 +593,23 @@ def decompose_conv3d(conv, rank):
             temporal.bias.copy_(conv.bias)
     return nn.Sequential(spatial, temporal)
 ''',
+    "columns_ordered_y_x_i": '''
+def decompose_conv3d(conv, rank):
+    w = conv.weight.detach()
+    co, ci, t, kh, kw = w.shape
+    a = w.permute(0, 2, 3, 4, 1).reshape(co * t, kh * kw * ci)          # columns (y, x, i): the same matrix, reordered
+    u, s, vh = torch.linalg.svd(a, full_matrices=False)
+    sp_w = vh[:rank].reshape(rank, kh, kw, ci).permute(0, 3, 1, 2).unsqueeze(2)
+    tm_w = (u[:, :rank] * s[:rank]).reshape(co, t, rank).permute(0, 2, 1)[..., None, None]
+    spatial = nn.Conv3d(ci, rank, (1, kh, kw), (1, *conv.stride[1:]), (0, *conv.padding[1:]), bias=False)
+    temporal = nn.Conv3d(rank, co, (t, 1, 1), (conv.stride[0], 1, 1), (conv.padding[0], 0, 0),
+                         bias=conv.bias is not None)
+    spatial.weight = nn.Parameter(sp_w.contiguous())
+    temporal.weight = nn.Parameter(tm_w.contiguous())
+    if conv.bias is not None:
+        temporal.bias = nn.Parameter(conv.bias.detach().clone())
+    return nn.Sequential(spatial, temporal)
+''',
     "template_default": _dec(),
     "svd_of_the_transpose": _dec().replace(
         "u, s, vh = torch.linalg.svd(a, full_matrices=False)",
@@ -503,6 +634,29 @@ DECOMPOSE_WRONG = {
         "        approx = (u[:, :rank] * s[:rank]) @ vh[:rank]\n"
         "        conv.weight.copy_(approx.reshape(co, t, ci, kh, kw).permute(0, 2, 1, 3, 4))\n"
         "    return nn.Sequential(spatial, temporal)"),
+    # issue 24
+    "strides_dropped": _dec(sp_stride="1", tm_stride="1"),
+    "spatial_padding_on_temporal_conv": _dec().replace("(0, ph, pw), bias=False", "0, bias=False")
+                                        .replace("(pt, 0, 0), bias=conv", "(pt, ph, pw), bias=conv"),
+    "zero_bias_on_spatial_conv": _dec(sp_bias="True"),
+    "rows_read_as_tau_o": _dec().replace(".reshape(co, t, rank)", ".reshape(t, co, rank)"),
+    "zeroes_the_tail_keeps_full_width": '''
+def decompose_conv3d(conv, rank):
+    w = conv.weight.detach()
+    co, ci, t, kh, kw = w.shape
+    a = w.permute(0, 2, 1, 3, 4).reshape(co * t, ci * kh * kw)
+    u, s, vh = torch.linalg.svd(a, full_matrices=False)
+    s = torch.where(torch.arange(len(s)) < rank, s, torch.zeros_like(s))    # rank r: the other values zeroed
+    r = len(s)
+    spatial = nn.Conv3d(ci, r, (1, kh, kw), (1, *conv.stride[1:]), (0, *conv.padding[1:]), bias=False)
+    temporal = nn.Conv3d(r, co, (t, 1, 1), (conv.stride[0], 1, 1), (conv.padding[0], 0, 0), bias=conv.bias is not None)
+    with torch.no_grad():
+        spatial.weight.copy_(vh.reshape(r, ci, 1, kh, kw))
+        temporal.weight.copy_((u * s).reshape(co, t, r).permute(0, 2, 1).reshape(co, r, t, 1, 1))
+        if conv.bias is not None:
+            temporal.bias.copy_(conv.bias)
+    return nn.Sequential(spatial, temporal)
+''',
 }
 
 EXERCISES = {
