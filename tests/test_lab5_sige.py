@@ -464,6 +464,58 @@ def test_speed_edits_differ_and_stay_inside():
     assert not torch.equal(ma, mb)
 
 
+# ------------------------------------------------------------------ the judge's helpers and the full-pass watch
+
+def test_full_pass_watch_sees_in_place_and_allocating_passes_but_not_indexed_ones():
+    cache = torch.rand(1, 8, 16, 16).contiguous(memory_format=torch.channels_last)
+    buf = cache.clone(memory_format=torch.channels_last)
+    rows = torch.tensor([3, 70, 200])
+    limit = 0.5 * cache.numel()
+    with lab5.FullPassWatch(limit) as watch:                       # what the engine and the solution do
+        view = buf.permute(0, 2, 3, 1).view(-1, 8)
+        picked = cache.permute(0, 2, 3, 1).reshape(-1, 8).index_select(0, rows)
+        view.index_copy_(0, rows, picked + 1)
+        buf[:, :, 2:4, 5:9] = cache[:, :, 2:4, 5:9]
+        _ = cache[:, :, torch.tensor([1, 2]), torch.tensor([3, 4])]
+    assert watch.passes == [], watch.passes
+    for name, fn in {"copy_": lambda: buf.copy_(cache), "clone": lambda: cache.clone(), "ne": lambda: buf != cache,
+                     "fill_": lambda: buf.fill_(0.0), "sum": lambda: cache.sum(), "pad": lambda: F.pad(cache, (1, 1, 1, 1))}.items():
+        with lab5.FullPassWatch(limit) as watch:
+            fn()
+        assert watch.passes, f"{name} was not seen"
+
+
+def test_check_speedup_fails_a_layer_that_copies_the_cache_into_out():
+    s = solution()
+
+    class CopiesTheCache(s["SparseConv2d"]):
+        def forward(self, x, changed=None, out=None, epilogue=None):
+            if self.mode == "sparse" and out is not None:
+                out.copy_(self.y_cache)                          # issue 24: a full in-place pass, no allocation
+            return super().forward(x, changed=changed, out=out, epilogue=epilogue)
+
+    with pytest.raises(CheckFailed, match="read or write a whole activation"):
+        lab5.check_speedup(CopiesTheCache, kernels(), repeats=1)
+
+
+def test_public_test_helpers():
+    x = torch.rand(2, 3, 5, 7)
+    for layout in lab5.LAYOUTS:
+        y = lab5.with_layout(x, layout)
+        assert torch.equal(y, x) and y.data_ptr() != x.data_ptr()
+    assert lab5.with_layout(x, "channels-last").is_contiguous(memory_format=torch.channels_last)
+    assert not lab5.with_layout(x, "transposed view").is_contiguous()
+    with pytest.raises(ValueError, match="unknown layout"):
+        lab5.with_layout(x, "nhwc")
+    epi = lab5.ToyEpilogue(3)
+    assert not epi.training and not epi.bn.training
+    y = torch.randn(2, 3, 4, 4)
+    torch.testing.assert_close(epi(y), torch.relu(y / (1 + 1e-5) ** 0.5) * 2 + 0.5)
+    assert lab5.toy_decoder()(torch.rand(1, 3, 8, 6)).shape == (1, 3, 8, 6)
+    out, macs = lab5.macs_of_call(nn.Conv2d(3, 4, 3, padding=1), torch.rand(1, 3, 5, 5))
+    assert out.shape == (1, 4, 5, 5) and macs == 4 * 3 * 9 * 25
+
+
 # ------------------------------------------------------------------ the notebook
 
 # a plausible mistake: tiles from the changed pixels alone, forgetting the halo and the padding shift

@@ -395,6 +395,43 @@ SPARSE_WRONG = {
 ''',
 }
 
+# Loosely read contracts (issues 23/24): right values on the compare path and in a restored buffer,
+# but a full-size pass per call, every MAC executed, or a write outside the active tiles of out=.
+SPARSE_WRONG.update({
+    # issue 24: a full in-place pass over the buffer before each scatter (no new allocation)
+    "copies_the_cache_into_out_first": _INIT + _FULL + _SPARSE.replace(
+        "        return scatter(self.y_cache, y_tiles, self.tiles, self.tile, out=out)\n",
+        "        if out is not None:\n"
+        "            out.copy_(self.y_cache)                      # 'make sure the buffer holds the cache'\n"
+        "        return scatter(self.y_cache, y_tiles, self.tiles, self.tile, out=out)\n"),
+    # the dense conv, then only the active tiles written: right values and tiles, every MAC executed
+    "dense_conv_then_scatter_the_tiles": _INIT + _FULL + '''        if changed is None:
+            changed = (x != self.x_cache).any(dim=1).any(dim=0)
+        self.tiles = active_tiles(changed, self.k, self.s, self.p, self.tile)
+        y = self.conv(x)
+        if epilogue is not None:
+            y = epilogue(y)
+        t = self.tile
+        yp = F.pad(y, (0, t, 0, t))
+        y_tiles = torch.stack([yp[i, :, t * r:t * r + t, t * c:t * c + t] for i in range(x.shape[0])
+                               for r, c in self.tiles.tolist()]) if len(self.tiles) else y[:0, :, :t, :t]
+        return scatter(self.y_cache, y_tiles, self.tiles, self.tile, out=out)
+''',
+    # compares the input with its cache even when the engine hands it the mask (a full-size read),
+    # and recomputes what it finds there too
+    "compares_with_the_cache_even_with_a_mask": _INIT + _FULL + _SPARSE.replace(
+        "        if changed is None:\n            changed = (x != self.x_cache).any(dim=1).any(dim=0)\n",
+        "        found = (x != self.x_cache).any(dim=1).any(dim=0)\n"
+        "        changed = found if changed is None else changed | found\n"),
+})
+
+SCATTER_WRONG.update({
+    # restores the whole buffer from the cache before writing the tiles: out's other pixels are lost
+    "restores_the_whole_buffer_first": _SC.format(body=_LOOP.replace(
+        "out = y_cached.clone() if out is None else out",
+        "out = y_cached.clone() if out is None else out.copy_(y_cached)")),
+})
+
 EXERCISES = {
     "incremental_conv": {"grades": ["test_incremental_conv"], "correct": INCREMENTAL_CORRECT, "wrong": INCREMENTAL_WRONG},
     "active_tiles": {"grades": ["test_active_tiles"], "correct": ACTIVE_CORRECT, "wrong": ACTIVE_WRONG},
