@@ -77,6 +77,60 @@ def _rank0_waits_forever(rank, world):
         time.sleep(600)
 
 
+def _sum_grads(model):                        # the plausible mistake above, as a function
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+
+
+def test_the_allreduce_probe_reports_every_ranks_gradients_and_judges_nothing():
+    from effcourse.checks import lab7
+
+    g = torch.Generator().manual_seed(0)
+    model = lab7.toy_model("branchy")
+    x = torch.randn(4, 4, 5, 7, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (4,), generator=g)
+    case = {"model": "branchy", "state": model.state_dict(), "x": x, "y": y, "loss": "ce"}
+    out = lab7.probe_allreduce_mean_grads(_sum_grads, [case], 2, 2, timeout=120)
+    assert out["error"] is None and len(out["ranks"]) == 2
+    lab7.toy_loss(model(x), y, "ce").backward()
+    for rank in out["ranks"]:
+        got = rank[0]
+        for p, mine, ddp, w in zip(model.parameters(), got["grads"], got["ddp"], got["params"]):
+            assert torch.equal(w, p.detach())
+            if p.grad is None:                    # frozen and unused parameters keep no gradient
+                assert mine is None and ddp is None
+                continue
+            assert torch.allclose(ddp, p.grad) and torch.allclose(mine, 2 * p.grad)   # summed, reported as is
+    broken = lab7.probe_allreduce_mean_grads(lambda m: 1 / 0, [case], 2, 2, timeout=120)
+    assert broken["ranks"] == [] and "ZeroDivisionError" in broken["error"]
+
+
+def test_the_global_rng_probes_see_a_reseed():
+    from effcourse.checks import lab7
+
+    lab7.seed_global_rngs(3)
+    torch.rand(1)
+    before = lab7.global_rng_states()
+    assert torch.equal(before["torch"], lab7.global_rng_states()["torch"])
+    torch.manual_seed(3)
+    assert not torch.equal(before["torch"], lab7.global_rng_states()["torch"])
+
+
+def test_the_shuffle_mixing_test_fails_a_correct_shuffle_with_probability_below_1e_8():
+    """The bound stated in test_shard_indices: a share of m = n/W indices of a uniformly random permutation
+    repeats one step (mod n) >= c times with probability <= W (n-1) C(m-1, c) / (n-m+1)^c over its W
+    shares, and holds >= ceil(m/2) of one of W blocks with probability <= W^2 exp(-2 (ceil(m/2) - m/W)^2 / m)."""
+    source = SOLUTION.with_suffix(".py").read_text()
+    assert "_C = 12" in source and "[(1200, 4), (1001, 7), (1200, 3)]" in source
+    total = 0.0
+    for n, w in [(1200, 4), (1001, 7), (1200, 3)]:
+        m = n // w
+        total += w * (n - 1) * math.comb(m - 1, 12) / (n - m + 1) ** 12
+        total += w * w * math.exp(-2 * ((m + 1) // 2 - m / w) ** 2 / m)
+    assert total < 3.6e-9
+
+
 def test_launch_kills_a_hung_rank_after_the_timeout():
     t0 = time.monotonic()
     with pytest.raises(TimeoutError, match="still running after"):

@@ -332,7 +332,8 @@ for _n, _w in [(60, 2), (61, 3), (40, 4)]:
 # holds >= ceil(m/2) of one block (hypergeometric, mean m/W; Hoeffding for sampling without
 # replacement) with probability <= exp(-2 (ceil(m/2) - m/W)^2 / m). With c = 12, summed over the W
 # shares, the W blocks and the three cases below: a correct shuffle fails here with probability
-# < 1e-8 (1.8e-9 + 2.2e-12 + 1.1e-9 for the steps, 2.2e-9 for the blocks). A rotation, a reversal or
+# < 1e-8 (steps: 1.4e-11 + 3.8e-15 + 1.5e-9; blocks: 8.3e-16 + 3.4e-15 + 2.0e-9; total < 3.6e-9; recomputed
+# by tests/test_lab7_distributed_training.py). A rotation, a reversal or
 # an affine stride (cut contiguously or strided) repeats one step m-1 >= 142 times; a rotation cut
 # contiguously holds >= ceil(m/2) of one block.
 _C = 12
