@@ -3,6 +3,8 @@ report edits to locked cells.
 
 ``find_submissions`` accepts a folder of ``<student>/<notebook>.ipynb``, a folder of
 ``<student>.ipynb``, or a zip of either; ``load_notebook`` says plainly what is wrong with a file.
+A notebook larger than ``MAX_NOTEBOOK_BYTES`` (16 MiB) is not read at all: that student is "not
+graded", with a note naming the size and the cap (and a zip member that large is never extracted).
 """
 from __future__ import annotations
 
@@ -17,6 +19,20 @@ import zipfile
 from pathlib import Path
 
 import nbformat
+
+#: the largest submitted notebook that is graded (the release notebooks, outputs cleared, are < 1 MiB)
+MAX_NOTEBOOK_BYTES = 16 * 2**20
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def too_large(size: int, max_bytes: int | None = MAX_NOTEBOOK_BYTES) -> str | None:
+    """The note for a notebook of ``size`` bytes over the cap, or None when it may be graded."""
+    if max_bytes and size > max_bytes:
+        return f"notebook too large: {_mib(size)} (the cap is {_mib(max_bytes)}); not graded"
+    return None
 
 
 @dataclasses.dataclass
@@ -45,9 +61,11 @@ def _visible(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX")
 
 
-def _extract_zip(path: Path, lab: str) -> tuple[Path, Path]:
+def _extract_zip(path: Path, lab: str, max_bytes: int | None = MAX_NOTEBOOK_BYTES) -> tuple[Path, Path]:
     """Extract a zip safely (no member may land outside the folder); returns ``(tmp, top)`` where
-    ``top`` skips one wrapping folder if the zip has one (``class/alice/...``, ``class/bob.ipynb``)."""
+    ``top`` skips one wrapping folder if the zip has one (``class/alice/...``, ``class/bob.ipynb``).
+    A member larger than ``max_bytes`` is not extracted: an empty sparse file of its size stands in
+    for it (so it is refused like a large notebook in a folder, and takes no disk)."""
     tmp = Path(tempfile.mkdtemp(prefix="effcourse-zip-")).resolve()
     with zipfile.ZipFile(path) as zf:
         for member in zf.namelist():
@@ -55,7 +73,14 @@ def _extract_zip(path: Path, lab: str) -> tuple[Path, Path]:
             if tmp not in target.parents and target != tmp:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise ValueError(f"zip member {member!r} escapes the extraction folder; refusing the zip")
-        zf.extractall(tmp)
+        for info in zf.infolist():
+            if info.is_dir() or not (max_bytes and info.file_size > max_bytes):
+                zf.extract(info, tmp)
+                continue
+            target = tmp / info.filename
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("wb") as fh:
+                fh.truncate(info.file_size)
     top = tmp
     entries = _visible(tmp)
     if len(entries) == 1 and entries[0].is_dir() and not (entries[0] / f"{lab}.ipynb").exists():
@@ -65,11 +90,13 @@ def _extract_zip(path: Path, lab: str) -> tuple[Path, Path]:
     return tmp, top
 
 
-def find_submissions(submissions: str | Path, lab: str, name_regexp: str | None = None) -> tuple[list[Submission], Path | None]:
+def find_submissions(submissions: str | Path, lab: str, name_regexp: str | None = None,
+                     max_bytes: int | None = MAX_NOTEBOOK_BYTES) -> tuple[list[Submission], Path | None]:
     """The students in ``submissions`` (folder of ``<student>/<notebook>.ipynb``, folder of
     ``<student>.ipynb``, or a zip of either; with ``name_regexp``, flat LMS file names are parsed
     by nbgrader's ``FileNameCollectorPlugin`` (named groups ``student_id``, optional
-    ``timestamp``)). Returns ``(entries, tmpdir)``; ``tmpdir`` is the extracted zip (delete it)."""
+    ``timestamp``)). Returns ``(entries, tmpdir)``; ``tmpdir`` is the extracted zip (delete it).
+    A notebook over ``max_bytes`` (None or 0: no cap) is an entry with a problem: not graded."""
     submissions = Path(submissions)
     if not submissions.exists():
         raise FileNotFoundError(f"submissions not found: {submissions}")
@@ -77,7 +104,7 @@ def find_submissions(submissions: str | Path, lab: str, name_regexp: str | None 
     if submissions.is_file():
         if not zipfile.is_zipfile(submissions):
             raise ValueError(f"{submissions} is neither a folder nor a zip file")
-        tmp, submissions = _extract_zip(submissions, lab)
+        tmp, submissions = _extract_zip(submissions, lab, max_bytes)
     collector = None
     if name_regexp:
         from nbgrader.plugins import FileNameCollectorPlugin
@@ -91,7 +118,9 @@ def find_submissions(submissions: str | Path, lab: str, name_regexp: str | None 
             prev = found[sid]
             prev.notes.append(f"several submissions under this id ({path.name if path else '?'} ignored)")
             return
-        found[sid] = Submission(student, sid, path, problem, list(notes), timestamp)
+        if path is not None and problem is None:
+            problem = too_large(path.stat().st_size, max_bytes)
+        found[sid] = Submission(student, sid, None if problem else path, problem, list(notes), timestamp)
 
     for entry in sorted(submissions.iterdir()):
         if entry.name.startswith(".") or entry.name == "__MACOSX":
@@ -129,8 +158,12 @@ def find_submissions(submissions: str | Path, lab: str, name_regexp: str | None 
     return list(found.values()), tmp
 
 
-def load_notebook(path: Path) -> nbformat.NotebookNode:
-    """Read a submitted notebook; raise ``ValueError`` saying plainly what is wrong with it."""
+def load_notebook(path: Path, max_bytes: int | None = MAX_NOTEBOOK_BYTES) -> nbformat.NotebookNode:
+    """Read a submitted notebook; raise ``ValueError`` saying plainly what is wrong with it (also
+    when it is larger than ``max_bytes``, before reading it)."""
+    big = too_large(path.stat().st_size, max_bytes)
+    if big:
+        raise ValueError(big)
     raw = path.read_bytes()
     if not raw.strip():
         raise ValueError("empty file")
