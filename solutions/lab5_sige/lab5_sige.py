@@ -108,6 +108,7 @@ def incremental_conv(conv, x_old, y_old, x_new):
 import time
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from effcourse import judge
@@ -137,6 +138,18 @@ for _k, _s, _p, _d, _grp, _bias, _N in [(1, 1, 0, 1, 1, True, 2), (3, 2, 1, 1, 1
         assert_close(_what, _got, _conv(_xn), atol=1e-4, rtol=1e-4)
     assert_true(torch.equal(_xo, _keep[0]) and torch.equal(_xn, _keep[1]) and torch.equal(_yo, _yo_keep),
                 f"{_what} modified its inputs")
+# the cached output is used as given: the result is y_old + W * (x_new - x_old), not a fresh conv(x_new)
+_conv = nn.Conv2d(4, 5, 3, padding=1)
+_yours = judge.twin(_conv, "torch.nn.Conv2d", 4, 5, 3, padding=1)
+_xo = torch.randn(2, 4, 10, 11, generator=_g)
+_xn = _xo.clone()
+_xn[:, :, 2:5, 3:7] = torch.randn(2, 4, 3, 4, generator=_g)
+with torch.no_grad():
+    _yo = _conv(_xo) + 0.25 * torch.randn(2, 5, 10, 11, generator=_g)      # a cache that is not conv(x_old)
+    assert_close(f"incremental_conv with a cached y_old that differs from conv(x_old): expected y_old + W * (x_new - "
+                 f"x_old), the cache updated by the difference only {_at}",
+                 call("incremental_conv", incremental_conv, _yours, _xo, _yo, _xn),
+                 _yo + F.conv2d(_xn - _xo, _conv.weight, None, 1, 1), atol=1e-4, rtol=1e-4)
 # non-contiguous (transposed view) inputs, made where your code runs
 _conv = nn.Conv2d(3, 4, 3, padding=1)
 _yours = judge.twin(_conv, "torch.nn.Conv2d", 3, 4, 3, padding=1)

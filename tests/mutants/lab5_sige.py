@@ -31,6 +31,9 @@ INCREMENTAL_WRONG = {
     return y_old + F.conv2d(x_new - x_old, w, None, conv.stride, conv.padding, conv.dilation)'''),
     "modifies_x_new": _IC.format(body='''    delta = x_new.sub_(x_old)
     return y_old + F.conv2d(delta, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)'''),
+    # right whenever y_old is exactly conv(x_old), but ignores the cache it is given (the contract:
+    # y_old + W * (x_new - x_old))
+    "recomputes_from_scratch": _IC.format(body='''    return conv(x_new)'''),
     "forgets_the_cache": _IC.format(body='''    return F.conv2d(x_new - x_old, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)'''),
 }
 
