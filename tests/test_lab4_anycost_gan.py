@@ -249,6 +249,53 @@ def test_step_spies_hold_no_answer():
     torch.testing.assert_close(probe(2 * x, full), 2 * probe(x, torch.zeros_like(full)))
 
 
+def test_elastic_cost_check_catches_a_conv_that_computes_every_channel():
+    lab4.check_elastic_cost(_Elastic)
+
+    class Padded(_Elastic):        # values right, no cost saved (issue 24)
+        def forward(self, x):
+            c = max(1, round(self.ratio * self.out_channels))
+            x = F.pad(x, (0, 0, 0, 0, 0, self.in_channels - x.shape[1]))
+            return self._conv_forward(x, self.weight, self.bias)[:, :c]
+
+    with pytest.raises(CheckFailed, match="sliced weight"):
+        lab4.check_elastic_cost(Padded)
+    conv = _Elastic(6, 8, 3, padding=1)
+    conv.ratio = 0.5
+    assert lab4.elastic_macs(conv, torch.randn(2, 3, 5, 5)) == 2 * 4 * 3 * 9 * 25
+
+
+def test_step_rig_reports_plain_data_only():
+    from effcourse.judge import wire
+
+    rig = lab4.StepRig(seed=1, batch=2, n_res=2)
+    _step(*rig.args(), **rig.step_kwargs())
+    rep = rig.report()
+
+    def refuse(v):
+        raise TypeError(f"not plain data: {type(v).__name__}")
+
+    wire.Encoder(refuse)(rep)        # what travels from the kernel to the judge: tensors, numbers, containers
+    assert [c["generator"] for c in rep["sampler_calls"]] == [1 + 7, 1 + 7]
+    assert [ev for ev, _ in rep["log"]].count("d_opt.step") == 1 and len(rep["cons_calls"]) == 3
+
+
+def test_sampling_test_bound_and_what_it_separates():
+    from math import comb
+
+    # the hidden sampling test's false-failure bound (solutions/..., test_anycost_step_sampling)
+    assert 6 * sum(comb(60, k) * (1 / 3) ** k * (2 / 3) ** (60 - k) for k in range(3)) <= 7.8e-8
+    drawn = lab4.sampled_resolutions(_step, n_steps=30, n_res=2, seed=0)
+    assert all(len(set(d)) == 2 and set(d) <= {8, 16, 32} for d in drawn)
+    assert {tuple(sorted(d)) for d in drawn} == {(8, 16), (8, 32), (16, 32)}
+
+    def top_first(G, D, real, g_opt, d_opt, generator, *args, n_res=1, **kwargs):
+        out = _step(G, D, real, g_opt, d_opt, generator, *args, n_res=n_res, **kwargs)
+        return {**out, "resolutions": sorted({32, *out["resolutions"]})[-n_res:]}
+
+    assert all(32 in d for d in lab4.sampled_resolutions(top_first, n_steps=10, n_res=2, seed=0))
+
+
 def test_widget_redraws_headless():
     pytest.importorskip("ipywidgets")
     from effcourse.widgets import anycost_preview as preview

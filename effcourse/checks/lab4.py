@@ -320,42 +320,111 @@ def _params(module: nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in module.parameters()]
 
 
+def _fingerprint(generator) -> int | None:
+    """What the judge can compare of a ``torch.Generator`` that reached a spy: its initial seed."""
+    return int(generator.initial_seed()) if isinstance(generator, torch.Generator) else None
+
+
+class StepRig:
+    """The spies of one training step, built where the learner's code runs (the hidden tests build it
+    with ``effcourse.judge.build("effcourse.checks.lab4.StepRig", ...)``; locally it is just an object).
+
+    ``args()`` are the step's positional arguments ``(G, D, real, g_opt, d_opt, generator, teacher,
+    sample_ratios, consistency_loss)`` on the spies' tiny GAN (``tiny_gan(seed, choices)``), with a
+    scripted sampler and a probe consistency loss; ``step_kwargs()`` its keyword arguments.
+    ``report()`` is everything the spies logged, as plain data (tensors, numbers, lists, dicts):
+    ``G_calls``/``T_calls`` (the generator's and the teacher's forwards), ``D_calls`` ``(images, code,
+    requires_grad)``, ``log`` (the order of events), ``sampler_calls`` (arguments; ``generator`` is the
+    initial seed of the generator it got), ``sampler_returned``, ``cons_calls`` ``(sub_out,
+    sub_out.requires_grad, full_out)``, ``dG``/``dD`` (each parameter's change since construction) and
+    ``teacher_changed``. With ``garbage`` every parameter's ``.grad`` is pre-filled with large random
+    values (a correct step clears them before each backward).
+    """
+
+    def __init__(self, seed: int = 0, batch: int = 3, mode: str = "uniform", n_res: int = 1,
+                 lambda_consistency: float = 1.0, choices=CHOICES, garbage: bool = True, g_lr: float = G_LR,
+                 d_lr: float = D_LR):
+        seed = int(seed)
+        self.choices = tuple(float(c) for c in choices)
+        self.G, self.D, self.teacher, self.g_opt, self.d_opt, self.log = tiny_gan(seed, self.choices, g_lr=g_lr,
+                                                                                   d_lr=d_lr)
+        if garbage:
+            gg = torch.Generator().manual_seed(seed + 5)
+            for p in list(self.G.parameters()) + list(self.D.parameters()):
+                p.grad = 100 * torch.randn(p.shape, generator=gg)
+        self.real = torch.rand(batch, 1, 32, 32, generator=torch.Generator().manual_seed(seed + 100)) * 2 - 1
+        self.sampler = ScriptedSampler(_configs(seed, self.G.n_layers, self.choices, mode), self.log)
+        self.cons = ProbeConsistency(self.G.resolutions, seed=seed, log=self.log)
+        self.gen = torch.Generator().manual_seed(seed + 7)
+        self.kwargs = {"choices": self.choices, "mode": mode, "n_res": int(n_res),
+                       "lambda_consistency": float(lambda_consistency)}
+        self._before = (_params(self.G), _params(self.D), _params(self.teacher))
+
+    def args(self) -> tuple:
+        return (self.G, self.D, self.real, self.g_opt, self.d_opt, self.gen, self.teacher, self.sampler, self.cons)
+
+    def step_kwargs(self) -> dict:
+        return dict(self.kwargs)
+
+    def report(self) -> dict:
+        before_g, before_d, before_t = self._before
+        return {
+            "G_calls": list(self.G.calls), "T_calls": list(self.teacher.calls), "D_calls": list(self.D.calls),
+            "log": list(self.log),
+            "sampler_calls": [{**c, "generator": _fingerprint(c["generator"])} for c in self.sampler.calls],
+            "sampler_returned": [list(r) for r in self.sampler.returned],
+            "cons_calls": [(s.detach().clone(), bool(s.requires_grad), torch.as_tensor(f).detach().clone())
+                           for s, f in self.cons.calls],
+            "dG": [a.detach() - b for a, b in zip(self.G.parameters(), before_g)],
+            "dD": [a.detach() - b for a, b in zip(self.D.parameters(), before_d)],
+            "teacher_changed": any(not torch.equal(a.detach(), b) for a, b in zip(self.teacher.parameters(), before_t)),
+        }
+
+
+def _moved(module: nn.Module, deltas: list[torch.Tensor]) -> nn.Module:
+    """A copy of ``module`` with each parameter moved by the matching delta."""
+    m = copy.deepcopy(module)
+    with torch.no_grad():
+        for p, d in zip(m.parameters(), deltas):
+            p.add_(torch.as_tensor(d).to(p.dtype).reshape(p.shape))
+    return m
+
+
 def run_step(anycost_step, seed: int = 0, batch: int = 3, mode: str = "uniform", n_res: int = 1,
              lambda_consistency: float = 1.0, choices=CHOICES, garbage: bool = True, global_seed: int | None = None,
              copies: bool = True) -> dict:
-    """One call of the learner's step on the spies' tiny GAN; returns everything that was seen.
+    """One call of the learner's step on a ``StepRig`` (built where the learner's code runs: in the judge
+    through ``effcourse.judge.build``, locally as a plain object); returns what was seen, as plain data.
 
-    With ``garbage`` every parameter's ``.grad`` is pre-filled with large random values first (a
-    correct step clears them before each backward). With ``global_seed`` torch's global RNG is seeded
-    with it right before the call (a step should draw from ``gen`` only). Keys: ``out`` (what the step returned), the spies
-    ``G``, ``D``, ``teacher``, ``sampler``, ``cons``, the event ``log``, ``real``, ``gen``, ``g_lr``, ``d_lr``,
-    ``G0``/``D0`` (copies of G and D before the step, None unless ``copies``), ``dG``/``dD`` (each
-    parameter's change).
+    With ``global_seed`` torch's global RNG (in the learner's kernel too) is seeded with it right before
+    the call (a step should draw from its generator only). Keys: ``out`` (what the step returned),
+    ``rep`` (``StepRig.report()``), ``real``, ``gen_seed`` (the initial seed of the generator passed in),
+    ``g_lr``, ``d_lr``, ``G0``/``D0`` (the tiny GAN before the step, rebuilt here from its seed),
+    ``G``/``D`` (the same moved by the reported changes), ``cons`` (the probe), ``dG``/``dD``.
+    ``copies`` is accepted for compatibility (the models are always rebuilt here).
     """
+    from ..judge import api as judge
+
     choices = tuple(float(c) for c in choices)
-    G, D, teacher, g_opt, d_opt, log = tiny_gan(seed, choices)
-    G0, D0 = (copy.deepcopy(G), copy.deepcopy(D)) if copies else (None, None)
-    if garbage:
-        gg = torch.Generator().manual_seed(int(seed) + 5)
-        for p in list(G.parameters()) + list(D.parameters()):
-            p.grad = 100 * torch.randn(p.shape, generator=gg)
-    real = torch.rand(batch, 1, 32, 32, generator=torch.Generator().manual_seed(int(seed) + 100)) * 2 - 1
-    sampler = ScriptedSampler(_configs(seed, G.n_layers, choices, mode), log)
-    cons = ProbeConsistency(G.resolutions, seed=seed, log=log)
-    gen = torch.Generator().manual_seed(int(seed) + 7)
-    before_g, before_d, before_t = _params(G), _params(D), _params(teacher)
+    rig = judge.build("effcourse.checks.lab4.StepRig", seed=int(seed), batch=int(batch), mode=mode, n_res=int(n_res),
+                      lambda_consistency=float(lambda_consistency), choices=choices, garbage=bool(garbage))
+    args, kwargs = rig.args(), rig.step_kwargs()
     if global_seed is not None:
-        torch.manual_seed(int(global_seed))
+        judge.manual_seed(int(global_seed))
     with quiet():
         out = call("anycost_step(G, D, real, g_opt, d_opt, generator, teacher, sample_ratios, consistency_loss, ...)",
-                   anycost_step, G, D, real, g_opt, d_opt, gen, teacher, sampler, cons, choices=choices, mode=mode,
-                   n_res=n_res, lambda_consistency=lambda_consistency)
-    return {"out": out, "G": G, "D": D, "teacher": teacher, "sampler": sampler, "cons": cons, "log": log,
-            "real": real, "gen": gen, "g_lr": G_LR, "d_lr": D_LR, "G0": G0, "D0": D0, "lambda": float(lambda_consistency),
-            "n_res": n_res, "mode": mode, "choices": choices,
-            "dG": [a.detach() - b for a, b in zip(G.parameters(), before_g)],
-            "dD": [a.detach() - b for a, b in zip(D.parameters(), before_d)],
-            "teacher_changed": any(not torch.equal(a, b) for a, b in zip(teacher.parameters(), before_t))}
+                   anycost_step, *args, **kwargs)
+    rep = rig.report()
+    G0, D0, teacher0, _, _, _ = tiny_gan(int(seed), choices)
+    real = torch.rand(batch, 1, 32, 32, generator=torch.Generator().manual_seed(int(seed) + 100)) * 2 - 1
+    dG, dD = list(rep["dG"]), list(rep["dD"])
+    assert_true(len(dG) == len(list(G0.parameters())) and len(dD) == len(list(D0.parameters())),
+                "the spies' report does not match the tiny GAN (its parameters changed in number)")
+    return {"out": out, "rep": rep, "real": real, "gen_seed": int(seed) + 7, "g_lr": G_LR, "d_lr": D_LR,
+            "G0": G0, "D0": D0, "G": _moved(G0, dG), "D": _moved(D0, dD), "teacher": teacher0,
+            "cons": ProbeConsistency(G0.resolutions, seed=int(seed)), "lambda": float(lambda_consistency),
+            "n_res": n_res, "mode": mode, "choices": choices, "dG": dG, "dD": dD,
+            "teacher_changed": bool(rep["teacher_changed"])}
 
 
 def _resolutions(out, n_res: int, G) -> list[int]:
@@ -380,58 +449,61 @@ def _rows_match(a: torch.Tensor, pool: list[torch.Tensor]) -> bool:
 
 
 def facts(run: dict) -> dict:
-    """What the step did, read from the spies (raises ``CheckFailed`` when it cannot be read).
+    """What the step did, read from the spies' report (raises ``CheckFailed`` when it cannot be read).
 
     ``res`` (the sampled resolutions), ``fake_ratios``/``real_ratios`` (the two scripted configurations:
     the one G was run with, and the other), ``z``, ``fakes`` ({resolution: G's output}),
     ``teacher_out``, ``d_step``/``g_step`` (D's calls before / after ``d_opt.step()``).
     """
-    out, G, D, sampler, log = run["out"], run["G"], run["D"], run["sampler"], run["log"]
+    out, G, rep = run["out"], run["G"], run["rep"]
+    log, d_calls, g_calls = rep["log"], rep["D_calls"], rep["G_calls"]
     assert_true(isinstance(out, dict), f"anycost_step should return a dict, got {type(out).__name__}")
     missing = {"d_loss", "g_loss", "consistency", "resolutions", "ratios"} - set(out)
     assert_true(not missing, f"the returned dict lacks {sorted(missing)}")
     res = _resolutions(out, run["n_res"], G)
-    assert_true(len(sampler.calls) == 2,
+    calls = rep["sampler_calls"]
+    assert_true(len(calls) == 2,
                 f"sample_ratios should be called twice per step (one configuration for the fakes, an independent "
-                f"one for the reals' code), was called {len(sampler.calls)} time(s)")
-    for c in sampler.calls:
-        assert_true(c["n_layers"] == G.n_layers and c["mode"] == run["mode"] and c["choices"] == run["choices"]
-                    and c["generator"] is run["gen"],
+                f"one for the reals' code), was called {len(calls)} time(s)")
+    for c in calls:
+        ok_gen = c["generator"] == run["gen_seed"]
+        assert_true(c["n_layers"] == G.n_layers and c["mode"] == run["mode"] and tuple(c["choices"]) == run["choices"]
+                    and ok_gen,
                     f"sample_ratios should get (G.n_layers={G.n_layers}, choices={run['choices']}, mode={run['mode']!r}, "
-                    f"generator); got n_layers={c['n_layers']}, choices={c['choices']}, mode={c['mode']!r}, generator "
-                    f"{'ok' if c['generator'] is run['gen'] else 'not the one passed in'}")
-    assert_true(len(G.calls) > 0, "the step never ran G")
-    used = {c["ratios"] for c in G.calls}
-    configs = [tuple(r) for r in sampler.returned]
+                    f"generator); got n_layers={c['n_layers']}, choices={tuple(c['choices'])}, mode={c['mode']!r}, "
+                    f"generator {'ok' if ok_gen else 'not the one passed in'}")
+    assert_true(len(g_calls) > 0, "the step never ran G")
+    used = {tuple(float(r) for r in c["ratios"]) for c in g_calls}
+    configs = [tuple(float(v) for v in r) for r in rep["sampler_returned"]]
     assert_true(len(used) == 1 and next(iter(used)) in configs,
                 f"G should run with one configuration, a sample_ratios draw ({configs}); it ran with {sorted(used)}")
     fake_ratios = list(next(iter(used)))
     real_ratios = list(configs[1 - configs.index(tuple(fake_ratios))])
     got = [float(r) for r in out["ratios"]]
     assert_true(got == fake_ratios, f"out['ratios'] is {got}, but G was run with {fake_ratios}")
-    z = G.calls[0]["z"]
-    assert_true(all(c["z"].shape == z.shape and torch.equal(c["z"], z) for c in G.calls),
+    z = g_calls[0]["z"]
+    assert_true(all(c["z"].shape == z.shape and torch.equal(c["z"], z) for c in g_calls),
                 "every run of G in one step should use the same latents z")
     assert_true(len(z) == len(run["real"]), f"z should have one row per real image ({len(run['real'])}), got {len(z)}")
     fakes = {}
-    for c in G.calls:
+    for c in g_calls:
         for img in c["images"]:
             fakes.setdefault(img.shape[-1], img)
     assert_true(set(G.resolutions) <= set(fakes),
                 f"the step should produce G's output at every resolution {G.resolutions} (the consistency term covers "
                 f"all of them); it produced {sorted(fakes)}")
-    T = run["teacher"]
-    assert_true(len(T.calls) > 0, "the step never ran the teacher")
+    t_calls = rep["T_calls"]
+    assert_true(len(t_calls) > 0, "the step never ran the teacher")
     top = G.resolutions[-1]
-    tcalls = [c for c in T.calls if c["target"] == top and torch.equal(c["z"], z)]
+    tcalls = [c for c in t_calls if c["target"] == top and c["z"].shape == z.shape and torch.equal(c["z"], z)]
     assert_true(bool(tcalls), f"the teacher should be run on the same z at its top resolution {top} (teacher(z))")
     assert_true(not run["teacher_changed"], "the teacher is frozen: the step must not change its weights")
     steps = [i for i, (ev, _) in enumerate(log) if ev == "d_opt.step"]
     gsteps = [i for i, (ev, _) in enumerate(log) if ev == "g_opt.step"]
     assert_true(len(steps) == 1 and len(gsteps) == 1,
                 f"one step calls d_opt.step() once and g_opt.step() once; got {len(steps)} and {len(gsteps)}")
-    d_step = [D.calls[i] for j, (ev, i) in enumerate(log) if ev == "D" and j < steps[0]]
-    g_step = [D.calls[i] for j, (ev, i) in enumerate(log) if ev == "D" and j > steps[0]]
+    d_step = [d_calls[i] for j, (ev, i) in enumerate(log) if ev == "D" and j < steps[0]]
+    g_step = [d_calls[i] for j, (ev, i) in enumerate(log) if ev == "D" and j > steps[0]]
     return {"res": res, "fake_ratios": fake_ratios, "real_ratios": real_ratios, "z": z, "fakes": fakes,
             "teacher_out": tcalls[0]["images"][-1], "d_step": d_step, "g_step": g_step,
             "d_before_g": steps[0] < gsteps[0]}
@@ -454,9 +526,14 @@ def _gap(D, real, fakes, res, code_real, code_fake) -> float:
 
 
 def verify_step(anycost_step, seed: int = 0, batch: int = 3, mode: str = "uniform", n_res: int = 1,
-                lambda_consistency: float = 1.0, choices=CHOICES) -> dict:
+                lambda_consistency: float = 1.0, choices=CHOICES, signs: bool = True) -> dict:
     """The properties of one training step (the visible check; the hidden tests call it too). Returns the
-    main run (``run_step`` with garbage-filled gradients) with its ``facts`` under ``"facts"``."""
+    main run (``run_step`` with garbage-filled gradients) with its ``facts`` under ``"facts"``.
+
+    ``signs``: also check that D's step widens D's real-minus-fake logit gap and that G's step (without
+    the consistency term) makes the updated D rate the fakes as more real. These are first-order
+    statements about one finite SGD step: true for the reference at the visible check's seed, not
+    guaranteed at every seed (the hidden tests compare the updates with a replay instead)."""
     if lambda_consistency <= 0:
         raise ValueError("verify_step needs lambda_consistency > 0 (it also runs the step with 0 and twice the value)")
     run = run_step(anycost_step, seed, batch, mode, n_res, lambda_consistency, choices)
@@ -492,16 +569,16 @@ def verify_step(anycost_step, seed: int = 0, batch: int = 3, mode: str = "unifor
     assert_true(all(x.shape[-1] in res for x, _, _ in f["g_step"]),
                 f"the adversarial terms are taken only at the sampled resolutions {res}")
     # the consistency term: every resolution of G against the teacher's output
-    cons = run["cons"]
-    sizes = sorted(int(s.shape[-1]) for s, _ in cons.calls)
+    cons_calls = run["rep"]["cons_calls"]
+    sizes = sorted(int(s.shape[-1]) for s, _, _ in cons_calls)
     assert_true(sizes == sorted(G.resolutions),
                 f"consistency_loss should be called once per resolution of G {G.resolutions} (distillation at every "
                 f"resolution), got calls at {sizes}")
-    for s, full in cons.calls:
-        assert_true(s.requires_grad, "the sub-output passed to consistency_loss should carry G's gradient")
+    for s, grad, full in cons_calls:
+        assert_true(grad, "the sub-output passed to consistency_loss should carry G's gradient")
         assert_close(f"sub_out at {s.shape[-1]}x{s.shape[-1]} (G's output with the sampled configuration)",
-                     s.detach(), fakes[s.shape[-1]], atol=1e-6)
-        assert_close("full_out passed to consistency_loss (the teacher's output teacher(z))", full.detach(),
+                     s, fakes[s.shape[-1]], atol=1e-6)
+        assert_close("full_out passed to consistency_loss (the teacher's output teacher(z))", full,
                      f["teacher_out"], atol=1e-6)
     for k in ("d_loss", "g_loss", "consistency"):
         v = run["out"][k]
@@ -509,11 +586,12 @@ def verify_step(anycost_step, seed: int = 0, batch: int = 3, mode: str = "unifor
                     f"out[{k!r}] should be a number, got {type(v).__name__}")
     assert_true(any(d.abs().sum() > 0 for d in run["dG"]), "G's weights did not change: call g_opt.step()")
     assert_true(any(d.abs().sum() > 0 for d in run["dD"]), "D's weights did not change: call d_opt.step()")
-    # signs: D's step widens D's real-minus-fake logit gap
-    gap0 = _gap(run["D0"], run["real"], fakes, res, code_real, code)
-    gap1 = _gap(run["D"], run["real"], fakes, res, code_real, code)
-    assert_true(gap1 > gap0, f"after D's step, D should separate the reals from the fakes better: its logit gap "
-                             f"(real - fake, summed over the sampled resolutions) went from {gap0:.4g} to {gap1:.4g}")
+    if signs:
+        # D's step widens D's real-minus-fake logit gap
+        gap0 = _gap(run["D0"], run["real"], fakes, res, code_real, code)
+        gap1 = _gap(run["D"], run["real"], fakes, res, code_real, code)
+        assert_true(gap1 > gap0, f"after D's step, D should separate the reals from the fakes better: its logit gap "
+                                 f"(real - fake, summed over the sampled resolutions) went from {gap0:.4g} to {gap1:.4g}")
     # the same step from clean gradients with lambda 0 and 2 * lambda: D's update must not change, G's update
     # must be linear in lambda, and the main run (stale gradients) must sit exactly half-way between them
     adv = run_step(anycost_step, seed, batch, mode, n_res, 0.0, choices, garbage=False, copies=False)
@@ -533,17 +611,19 @@ def verify_step(anycost_step, seed: int = 0, batch: int = 3, mode: str = "unifor
                                                   "backward: call g_opt.zero_grad() right before it")
         raise CheckFailed("the consistency term should enter G's loss as lambda_consistency * (the sum of "
                           "consistency_loss over the resolutions): G's update is not linear in lambda_consistency")
-    # G's step (without the consistency term) makes the updated D rate the fakes as more real
-    fa = facts(adv)
-    G1 = adv["G"]
-    with torch.no_grad():
-        G1.set_ratio(fa["fake_ratios"])
-        new = dict(zip(G1.resolutions, G1.forward_all(fa["z"])))
-        code = G1.arch_code(fa["fake_ratios"]).expand(n, -1)
-        before = sum(float(adv["D"](fa["fakes"][r], code).mean()) for r in fa["res"])
-        after = sum(float(adv["D"](new[r], code).mean()) for r in fa["res"])
-    assert_true(after > before, f"G's step should make the updated D rate the fakes as more real: with "
-                                f"lambda_consistency=0, D's mean logit of the fakes went from {before:.4g} to {after:.4g}")
+    if signs:
+        # G's step (without the consistency term) makes the updated D rate the fakes as more real
+        fa = facts(adv)
+        G1 = adv["G"]
+        with torch.no_grad():
+            G1.set_ratio(fa["fake_ratios"])
+            new = dict(zip(G1.resolutions, G1.forward_all(fa["z"])))
+            code = G1.arch_code(fa["fake_ratios"]).expand(n, -1)
+            before = sum(float(adv["D"](fa["fakes"][r], code).mean()) for r in fa["res"])
+            after = sum(float(adv["D"](new[r], code).mean()) for r in fa["res"])
+        assert_true(after > before, f"G's step should make the updated D rate the fakes as more real: with "
+                                    f"lambda_consistency=0, D's mean logit of the fakes went from {before:.4g} to "
+                                    f"{after:.4g}")
     run["facts"] = f
     return run
 
@@ -555,15 +635,45 @@ def replay(run: dict) -> dict:
     measured parameter changes ``dG``, ``dD``."""
     f = run.get("facts") or facts(run)
     fresh = lambda m: copy.deepcopy(m.D if isinstance(m, SpyDiscriminator) else m)  # noqa: E731
-    G0 = fresh(run["G0"])
-    D1 = fresh(run["D"])
-    with torch.no_grad():
-        for p, p0, dp in zip(D1.parameters(), run["D0"].parameters(), run["dD"]):
-            p.copy_(p0 + dp)
-    return {"G0": G0, "D0": fresh(run["D0"]), "D1": D1, "teacher": fresh(run["teacher"]), "probe": run["cons"].value,
-            "z": f["z"], "real": run["real"], "res": f["res"], "fake_ratios": f["fake_ratios"],
-            "real_ratios": f["real_ratios"], "lam": run["lambda"], "g_lr": run["g_lr"], "d_lr": run["d_lr"],
-            "dG": run["dG"], "dD": run["dD"]}
+    D1 = _moved(fresh(run["D0"]), run["dD"])
+    return {"G0": fresh(run["G0"]), "D0": fresh(run["D0"]), "D1": D1, "teacher": fresh(run["teacher"]),
+            "probe": run["cons"].value, "z": f["z"], "real": run["real"], "res": f["res"],
+            "fake_ratios": f["fake_ratios"], "real_ratios": f["real_ratios"], "lam": run["lambda"],
+            "g_lr": run["g_lr"], "d_lr": run["d_lr"], "dG": run["dG"], "dD": run["dD"]}
+
+
+def sampled_resolutions(anycost_step, n_steps: int, n_res: int, seed: int = 0) -> list[list[int]]:
+    """The resolutions the learner's step samples in ``n_steps`` calls on one ``StepRig`` (learning rates
+    0: the spies' weights never move), all drawing from one generator seeded with ``seed``; each step's
+    list as returned (``out["resolutions"]``). Built and called through ``effcourse.judge`` (works
+    locally too)."""
+    from ..judge import api as judge
+
+    rig = judge.build("effcourse.checks.lab4.StepRig", seed=int(seed), batch=1, n_res=int(n_res), garbage=False,
+                      g_lr=0.0, d_lr=0.0)
+    args, kwargs = list(rig.args()), rig.step_kwargs()
+    gen = torch.Generator().manual_seed(int(seed))
+    args[5] = gen
+    drawn = []
+    for i in range(int(n_steps)):
+        with quiet():
+            out = call(f"anycost_step(..., n_res={n_res}), call {i + 1} of {n_steps}", anycost_step, *args, **kwargs)
+        assert_true(isinstance(out, dict) and "resolutions" in out,
+                    f"anycost_step should return a dict with 'resolutions', got {type(out).__name__}")
+        res = out["resolutions"]
+        if isinstance(res, (int, float)) or (isinstance(res, torch.Tensor) and res.numel() == 1):
+            res = [res]
+        drawn.append([int(r) for r in res])
+    return drawn
+
+
+def elastic_macs(conv: nn.Module, x: torch.Tensor) -> int:
+    """Multiply-accumulates that ``conv(x)`` executes (``effcourse.bench.count_macs``: every convolution
+    and matrix product that runs, whatever its result is used for). A probe: the hidden tests run it
+    where the learner's code lives (``effcourse.judge.in_kernel``)."""
+    from .. import bench
+
+    return int(bench.count_macs(conv, x))
 
 
 def check_anycost_step(anycost_step) -> None:
@@ -573,6 +683,33 @@ def check_anycost_step(anycost_step) -> None:
 
 
 __all__ = ["check_sort_channels", "check_elastic_conv", "check_sample_ratios", "check_sample_ratios_validation",
-           "check_arch_modulation", "check_consistency_loss", "check_anycost_step", "verify_step", "run_step", "facts",
+           "check_arch_modulation", "check_consistency_loss", "check_anycost_step", "check_elastic_cost", "check_step_sampling", "verify_step", "run_step", "facts",
            "replay", "quiet", "tiny_gan", "SpyGenerator", "SpyDiscriminator", "SpySGD", "ScriptedSampler", "ProbeConsistency",
-           "CheckFailed"]
+           "StepRig", "sampled_resolutions", "elastic_macs", "CheckFailed"]
+
+
+def check_elastic_cost(cls) -> None:
+    """A sub-network must cost less: at ratio 0.5 on half the input channels, ``forward`` executes the
+    MACs of the sliced convolution only (a quarter of the full one), counted with ``bench.count_macs``."""
+    torch.manual_seed(0)
+    conv = call("ElasticConv2d(8, 8, 3, padding=1)", cls, 8, 8, 3, padding=1)
+    conv.ratio = 0.5
+    x = torch.randn(1, 4, 6, 6)
+    got = call("counting the MACs of conv(x) at ratio 0.5 on 4 input channels", elastic_macs, conv, x)
+    full = 8 * 8 * 9 * 36
+    assert_true(got <= full // 4, f"at ratio 0.5 on 4 of 8 input channels the forward should execute at most "
+                                  f"{full // 4} MACs (4 filters x 4 input channels x 3 x 3 x 36 pixels), it executes "
+                                  f"{got} (the full conv: {full}): convolve with the sliced weight only")
+    passed("ElasticConv2d: a sub-network executes only its own MACs")
+
+
+def check_step_sampling(anycost_step) -> None:
+    """12 steps with ``n_res=2``: two different resolutions of (8, 16, 32) each time; the pairs drawn are
+    printed (12 steps are too few to judge uniformity: that is left to the hidden tests)."""
+    drawn = sampled_resolutions(anycost_step, n_steps=12, n_res=2)
+    assert_true(all(len(d) == 2 and len(set(d)) == 2 and set(d) <= {8, 16, 32} for d in drawn),
+                f"n_res=2 should give 2 different resolutions of (8, 16, 32) per step, got {drawn}")
+    pairs = sorted({tuple(sorted(d)) for d in drawn})
+    print(f"resolution pairs drawn in 12 steps with n_res=2: {pairs} (a uniform draw gives each pair about 1/3 "
+          f"of the time)")
+    passed("anycost_step: n_res different resolutions per step")

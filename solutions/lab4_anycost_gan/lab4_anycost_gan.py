@@ -115,7 +115,7 @@ class ElasticConv2d(nn.Conv2d):
         ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_ElasticConv2d", "locked": true, "points": 14, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "test_ElasticConv2d", "locked": true, "points": 12, "schema_version": 3, "solution": false, "task": false}
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -124,20 +124,23 @@ from effcourse.checks import lab4
 lab4.check_elastic_conv(ElasticConv2d)
 ### BEGIN HIDDEN TESTS
 import time
+from effcourse import judge
 from effcourse.checks.asserts import assert_close, assert_true, call
 _seed = int(time.time() * 1000) % 2**31
 _g = torch.Generator().manual_seed(_seed)
 for (cin, cout, k, stride, pad, bias, dil) in [(4, 6, 3, 1, 1, True, 1), (5, 7, 1, 1, 0, False, 1),
                                               (3, 10, 3, 2, 1, True, 1), (6, 5, 5, 1, 4, True, 2),
                                               (1, 3, 3, 2, 0, False, 1)]:
-    torch.manual_seed(int(torch.randint(0, 10**6, (1,), generator=_g)))
+    judge.manual_seed(int(torch.randint(0, 10**6, (1,), generator=_g)))
     where = f"[seed {_seed}] ElasticConv2d({cin}, {cout}, {k}, stride={stride}, padding={pad}, bias={bias}, dilation={dil})"
     conv = call(where, ElasticConv2d, cin, cout, k, stride=stride, padding=pad, bias=bias, dilation=dil)
-    assert_true(getattr(conv, "ratio", None) == 1.0, f"{where}: a new ElasticConv2d should have ratio 1.0")
+    assert_true(judge.get(conv, "ratio") == 1.0, f"{where}: a new ElasticConv2d should have ratio 1.0")
     dense = nn.Conv2d(cin, cout, k, stride=stride, padding=pad, bias=bias, dilation=dil)
-    dense.load_state_dict(conv.state_dict())
+    yours = call(f"{where}.state_dict()", conv.state_dict)
+    dense.load_state_dict({key: yours[key] for key in dense.state_dict()})
     x = torch.randn(3, cin, 9, 11, generator=_g)
     assert_close(f"{where}: ratio 1 vs the dense conv", call(where, conv, x), dense(x), atol=1e-5)
+    w, b = dense.weight.detach(), None if dense.bias is None else dense.bias.detach()
     for r in (1.0, 0.75, 0.5, 0.3, 0.25, 0.1, 0.01):
         if abs((r * cout) % 1 - 0.5) < 1e-9:
             continue                                       # exact .5: rounding convention, not tested
@@ -145,22 +148,71 @@ for (cin, cout, k, stride, pad, bias, dil) in [(4, 6, 3, 1, 1, True, 1), (5, 7, 
         for c_in in sorted({cin, max(1, cin // 2), 1}):
             conv.ratio = r
             xi = x[:, :c_in].clone().requires_grad_(True)
-            conv.zero_grad()
+            call(f"{where}.zero_grad()", conv.zero_grad)
             y = call(f"{where} at ratio {r}", conv, xi)
-            exp = F.conv2d(xi.detach(), conv.weight[:c, :c_in].detach(),
-                           None if conv.bias is None else conv.bias[:c].detach(), stride, pad, dil)
+            exp = F.conv2d(xi.detach(), w[:c, :c_in], None if b is None else b[:c], stride, pad, dil)
             assert_close(f"{where}: ratio {r} with {c_in} input channels", y, exp, atol=1e-5)
             y.pow(2).sum().backward()
-            gw = conv.weight.grad
+            gw = judge.get(conv, "weight.grad")
             assert_true(gw is not None and gw[c:].abs().sum() == 0 and gw[:, c_in:].abs().sum() == 0
                         and gw[:c, :c_in].abs().sum() > 0,
                         f"{where}: at ratio {r}, exactly the used prefix weight[:{c}, :{c_in}] should get gradient")
             assert_true(xi.grad is not None, f"{where}: the input should get a gradient")
+    # the weights a sub-network does not use may hold anything (NaN here): a conv that pads its input to
+    # in_channels, or masks the full weight, multiplies them and returns NaN
+    r, c_in = 0.4, max(1, cin // 2)                         # 0.4 * cout is never an exact .5 here
+    c = max(1, round(r * cout))
+    if (c_in < cin or c < cout) and abs((r * cout) % 1 - 0.5) > 1e-9:
+        state = {**yours, **{key: v.clone() for key, v in dense.state_dict().items()}}
+        state["weight"][c:] = float("nan")
+        state["weight"][:, c_in:] = float("nan")
+        if b is not None:
+            state["bias"][c:] = float("nan")
+        call(f"{where}.load_state_dict(...)", conv.load_state_dict, state)
+        conv.ratio = r
+        with torch.no_grad():
+            y = call(f"{where} at ratio {r}", conv, x[:, :c_in].clone())
+        assert_true(bool(torch.isfinite(y).all()),
+                    f"{where}: at ratio {r} with {c_in} input channels the output depends on weights outside "
+                    f"weight[:{c}, :{c_in}] (filled with NaN here): use only the prefix, do not pad the input")
+        assert_close(f"{where}: ratio {r} with {c_in} input channels (unused weights NaN)", y,
+                     F.conv2d(x[:, :c_in], w[:c, :c_in], None if b is None else b[:c], stride, pad, dil), atol=1e-5)
+        call(f"{where}.load_state_dict(...)", conv.load_state_dict, {**yours, **dense.state_dict()})
     other = call(where, ElasticConv2d, cin, cout, k, stride=stride, padding=pad, bias=bias, dilation=dil)
-    assert_true(other.ratio == 1.0, f"{where}: each ElasticConv2d has its own ratio (another one was changed)")
+    assert_true(judge.get(other, "ratio") == 1.0, f"{where}: each ElasticConv2d has its own ratio (another one was changed)")
     conv.ratio = 1.0
-    assert_close(f"{where}: ratio set back to 1", conv(x), dense(x), atol=1e-5)
+    assert_close(f"{where}: ratio set back to 1", call(where, conv, x), dense(x), atol=1e-5)
 ### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "test_ElasticConv2d_cost", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+from effcourse.checks import lab4
+
+lab4.check_elastic_cost(ElasticConv2d)
+### BEGIN HIDDEN TESTS
+# executed MACs are observed where your code runs (a probe, effcourse.checks.lab4.elastic_macs): 2 points
+import time
+import torch
+from effcourse import judge
+from effcourse.checks.asserts import assert_true, call
+_seed = int(time.time() * 1000) % 2**31 + 5
+_g = torch.Generator().manual_seed(_seed)
+for (cin, cout, k, stride, pad, r, c_in) in [(8, 12, 3, 1, 1, 0.5, 4), (6, 8, 1, 1, 0, 0.25, 6), (5, 10, 3, 2, 1, 0.3, 2)]:
+    judge.manual_seed(int(torch.randint(0, 10**6, (1,), generator=_g)))
+    where = f"[seed {_seed}] ElasticConv2d({cin}, {cout}, {k}, stride={stride}, padding={pad}) at ratio {r} on {c_in} channels"
+    conv = call(where, ElasticConv2d, cin, cout, k, stride=stride, padding=pad)
+    conv.ratio = r
+    x = torch.randn(2, c_in, 9, 7, generator=_g)
+    c = max(1, round(r * cout))
+    h, w = (9 + 2 * pad - k) // stride + 1, (7 + 2 * pad - k) // stride + 1
+    bound = 2 * c * c_in * k * k * h * w
+    got = call(f"counting the MACs of {where}", judge.in_kernel, "effcourse.checks.lab4.elastic_macs", conv, x)
+    full = 2 * cout * cin * k * k * h * w
+    assert_true(isinstance(got, int) and got <= bound,
+                f"{where}: your forward executes {got} MACs (torch.utils.flop_counter); the sub-network "
+                f"weight[:{c}, :{c_in}] needs {bound} (the full conv: {full}): run the convolution with the "
+                f"sliced weight only, do not compute every channel and slice the output")
+### END HIDDEN TESTS
+
 
 # %% [markdown]
 # ### The generator and what a sub-generator costs
@@ -280,36 +332,57 @@ from effcourse.checks import lab4
 lab4.check_sort_channels(sort_channels)
 ### BEGIN HIDDEN TESTS
 import time
+from effcourse import judge
 from effcourse.checks.asserts import assert_close, assert_true, call
 _seed = int(time.time() * 1000) % 2**31 + 1
 _g = torch.Generator().manual_seed(_seed)
 
 
 def _case(l1, l2, x, what):
+    # the same two convs where your code runs; the reference and the comparisons stay here
+    y1 = judge.twin(l1, "torch.nn.Conv2d", l1.in_channels, l1.out_channels, l1.kernel_size, padding=l1.padding,
+                    bias=l1.bias is not None)
+    y2 = judge.twin(l2, "torch.nn.Conv2d", l2.in_channels, l2.out_channels, l2.kernel_size, padding=l2.padding,
+                    bias=l2.bias is not None)
     net = nn.Sequential(l1, nn.LeakyReLU(0.2), l2)
     before = net(x).detach()
     w1, w2 = l1.weight.detach().clone(), l2.weight.detach().clone()
     b1 = None if l1.bias is None else l1.bias.detach().clone()
     b2 = None if l2.bias is None else l2.bias.detach().clone()
     imp0 = w2.abs().sum(dim=(0, 2, 3))
-    perm = call(f"{what}: sort_channels", sort_channels, l1, l2)
+    perm = call(f"{what}: sort_channels", sort_channels, y1, y2)
     assert_true(isinstance(perm, torch.Tensor) and sorted(perm.tolist()) == list(range(len(w1))),
                 f"{what}: sort_channels should return a permutation of range({len(w1)}), got {perm}")
     perm = perm.long()
-    assert_true(isinstance(l1.weight, nn.Parameter) and isinstance(l2.weight, nn.Parameter),
-                f"{what}: the weights must stay nn.Parameters")
-    assert_close(f"{what}: layer.weight after sorting (old_weight[perm])", l1.weight.detach(), w1[perm])
+    for y, names in ((y1, {"weight"} | ({"bias"} if b1 is not None else set())),
+                     (y2, {"weight"} | ({"bias"} if b2 is not None else set()))):
+        got = {n for n, _ in call(f"{what}: named_parameters()", y.named_parameters)}
+        assert_true(got == names, f"{what}: the weights must stay nn.Parameters ({sorted(names)}), got {sorted(got)}")
+    new = {"l1.weight": judge.get(y1, "weight"), "l2.weight": judge.get(y2, "weight")}
     if b1 is not None:
-        assert_close(f"{what}: layer.bias after sorting (old_bias[perm])", l1.bias.detach(), b1[perm])
-    assert_close(f"{what}: next_layer.weight after sorting (old_weight[:, perm])", l2.weight.detach(), w2[:, perm])
+        new["l1.bias"] = judge.get(y1, "bias")
     if b2 is not None:
-        assert_close(f"{what}: next_layer.bias is not permuted", l2.bias.detach(), b2)
-    imp = l2.weight.detach().abs().sum(dim=(0, 2, 3))
+        new["l2.bias"] = judge.get(y2, "bias")
+    assert_true(all(isinstance(v, torch.Tensor) for v in new.values()), f"{what}: the layers' weights must stay tensors")
+    assert_close(f"{what}: layer.weight after sorting (old_weight[perm])", new["l1.weight"].detach(), w1[perm])
+    if b1 is not None:
+        assert_close(f"{what}: layer.bias after sorting (old_bias[perm])", new["l1.bias"].detach(), b1[perm])
+    assert_close(f"{what}: next_layer.weight after sorting (old_weight[:, perm])", new["l2.weight"].detach(), w2[:, perm])
+    if b2 is not None:
+        assert_close(f"{what}: next_layer.bias is not permuted", new["l2.bias"].detach(), b2)
+    imp = new["l2.weight"].detach().abs().sum(dim=(0, 2, 3))
     assert_true(bool((imp[:-1] >= imp[1:]).all()),
                 f"{what}: importance (L1 norm of next_layer.weight[:, c]) must be non-increasing, got {imp.tolist()}")
     assert_close(f"{what}: sorted importances", imp, imp0.sort(descending=True).values, atol=1e-5)
-    assert_close(f"{what}: network output after sorting", net(x).detach(), before, atol=1e-5)
-    assert_true(all(p.grad is None for p in net.parameters()), f"{what}: sorting should record no gradient")
+    after = nn.Sequential(nn.Conv2d(l1.in_channels, l1.out_channels, l1.kernel_size, padding=l1.padding,
+                                    bias=b1 is not None), nn.LeakyReLU(0.2),
+                          nn.Conv2d(l2.in_channels, l2.out_channels, l2.kernel_size, padding=l2.padding,
+                                    bias=b2 is not None))
+    after.load_state_dict({k.replace("l1.", "0.").replace("l2.", "2."): v.detach() for k, v in new.items()})
+    assert_close(f"{what}: network output after sorting", after(x).detach(), before, atol=1e-5)
+    grads = [judge.get(y, f"{n}.grad") for y, n in ((y1, "weight"), (y2, "weight"))]
+    grads += [judge.get(y1, "bias.grad")] if b1 is not None else []
+    assert_true(all(g is None or not g.abs().sum() > 0 for g in grads), f"{what}: sorting should record no gradient")
 
 
 for (cin, cmid, cout, k1, k2, b1, b2) in [(3, 7, 5, 3, 1, True, True), (1, 4, 2, 1, 3, False, True),
@@ -370,6 +443,7 @@ from effcourse.checks import lab4
 lab4.check_sample_ratios(sample_ratios)
 ### BEGIN HIDDEN TESTS
 import time
+from effcourse import judge
 from effcourse.checks.asserts import assert_true, call
 _s = int(time.time() * 1000) % 2**31
 
@@ -403,9 +477,9 @@ for choices in [(0.25, 0.5, 0.75, 1.0), (0.3, 0.6, 1.0), (0.5, 1.0)]:
         assert_true(len(_draw(n, choices, "flexible", gen)) == n and len(_draw(n, choices, "uniform", gen)) == n,
                     f"[seed {_s}] sample_ratios({n}, ...) should return {n} ratios")
     for mode in ("uniform", "flexible"):
-        torch.manual_seed(_s)
+        judge.manual_seed(_s)                             # torch's global RNG, where your code runs too
         a = [_draw(6, choices, mode, g) for g in [torch.Generator().manual_seed(_s + 3)] for _ in range(5)]
-        torch.manual_seed(_s + 12345)
+        judge.manual_seed(_s + 12345)
         b = [_draw(6, choices, mode, g) for g in [torch.Generator().manual_seed(_s + 3)] for _ in range(5)]
         assert_true(a == b, f"[seed {_s}] {mode}: the same seeded generator must give the same ratios whatever the "
                             f"global seed; got {a[0]} and {b[0]}")
@@ -480,6 +554,7 @@ from effcourse.checks import lab4
 lab4.check_arch_modulation(ArchModulation)
 ### BEGIN HIDDEN TESTS
 import time
+from effcourse import judge
 from effcourse.checks.asserts import assert_close, assert_true, call
 _seed = int(time.time() * 1000) % 2**31 + 2
 _g = torch.Generator().manual_seed(_seed)
@@ -489,13 +564,15 @@ for (d, C, N, H, W) in [(24, 8, 3, 4, 4), (4, 1, 1, 3, 5), (12, 13, 5, 1, 1), (6
     h = torch.randn(N, C, H, W, generator=_g)
     code = F.one_hot(torch.randint(0, d, (N,), generator=_g), d).float()
     assert_close(f"{where}: zero-initialised it must be the identity", call(where, mod, h, code), h, atol=1e-6)
-    out = mod(h.clone().requires_grad_(True), code)
+    out = call(where, mod, h.clone().requires_grad_(True), code)
     out.pow(2).sum().backward()
-    assert_true(any(p.grad is not None and p.grad.abs().sum() > 0 for p in mod.parameters()),
+    params = list(call(f"{where}.parameters()", mod.parameters))
+    assert_true(any(p.grad is not None and p.grad.abs().sum() > 0 for p in params),
                 f"{where}: at zero initialisation the modulation's parameters must still get gradient (it has to learn)")
-    with torch.no_grad():
-        for p in mod.parameters():
-            p.copy_(torch.randn(p.shape, generator=_g))
+    names = [n for n, _ in call(f"{where}.named_parameters()", mod.named_parameters)]
+    state = dict(call(f"{where}.state_dict()", mod.state_dict))
+    state.update({n: torch.randn(state[n].shape, generator=_g) for n in names})
+    call(f"{where}.load_state_dict(...)", mod.load_state_dict, state)         # "trained": random parameters
     out = mod(h, code)
     assert_true(tuple(out.shape) == (N, C, H, W), f"{where}: output shape should be {(N, C, H, W)}, got {tuple(out.shape)}")
     zero = mod(torch.zeros_like(h), code)
@@ -508,10 +585,14 @@ for (d, C, N, H, W) in [(24, 8, 3, 4, 4), (4, 1, 1, 3, 5), (12, 13, 5, 1, 1), (6
     if N > 1:
         per = torch.cat([mod(h[i:i + 1], code[i:i + 1]) for i in range(N)])
         assert_close(f"{where}: sample n must use code[n]", out, per, atol=1e-5)
-    other = F.one_hot((code.argmax(1) + 1) % d, d).float()
-    zero_o = mod(torch.zeros_like(h), other)
-    assert_true(not torch.allclose(zero_o, zero, atol=1e-4), f"{where}: once trained, the shift beta(code) must depend on the code")
-    assert_true(not torch.allclose(mod(torch.ones_like(h), other) - zero_o, scale, atol=1e-4),
+    # all d one-hot codes at once: with random parameters, d >= 4 shifts (or scales) of a channel agree
+    # within 1e-4 only with probability < 1e-12, so a correct module never fails this by chance
+    every = torch.eye(d)
+    zero_e = mod(torch.zeros(d, C, 1, 1), every)
+    scale_e = mod(torch.ones(d, C, 1, 1), every) - zero_e
+    assert_true(not torch.allclose(zero_e, zero_e[:1].expand_as(zero_e), atol=1e-4),
+                f"{where}: once trained, the shift beta(code) must depend on the code")
+    assert_true(not torch.allclose(scale_e, scale_e[:1].expand_as(scale_e), atol=1e-4),
                 f"{where}: once trained, the scale 1 + gamma(code) must depend on the code")
     # gamma and beta are linear (affine) in the code: check on mixtures of two multi-hot codes
     c1, c2 = (torch.rand(N, d, generator=_g).round() for _ in range(2))
@@ -657,13 +738,18 @@ def anycost_step(G, D, real, g_opt, d_opt, generator, teacher, sample_ratios, co
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_anycost_step", "locked": true, "points": 20, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "test_anycost_step", "locked": true, "points": 16, "schema_version": 3, "solution": false, "task": false}
 import torch
 from effcourse.checks import lab4
 
 lab4.check_anycost_step(anycost_step)
 ### BEGIN HIDDEN TESTS
+# The spies are built where your code runs (lab4.StepRig, through effcourse.judge); what they logged comes
+# back as plain data, and the replay and every comparison happen here. No check depends on the direction of
+# one finite SGD step (such sign checks fail by chance for a few seeds in a thousand): the replay compares
+# each update with -lr * the gradient of the loss the contract states.
 import time
+from effcourse import judge
 from effcourse.checks.asserts import assert_close, assert_true, call
 from effcourse.gan import anycost
 _s = int(time.time() * 1000) % 10**6
@@ -672,7 +758,7 @@ for i, (batch, mode, n_res, lam, choices) in enumerate([(2, "flexible", 2, 3.0, 
     seed = _s + i
     where = f"[seed {seed}] batch {batch}, mode {mode!r}, n_res {n_res}, lambda {lam}"
     run = lab4.verify_step(anycost_step, seed=seed, batch=batch, mode=mode, n_res=n_res, lambda_consistency=lam,
-                           choices=choices)
+                           choices=choices, signs=False)
     # recompute the step by hand from what it drew: one SGD step on L_D, then one on L_G
     ing = lab4.replay(run)
     G0, D0, D1, z, real = ing["G0"], ing["D0"], ing["D1"], ing["z"], ing["real"]
@@ -697,28 +783,49 @@ for i, (batch, mode, n_res, lam, choices) in enumerate([(2, "flexible", 2, 3.0, 
         got, exp = float(torch.as_tensor(out[key]).detach()), exp.item()
         assert_true(abs(got - exp) < 1e-4 * max(1.0, abs(exp)), f"{where}: out[{key!r}] is {got:.6g}, expected {exp:.6g}"
                     + (" (the sum of consistency_loss over every resolution)" if key == "consistency" else ""))
-# every draw comes from the generator passed in: the last run again under another global seed
+# every draw comes from the generator passed in: the last run again under another global seed (set in your kernel)
 again = lab4.run_step(anycost_step, seed=seed, batch=batch, mode=mode, n_res=n_res, lambda_consistency=lam,
-                      choices=choices, global_seed=_s + 1, copies=False)
-assert_true(torch.equal(again["G"].calls[0]["z"], z) and list(again["out"]["resolutions"]) == list(out["resolutions"]),
+                      choices=choices, global_seed=_s + 1)
+assert_true(torch.equal(again["rep"]["G_calls"][0]["z"], z)
+            and [int(r) for r in again["out"]["resolutions"]] == [int(r) for r in out["resolutions"]],
             f"[seed {seed}] the step must draw everything (resolutions, z) from the generator it is given, not from "
             f"torch's global random state")
-# the resolutions are drawn uniformly without repeats: in 10 steps with n_res=2 every resolution comes up
-G_, D_, T_, go, do, _ = lab4.tiny_gan(_s)
-gen = torch.Generator().manual_seed(_s)
-sampler = lab4.ScriptedSampler([[1.0] * G_.n_layers, [0.5] * G_.n_layers])
-probe = lab4.ProbeConsistency(G_.resolutions, seed=_s)
-count = {r: 0 for r in G_.resolutions}
-for _ in range(10):
-    real = torch.rand(2, 1, 32, 32, generator=gen) * 2 - 1
-    with lab4.quiet():
-        out = call("anycost_step", anycost_step, G_, D_, real, go, do, gen, T_, sampler, probe, n_res=2)
-    assert_true(len({int(r) for r in out["resolutions"]}) == 2,
-                f"[seed {_s}] n_res=2 should give 2 different resolutions, got {out['resolutions']}")
-    for r in out["resolutions"]:
-        count[int(r)] += 1
-assert_true(min(count.values()) >= 1, f"[seed {_s}] in 10 steps with n_res=2 every resolution of {G_.resolutions} "
-                                      f"should be drawn (uniformly), got {count}")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# The resolutions a step trains adversarially are a **uniform** draw of `n_res` different ones: every
+# resolution (and, for `n_res = 2`, every pair) equally often, the top one included but not favoured.
+
+# %% nbgrader={"grade": true, "grade_id": "test_anycost_step_sampling", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+from effcourse.checks import lab4
+
+lab4.check_step_sampling(anycost_step)
+### BEGIN HIDDEN TESTS
+# 60 steps with n_res=1 and 60 with n_res=2 (the spies' learning rates are 0, nothing trains). A uniform draw
+# makes each of the 3 resolutions (n_res=1) and each of the 3 pairs (n_res=2) an outcome of probability 1/3,
+# so its count is Binomial(60, 1/3) and the test asks for at least 3 of each. False-failure rate of a correct
+# step, by the union bound over the 6 counts: 6 * P(Bin(60, 1/3) <= 2) = 6 * 1.29e-8 <= 7.8e-8. A step that
+# always trains the top resolution plus random lower ones never draws 8 alone nor the pair {8, 16}: it fails
+# every time.
+import time
+from math import comb
+from effcourse.checks.asserts import assert_true
+_s = int(time.time() * 1000) % 2**31 + 7
+_N, _LO = 60, 3
+assert 6 * sum(comb(_N, k) * (1 / 3) ** k * (2 / 3) ** (_N - k) for k in range(_LO)) <= 7.8e-8
+for n_res in (1, 2):
+    drawn = lab4.sampled_resolutions(anycost_step, n_steps=_N, n_res=n_res, seed=_s + n_res)
+    rs = (8, 16, 32)
+    assert_true(all(len(d) == n_res and len(set(d)) == n_res and set(d) <= set(rs) for d in drawn),
+                f"[seed {_s}] with n_res={n_res} every step should sample {n_res} different resolutions of {rs}, "
+                f"got {[d for d in drawn if len(d) != n_res or len(set(d)) != n_res or not set(d) <= set(rs)][:3]}")
+    outcomes = [frozenset(o) for o in ([(r,) for r in rs] if n_res == 1 else [(8, 16), (8, 32), (16, 32)])]
+    counts = {tuple(sorted(o)): sum(frozenset(d) == o for d in drawn) for o in outcomes}
+    assert_true(min(counts.values()) >= _LO,
+                f"[seed {_s}] with n_res={n_res}, {_N} steps drew {counts}: a uniform draw gives each about "
+                f"{_N // 3} (fewer than {_LO} happens by chance with probability < 1e-7)")
+drawn = lab4.sampled_resolutions(anycost_step, n_steps=2, n_res=3, seed=_s)
+assert_true(all(sorted(d) == [8, 16, 32] for d in drawn), f"[seed {_s}] n_res=3 draws every resolution, got {drawn}")
 ### END HIDDEN TESTS
 
 # %% [markdown]

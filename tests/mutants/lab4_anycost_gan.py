@@ -31,7 +31,7 @@ class ElasticConv2d(nn.Conv2d):
 '''
 
 ELASTIC = {
-    "grades": ["test_ElasticConv2d"],
+    "grades": ["test_ElasticConv2d", "test_ElasticConv2d_cost"],
     "correct": {
         "f_conv2d": _ELASTIC,
         "narrow_and_int_round": '''
@@ -59,6 +59,29 @@ class ElasticConv2d(nn.Conv2d):
         "bias_dropped": _edit(_ELASTIC, ("bias = None if self.bias is None else self.bias[:c_out]", "bias = None")),
         "stride_ignored": _edit(_ELASTIC, ("F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)",
                                            "F.conv2d(x, weight, bias, 1, self.padding, self.dilation)")),
+        # values right, no cost saved: the NaN-filled unused weights (judge side) and the MAC probe catch it
+        "pad_input_full_conv_slice_output": '''
+class ElasticConv2d(nn.Conv2d):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ratio = 1.0
+
+    def forward(self, x):
+        c_out = max(1, round(self.ratio * self.out_channels))
+        x = F.pad(x, (0, 0, 0, 0, 0, self.in_channels - x.shape[1]))
+        return self._conv_forward(x, self.weight, self.bias)[:, :c_out]
+''',
+        # values and gradients right, every output channel computed: only the MAC probe (2 points) sees it
+        "all_filters_then_slice_output": '''
+class ElasticConv2d(nn.Conv2d):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ratio = 1.0
+
+    def forward(self, x):
+        c_out = max(1, round(self.ratio * self.out_channels))
+        return self._conv_forward(x, self.weight[:, :x.shape[1]], self.bias)[:, :c_out]
+''',
         "shared_ratio_on_the_class": '''
 class ElasticConv2d(nn.Conv2d):
     ratio = 1.0
@@ -338,7 +361,7 @@ def anycost_step(G, D, real, g_opt, d_opt, generator, teacher, sample_ratios, co
 '''
 
 STEP = {
-    "grades": ["test_anycost_step"],
+    "grades": ["test_anycost_step", "test_anycost_step_sampling"],
     "correct": {
         "one_forward_shared": _STEP,
         "official_style_two_forwards": '''
@@ -383,6 +406,16 @@ def anycost_step(G, D, real, g_opt, d_opt, generator, teacher, sample_ratios, co
     return dict(d_loss=float(loss_d), g_loss=float(adv + lambda_consistency * cons), consistency=float(cons),
                 resolutions=tuple(res), ratios=list(arch))
 ''',
+        # other uniform draws of n_res different resolutions (the sampling test's correct alternatives)
+        "resolutions_one_at_a_time": _edit(
+            _STEP, ("    picked = torch.randperm(len(G.resolutions), generator=generator)[:n_res]\n"
+                    "    resolutions = sorted(G.resolutions[int(i)] for i in picked)\n",
+                    "    left, resolutions = list(G.resolutions), []\n"
+                    "    for _ in range(n_res):\n"
+                    "        resolutions.append(left.pop(int(torch.randint(len(left), (1,), generator=generator))))\n")),
+        "resolutions_by_sorting_uniforms": _edit(
+            _STEP, ("    picked = torch.randperm(len(G.resolutions), generator=generator)[:n_res]\n",
+                    "    picked = torch.rand(len(G.resolutions), generator=generator).argsort()[:n_res]\n")),
         "concatenated_batches": '''
 def anycost_step(G, D, real, g_opt, d_opt, generator, teacher, sample_ratios, consistency_loss,
                  choices=(0.25, 0.5, 0.75, 1.0), mode="uniform", n_res=1, lambda_consistency=1.0):
@@ -441,6 +474,12 @@ def anycost_step(G, D, real, g_opt, d_opt, generator, teacher, sample_ratios, co
                                                       "torch.randint(len(G.resolutions), (n_res,), generator=generator)"),
                                               ("sorted(G.resolutions[int(i)] for i in picked)",
                                                "[G.resolutions[int(i)] for i in picked]")),
+        # issue 24: the top resolution always, plus n_res - 1 random lower ones (not uniform)
+        "top_resolution_always_plus_random_lower": _edit(
+            _STEP, ("    picked = torch.randperm(len(G.resolutions), generator=generator)[:n_res]\n"
+                    "    resolutions = sorted(G.resolutions[int(i)] for i in picked)\n",
+                    "    lower = torch.randperm(len(G.resolutions) - 1, generator=generator)[:n_res - 1]\n"
+                    "    resolutions = sorted([G.resolutions[-1]] + [G.resolutions[int(i)] for i in lower])\n")),
         "global_rng_for_z": _edit(_STEP, ("torch.randn(n, G.z_dim, generator=generator)", "torch.randn(n, G.z_dim)")),
         "adversarial_terms_averaged": _edit(_STEP, ("for r in resolutions) + lambda_consistency * cons",
                                                     "for r in resolutions) / len(resolutions) + lambda_consistency * cons")),
