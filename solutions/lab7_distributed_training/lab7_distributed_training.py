@@ -138,7 +138,8 @@ _rng = random.Random(_seed)
 _cases = [(0.1, 256, 256), (0.1, 256, 255), (0.05, 32, 100), (1.0, 7, 3), (0.3, 1, 1)]
 _cases += [(_rng.uniform(1e-4, 2.0), _rng.randint(1, 1024), _rng.randint(1, 50000)) for _ in range(30)]
 for _lr, _b0, _b in _cases:
-    _got = lab7.as_float(f"scaled_lr({_lr:.6g}, {_b0}, {_b})", call("scaled_lr", scaled_lr, _lr, _b0, _b))
+    _what = f"scaled_lr({_lr:.6g}, {_b0}, {_b}) (seed {_seed})"
+    _got = lab7.as_float(_what, call(_what, scaled_lr, _lr, _b0, _b))
     _want = _lr * _b / _b0
     if not math.isclose(_got, _want, rel_tol=1e-9, abs_tol=1e-15):
         raise CheckFailed(f"scaled_lr({_lr:.6g}, base_batch={_b0}, batch={_b}): expected {_want:.10g}, "
@@ -194,7 +195,8 @@ for _ in range(25):
 for _peak, _w, _total in _cfgs:
     for _s in range(_total):
         _want = _ref_lr(_s, _peak, _w, _total)
-        _got = lab7.as_float(f"lr_at({_s}, {_peak:.6g}, {_w}, {_total})", call("lr_at", lr_at, _s, _peak, _w, _total))
+        _what = f"lr_at({_s}, {_peak:.6g}, {_w}, {_total}) (seed {_seed})"
+        _got = lab7.as_float(_what, call(_what, lr_at, _s, _peak, _w, _total))
         if not math.isclose(_got, _want, rel_tol=1e-9, abs_tol=1e-12):
             raise CheckFailed(f"lr_at(step={_s}, peak_lr={_peak:.6g}, warmup_steps={_w}, total_steps={_total}): "
                               f"expected {_want:.10g}, got {_got:.10g} (seed {_seed})")
@@ -291,8 +293,8 @@ def _fail(msg):
 
 
 def _share(n, r, w, e, s):
-    return lab7.as_index_list(f"shard_indices({n}, rank={r}, world_size={w}, epoch={e}, seed={s})",
-                              call("shard_indices", shard_indices, n, r, w, e, s))
+    what = f"shard_indices({n}, rank={r}, world_size={w}, epoch={e}, seed={s}) (seed {_seed})"
+    return lab7.as_index_list(what, call(what, shard_indices, n, r, w, e, s))
 
 
 _cases = [(10, 4), (1, 1), (1, 3), (2, 5), (7, 7), (97, 1), (97, 2), (100, 3), (64, 8), (3, 8), (1000, 6), (13, 12)]
@@ -593,8 +595,8 @@ _cases += [(_rng.uniform(0, 1e10), _rng.randint(1, 4096), 10 ** _rng.uniform(6, 
 _cases += [(_rng.randint(0, 10**9), _rng.randint(1, 64), _rng.randint(10**6, 10**10), 0) for _ in range(5)]
 for _n, _w, _bw, _lat in _cases:
     _want = _ref_ring(_n, _w, _bw, _lat)
-    _got = lab7.as_float(f"ring_allreduce_seconds({_n:.6g}, {_w}, {_bw:.6g}, {_lat:.3g})",
-                         call("ring_allreduce_seconds", ring_allreduce_seconds, _n, _w, _bw, _lat))
+    _what = f"ring_allreduce_seconds({_n:.6g}, {_w}, {_bw:.6g}, {_lat:.3g}) (seed {_seed})"
+    _got = lab7.as_float(_what, call(_what, ring_allreduce_seconds, _n, _w, _bw, _lat))
     if not math.isclose(_got, _want, rel_tol=1e-9, abs_tol=1e-15):
         raise CheckFailed(f"ring_allreduce_seconds(n_bytes={_n:.6g}, world_size={_w}, bandwidth={_bw:.6g}, "
                           f"latency={_lat:.3g}): expected {_want:.10g} s, got {_got:.10g} s (seed {_seed})")

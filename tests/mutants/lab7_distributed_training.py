@@ -106,6 +106,11 @@ EXERCISES = {
             "decay_counts_from_step_plus_one": _lr(
                 "    if step < warmup_steps:\n        return peak_lr * (step + 1) / warmup_steps\n"
                 "    return peak_lr * 0.5 * (1 + math.cos(math.pi * (step + 1 - warmup_steps) / (total_steps - warmup_steps)))"),
+            # 0 <= W <= S: a run that is all warm-up never reaches the decay, whose S - W is then 0
+            "crashes_when_all_steps_warm_up": _lr(
+                "    progress = (step - warmup_steps) / (total_steps - warmup_steps)\n"
+                "    if step < warmup_steps:\n        return peak_lr * (step + 1) / warmup_steps\n"
+                "    return peak_lr * 0.5 * (1 + math.cos(math.pi * progress))"),
             "decays_to_zero_at_last_step": _lr(
                 "    if step < warmup_steps:\n        return peak_lr * (step + 1) / warmup_steps\n"
                 "    last = max(1, total_steps - warmup_steps - 1)\n"
@@ -328,6 +333,10 @@ EXERCISES = {
             "no_latency": _ring("    return 2 * (world_size - 1) * n_bytes / (world_size * bandwidth)"),
             "latency_per_phase": _ring(
                 "    return 2 * latency + 2 * (world_size - 1) * n_bytes / (world_size * bandwidth)"),
+            # "A single rank (W = 1) sends nothing"
+            "single_rank_pays_latency": _ring(
+                "    if world_size == 1:\n        return latency\n"
+                "    return 2 * (world_size - 1) * (latency + n_bytes / (world_size * bandwidth))"),
             "milliseconds": _ring("    return 1e3 * 2 * (world_size - 1) * (latency + n_bytes / (world_size * bandwidth))"),
             "bandwidth_upside_down": _ring("    return 2 * (world_size - 1) * (latency + n_bytes * bandwidth / world_size)"),
         },
