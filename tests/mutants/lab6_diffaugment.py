@@ -685,6 +685,12 @@ def d_loss(D, real, fake, augment):
         f = augment(fake)
     return F.softplus(-D(augment(real))).mean() + F.softplus(D(f)).mean()
 ''',
+            "reals_augmented_under_no_grad": '''
+def d_loss(D, real, fake, augment):
+    with torch.no_grad():                       # nothing to backpropagate into: the reals are data
+        r, f = augment(real), augment(fake)
+    return F.softplus(-D(r)).mean() + F.softplus(D(f)).mean()
+''',
             "detach_after_augment": '''
 def d_loss(D, real, fake, augment):
     real_logits = D(augment(real))
