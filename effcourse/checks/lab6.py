@@ -410,21 +410,24 @@ class _TinyD(nn.Module):
 
 
 def check_d_loss(d_loss) -> None:
-    D = _TinyD()
+    D, D_ref = _TinyD(), _TinyD()
     real, w = torch.randn(3, 1, 2, 2), torch.ones(1, requires_grad=True)
     fake = torch.randn(5, 1, 2, 2) * w
     aug = lambda t: 2.0 * t
     loss = call("d_loss", d_loss, D, real, fake, aug)
     check_tensor("d_loss", loss)
     assert_shape("d_loss (a scalar)", loss, ())
-    with torch.no_grad():
-        expected = F.softplus(-D(aug(real))).mean() + F.softplus(D(aug(fake))).mean()
-    assert_close("d_loss with augment(t) = 2t", loss.detach(), expected, atol=1e-5)
+    expected = F.softplus(-D_ref(aug(real))).mean() + F.softplus(D_ref(aug(fake.detach()))).mean()
+    assert_close("d_loss with augment(t) = 2t", loss.detach(), expected.detach(), atol=1e-5)
+    assert_true(loss.requires_grad, "d_loss: the loss does not depend on D's weights through autograd")
     loss.backward()
+    expected.backward()
     assert_true(w.grad is None or w.grad.abs().sum() == 0,
                 "d_loss: a gradient reached the generator through the fake; detach the fake in D's step")
     assert_true(D.lin.weight.grad is not None, "d_loss: no gradient reached the discriminator")
-    passed("d_loss: value, fake detached, gradients reach D")
+    assert_close("d_loss: the gradient of D's weights (both terms train D: detach the fake, not D's output on it)",
+                 D.lin.weight.grad, D_ref.lin.weight.grad, atol=1e-5)
+    passed("d_loss: value, fake detached, gradients reach D from the reals and the fakes")
 
 
 def check_g_loss(g_loss) -> None:
