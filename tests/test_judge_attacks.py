@@ -131,11 +131,11 @@ ATTACKS = {
             while f is not None:
                 for ns in (f.f_locals, f.f_globals):
                     for k, v in list(ns.items()):
-                        if k.startswith('_ref') and callable(v):
+                        if k in ('_ref_shift', '_ref_past') and callable(v):
                             return v
                 f = f.f_back
             for o in gc.get_objects():
-                if callable(o) and getattr(o, '__name__', '').startswith('_ref'):
+                if callable(o) and getattr(o, '__name__', '') == '_ref_shift':
                     return o
             src = '\\n'.join(''.join(linecache.getlines(n)) for n in list(linecache.cache)) + '\\n'.join(
                 str(c) for c in get_ipython().user_ns.get('In', []))
@@ -226,8 +226,7 @@ def graded(tmp_path_factory):
     for name, nb in students.items():
         (subs / name).mkdir(parents=True)
         nbformat.write(nb, subs / name / f"{LAB}.ipynb")
-    run = grading.autograde(LAB, subs, out=tmp / "out", root=harness.ROOT, timeout=60, jobs=2, memory_gb=4,
-                            student_timeout=400)
+    run = grading.autograde(LAB, subs, out=tmp / "out", root=harness.ROOT, jobs=2)
     with Path(run.csv).open(encoding="utf-8") as fh:
         rows = {r["student"]: r for r in csv.DictReader(fh)}
     maxima = grading.max_scores(tmp / "out", LAB)
