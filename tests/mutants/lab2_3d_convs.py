@@ -155,6 +155,7 @@ def inflate_conv2d(conv, time_kernel=3, method="average"):
                                                  "padding=(t // 2, conv.padding[0], conv.padding[0])"),
     "dtype_not_followed": _inflate().replace(".to(conv.weight.device, conv.weight.dtype)", ""),
     "frozen_inflated_weight": _inflate().replace("    return c3", "    c3.weight.requires_grad_(False)\n    return c3"),
+    "method_case_insensitive": _inflate().replace("    if method not in", "    method = method.lower()\n    if method not in"),
 }
 
 # ----------------------------------------------------------------------------- inflate_model
@@ -520,6 +521,7 @@ class Conv2Plus1d(nn.Module):
     "batchnorm_without_running_stats": _c21(bn="nn.BatchNorm3d(m, track_running_stats=False)"),
     "batchnorm_eps_and_momentum_changed": _c21(bn="nn.BatchNorm3d(m, eps=1e-3, momentum=0.01)"),
     "midplanes_with_default_sizes": _c21(mid="midplanes(in_channels, out_channels)"),
+    "default_padding_0": _c21().replace("stride=1, padding=1):", "stride=1, padding=0):"),
 }
 
 # ----------------------------------------------------------------------------- decompose_conv3d
@@ -610,6 +612,9 @@ def decompose_conv3d(conv, rank):
         temporal.bias = nn.Parameter(conv.bias.detach().clone())
     return nn.Sequential(spatial, temporal)
 ''',
+    "named_sequential": _dec().replace("    return nn.Sequential(spatial, temporal)",
+                                       "    from collections import OrderedDict\n"
+                                       "    return nn.Sequential(OrderedDict(spatial=spatial, temporal=temporal))"),
     "template_default": _dec(),
     "svd_of_the_transpose": _dec().replace(
         "u, s, vh = torch.linalg.svd(a, full_matrices=False)",
