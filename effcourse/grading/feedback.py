@@ -35,7 +35,8 @@ TAGS = frozenset(bleach.ALLOWED_TAGS | {"p", "br", "hr", "h1", "h2", "h3", "h4",
                                         "s", "dl", "dt", "dd", "kbd", "samp", "var", "mark", "small", "details",
                                         "summary"})
 ATTRIBUTES = {"a": ["href", "title"], "abbr": ["title"], "acronym": ["title"], "th": ["colspan", "rowspan", "align"],
-              "td": ["colspan", "rowspan", "align"], "*": ["class"]}
+              "td": ["colspan", "rowspan", "align"], "*": ["class"],
+              **{f"h{i}": ["id", "class"] for i in range(1, 7)}}      # headings keep their anchors
 PROTOCOLS = frozenset({"http", "https", "mailto"})
 #: output data a feedback page shows (nbconvert's templates escape text, LaTeX and image data);
 #: JavaScript, SVG, widgets and anything else are dropped
