@@ -1,7 +1,7 @@
 """effcourse: plumbing for the Efficient Video & Generative Models labs.
 
 Layers import one way only: runtime -> data -> {video, gan, sparse} -> bench/metrics -> plots/widgets
--> checks -> grading/cli. The exercises' answers are never here: learners' functions are passed in.
+-> judge -> checks -> grading/cli. The exercises' answers are never here: learners' functions are passed in.
 """
 from .runtime import (get_device, is_quick, is_smoke, pick, profile, read_records, record, recorded, seed_everything,
                       setup)

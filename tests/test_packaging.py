@@ -52,6 +52,7 @@ LAYERS = [
     {"bench", "metrics"},
     {"plots"},
     {"widgets"},
+    {"judge"},
     {"checks"},
     {"authoring", "grading", "kit"},
     {"cli"},

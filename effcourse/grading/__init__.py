@@ -1,7 +1,8 @@
 """Instructor plumbing around nbgrader: release labs, build courses, autograde a class safely.
 
-Nothing here grades by itself: nbgrader does (``generate_assignment``, ``autograde``,
-``generate_feedback``), run as subprocesses. One module per job:
+Nothing here grades by itself: nbgrader runs the notebooks (``generate_assignment``, ``autograde``,
+``generate_feedback``, as subprocesses) and the judge (``effcourse.judge``, wired in through
+``nbgrader_config.py``) decides every grade cell outside the student's kernel. One module per job:
 
 * ``course``    — the course directory, nbgrader commands, ``release``, ``make_course``;
 * ``intake``    — finding and reading submissions (folders, LMS zips), locked-cell edits;

@@ -7,8 +7,8 @@ through ``Remote`` proxies and the helpers of ``api``; the same hidden code also
 in the notebook's own kernel, for papermill and ``nbgrader validate``. The nbgrader side — moving
 every grade cell's verdict into the graded notebook — is ``nbgrader.py``.
 """
-from .api import build, get, in_judge, in_kernel, isinstance_of, manual_seed, twin, value
+from .api import build, get, in_judge, in_kernel, isinstance_of, manual_seed, twin, type_of, value
 from .remote import JudgeAbort, Remote, StudentError
 
-__all__ = ["build", "twin", "in_kernel", "get", "isinstance_of", "value", "manual_seed", "in_judge", "Remote",
+__all__ = ["build", "twin", "in_kernel", "get", "isinstance_of", "type_of", "value", "manual_seed", "in_judge", "Remote",
            "StudentError", "JudgeAbort"]

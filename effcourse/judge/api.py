@@ -11,7 +11,7 @@ send requests to the kernel instead:
 * ``in_kernel("effcourse.checks.lab5.check_speedup", SparseConv2d, ...)`` — run a public probe
   where the student's code lives and get its result by value (what only the kernel can observe);
 * ``get(obj, "conv.weight.grad")`` — an attribute path, by value;
-* ``isinstance_of(obj, "torch.nn.Module")``, ``value("T")`` (a notebook global, by value),
+* ``isinstance_of(obj, "torch.nn.Module")``, ``type_of(obj)``, ``value("T")`` (a notebook global, by value),
   ``manual_seed(s)`` (seeds torch here and in the kernel).
 """
 from __future__ import annotations
@@ -108,6 +108,17 @@ def isinstance_of(obj: Any, path: str) -> bool:
     if s is None or not isinstance(obj, Remote):
         return isinstance(obj, _local(path))
     return bool(s.request({"op": "isinstance", "target": obj._judge_ref(), "path": [], "cls": path}))
+
+
+def type_of(obj: Any) -> str:
+    """``"module.QualName"`` of ``obj``'s type, asked where ``obj`` lives (one request)."""
+    s = session()
+    from .remote import Remote
+
+    if s is None or not isinstance(obj, Remote):
+        t = type(obj)
+        return f"{t.__module__}.{t.__qualname__}"
+    return str(s.request({"op": "typeof", "target": obj._judge_ref(), "path": []}))
 
 
 def value(name: str) -> Any:
