@@ -201,7 +201,9 @@ FOUR_LINES = textwrap.dedent("""\
     ip.events.register('pre_run_cell', lambda *_: ip.displayhook(1.0))
     ip.events.register('post_run_cell', lambda r: setattr(r, 'error_in_exec', None))
     """)
-HIDDEN_MARKERS = ("_ref_shift", "A loop over frames", "BEGIN HIDDEN", "generator=_g")
+# lines of Lab 1's hidden tests that no student writes (an attacker may well write "_ref_shift")
+HIDDEN_MARKERS = ("A loop over frames: the definition", "BEGIN HIDDEN", "_g = torch.Generator().manual_seed(_seed)",
+                  "(4, 5, 7, 2, 3, 3)")
 
 
 def _insert_after(nb: nbformat.NotebookNode, grade_id: str, source: str) -> nbformat.NotebookNode:
@@ -244,10 +246,11 @@ def test_an_honest_solution_keeps_full_marks(graded):
     assert row["status"] == "ok", row
 
 
-def test_a_plainly_wrong_answer_loses_its_cell_only(graded):
-    row = graded["rows"]["wrong"]
-    assert _score(row, TARGET) == 0, row
-    assert all(_score(row, g) == pts for g, pts in graded["auto"].items() if g != TARGET), row
+def test_a_plainly_wrong_answer_loses_its_cells_only(graded):
+    row = graded["rows"]["wrong"]                  # no shift, and no validation either
+    assert _score(row, TARGET) == 0 and _score(row, "test_temporal_shift_errors") == 0, row
+    assert all(_score(row, g) == pts for g, pts in graded["auto"].items()
+               if g not in (TARGET, "test_temporal_shift_errors")), row
 
 
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
@@ -275,7 +278,7 @@ def test_an_untouched_release_with_four_lines_scores_nothing(graded):
 def test_a_kernel_that_dies_when_judged_scores_nothing_there_and_is_flagged(graded):
     row = graded["rows"]["exits_when_judged"]
     assert _score(row, TARGET) == 0 and row["status"] != "ok", row
-    assert _score(row, "test_segment_consensus") == graded["auto"]["test_segment_consensus"], row
+    assert "killed the kernel" in row["notes"], row
 
 
 def test_flooding_stdout_is_capped_and_flagged(graded):
