@@ -315,6 +315,7 @@ def grade_one(ctx: Context, sub: Submission, nb: nbformat.NotebookNode) -> Resul
         res.autograded = work / "autograded" / sid / lab
         notes += scan_autograded(res.autograded / f"{lab}.ipynb")
         notes += judge_notes(judge_report)
+        notes += kernel_module.cap_notes(progress, res.autograded / f"{lab}.ipynb")
         tampered = guard_verdict(res.autograded / f"{lab}.ipynb", Path(f"{progress}.guard"), res.grades)
     shutil.rmtree(kernel_dir, ignore_errors=True)
     res.notes = list(dict.fromkeys(notes + tampered))
