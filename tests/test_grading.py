@@ -46,13 +46,15 @@ def make_tiny_course(dest: Path) -> Path:
         _cell("code", "import math"),
         _cell("code", "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION",
               grade_id="add", solution=True),
+        # the hidden block is the whole judge (it runs without the visible lines): it repeats them
         _cell("code", "assert add(1, 2) == 3, 'add(1, 2) should be 3'\n### BEGIN HIDDEN TESTS\n"
-                      "assert add(-1, 1) == 0\n### END HIDDEN TESTS", grade_id="test_add", grade=True, locked=True,
+                      "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n### END HIDDEN TESTS", grade_id="test_add",
+              grade=True, locked=True,
               points=5),
         _cell("code", "def mul(a, b):\n    ### BEGIN SOLUTION\n    return a * b\n    ### END SOLUTION",
               grade_id="mul", solution=True),
         _cell("code", "assert mul(2, 3) == 6, 'mul(2, 3) should be 6'\n### BEGIN HIDDEN TESTS\n"
-                      "assert mul(0, 5) == 0\n### END HIDDEN TESTS", grade_id="test_mul", grade=True, locked=True,
+                      "assert mul(2, 3) == 6\nassert mul(0, 5) == 0\n### END HIDDEN TESTS", grade_id="test_mul", grade=True, locked=True,
               points=5),
         _cell("markdown", "Why? " + "### BEGIN SOLUTION\nBecause.\n### END SOLUTION", grade_id="q_why",
               grade=True, solution=True, points=2),

@@ -176,7 +176,7 @@ def scan_autograded(nb_path: Path) -> list[str]:
             if out.get("ename") == "CellTimeoutError":
                 notes.append(f"timeout in {_cell_label(cell, code_index)} (scored 0)")
             elif out.get("ename") == "MemoryError" or re.search(
-                    r"(can't|cannot|unable to) allocate|out of memory", str(out.get("evalue", "")), re.I):
+                    r"(can't|cannot|unable to) allocate|out of memory|MemoryError", str(out.get("evalue", "")), re.I):
                 notes.append(f"memory limit hit in {_cell_label(cell, code_index)} ({out.get('ename')})")
     return notes
 

@@ -144,16 +144,27 @@ class ApplyVerdicts(NbGraderPreprocessor):
             if v is None:
                 report["never_asked"].append(gid)
                 cell.outputs = [_error("NotJudged", "this grade cell never reached the judge (it did not run, or "
-                                                    "something stopped it before it could answer): 0 points")]
+                                                    "something stopped it before it could answer): 0 points"),
+                                *_kernel_faults(cell)]
                 continue
             report["verdicts"][gid] = {"passed": v.passed, "message": v.message, "seconds": round(v.seconds, 3),
                                        "requests": v.requests}
             cell.outputs = ([nbformat.v4.new_output("stream", name="stdout", text=f"\u2714 {gid}: passed\n")]
-                            if v.passed else [_error("CheckFailed", v.message)])
+                            if v.passed else [_error(v.kind, v.message), *_kernel_faults(cell)])
         path = os.environ.get("EFFCOURSE_JUDGE_REPORT")
         if path:
             Path(path).write_text(json.dumps(report, indent=1), encoding="utf-8")
         return nb, resources
+
+
+#: errors that nbgrader itself records in a cell (not the student's code): kept beside a failed
+#: verdict, so that the grader's notes can say why (``supervise.scan_autograded``)
+_FAULTS = ("CellTimeoutError", "DeadKernelError", "MemoryError")
+
+
+def _kernel_faults(cell) -> list:
+    return [_error(o["ename"], str(o.get("evalue", ""))[:300]) for o in cell.get("outputs", [])
+            if o.get("output_type") == "error" and o.get("ename") in _FAULTS][:1]
 
 
 def _error(name: str, message: str):

@@ -79,6 +79,7 @@ class Verdict:
     message: str
     seconds: float = 0.0
     requests: int = 0
+    kind: str = "CheckFailed"     # a failure's class: CheckFailed, the student's error (MemoryError, ...), JudgeAbort
 
 
 def _message(err: BaseException) -> str:
@@ -110,7 +111,9 @@ def run(code: str, session: Session, label: str = "grade cell") -> Verdict:
     except BaseException as err:  # noqa: BLE001 - every failure is a verdict
         if isinstance(err, (KeyboardInterrupt, SystemExit)):
             raise
-        verdict = Verdict(False, _message(err))
+        kind = getattr(err, "remote_type", None) or ("CheckFailed" if type(err).__name__ == "CheckFailed"
+                                                     else type(err).__name__)
+        verdict = Verdict(False, _message(err), kind=str(kind)[:60])
         if os.environ.get("EFFCOURSE_JUDGE_DEBUG"):
             traceback.print_exc(file=sys.__stderr__)
     verdict.seconds, verdict.requests = time.monotonic() - start, session.requests
