@@ -27,7 +27,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install $(TORCH_PINS)
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -e ".[dev,video,data]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (effcourse)"
 	touch $(STAMP)
 

@@ -14,7 +14,8 @@ def _name(req: str) -> str:
 
 def test_environment_yml_mirrors_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {_name(r): r.replace(" ", "") for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    extras = [r for reqs in project["optional-dependencies"].values() for r in reqs]
+    wanted = {_name(r): r.replace(" ", "") for r in project["dependencies"] + extras}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     have = {_name(r): r.replace(" ", "") for r in pip}
@@ -103,3 +104,71 @@ def test_layers_flow_one_way():
             if _layer(tpart) >= _layer(part):
                 bad.append(f"{module} imports {target} ({tpart} is not below {part})")
     assert not bad, "\n".join(bad)
+
+
+# ---- what the code imports is what pyproject.toml declares (issue 29) -----------------------------------
+#: imported only inside a try/except ImportError, as one of several alternatives (prepare_video's decoders)
+OPTIONAL_ALTERNATIVES = {"torchcodec"}
+
+
+def _third_party_imports(folder: str) -> dict[str, list[str]]:
+    import ast
+    import sys
+
+    found: dict[str, list[str]] = {}
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in ("effcourse", "data_scripts", "__main__"):
+                    found.setdefault(top, []).append(str(path.relative_to(ROOT)))
+    return found
+
+
+def _declared(*groups: str) -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"])
+    for g in groups:
+        reqs += project["optional-dependencies"][g]
+    return {_name(r) for r in reqs}
+
+
+def _distribution(module: str) -> str:
+    import importlib.metadata
+
+    dists = importlib.metadata.packages_distributions().get(module)
+    assert dists, f"{module} is imported but no installed distribution provides it"
+    return _name(dists[0])
+
+
+def test_every_third_party_import_of_the_package_is_a_declared_dependency():
+    """ast over effcourse/**: each imported top-level module belongs to a distribution in [project].dependencies."""
+    imports = _third_party_imports("effcourse")
+    assert "torch" in imports and "PIL" in imports and "psutil" in imports      # the scan sees real imports
+    declared = _declared()
+    missing = {m: f"{_distribution(m)} (imported by {where[0]})" for m, where in imports.items()
+               if _distribution(m) not in declared}
+    assert not missing, f"imported but not in pyproject's dependencies: {missing}"
+
+
+def test_data_scripts_imports_are_declared_in_the_extras():
+    """data_scripts ships in the student kit: its imports are dependencies or the [video]/[data] extras."""
+    imports = _third_party_imports("data_scripts")
+    assert {"av"} <= set(imports), sorted(imports)
+    declared = _declared("video", "data")
+    missing = {m: where[0] for m, where in imports.items()
+               if m not in OPTIONAL_ALTERNATIVES and _distribution(m) not in declared}
+    assert not missing, f"data_scripts imports undeclared packages: {missing}"
+
+
+def test_the_kit_path_parses_no_toml_at_import():
+    """`import effcourse.kit` works without tomllib (Python 3.10 has none): no module-level TOML parser import."""
+    import ast
+
+    for path in sorted((ROOT / "effcourse").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = [a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names]
+        top += [n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.module]
+        assert not {"tomllib", "tomli"} & set(top), f"{path.relative_to(ROOT)} imports a TOML parser at module level"

@@ -28,7 +28,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 import zipfile
 from pathlib import Path
 from typing import Iterable
@@ -71,8 +70,16 @@ def released_labs(root: Path) -> list[str]:
                   if (p / f"{p.name}.ipynb").exists() and (root / "labs" / p.name / f"{p.name}.ipynb").exists())
 
 
+def project(root: Path) -> dict:
+    """``[project]`` of the course's pyproject.toml (the parser is imported here, not at module level,
+    so that ``import effcourse.kit`` needs no ``tomllib``: the kit's ``make check`` never builds a kit)."""
+    import tomllib
+
+    return tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+
 def version(root: Path) -> str:
-    return tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    return project(root)["version"]
 
 
 def torch_pins(root: Path) -> str:
@@ -228,7 +235,7 @@ def stage(folder: str | Path, labs: Iterable[str] | None = None, root: str | Pat
     table = "\n".join(f"| `{lab}` | {title(top / 'labs' / lab / f'{lab}.ipynb')} |" for lab in labs)
     tmpl = root / TEMPLATE
     values = {"VERSION": ver, "LABS_TABLE": table, "TORCH_PINS": torch_pins(root),
-              "PYTHON_REQUIRES": tomllib.loads((root / "pyproject.toml").read_text())["project"]["requires-python"]}
+              "PYTHON_REQUIRES": project(root)["requires-python"]}
     readme = _render((tmpl / "README.md").read_text(encoding="utf-8"), values)
     (top / "README.md").write_text(readme, encoding="utf-8")
     (top / "Makefile").write_text(_render((tmpl / "Makefile").read_text(encoding="utf-8"), values), encoding="utf-8")
