@@ -116,19 +116,63 @@ def decode_clip(path: str | Path, n_frames: int, size: int) -> torch.Tensor:
             idx = _pick(len(dec), n_frames)
             frames = dec.get_frames_at(indices=idx).data
             return _square_resize(frames, size)
-        import av
-
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            small = []
-            for frame in container.decode(stream):        # shrink while decoding: memory stays small
-                small.append(_square_resize(_rgb(frame.to_image()).unsqueeze(0), size)[0])
-        return torch.stack([small[i] for i in _pick(len(small), n_frames)])
+        return _decode_pyav(path, n_frames, size)
     except PrepareError:
         raise
     except Exception as err:  # noqa: BLE001 - decoders raise many types; name the file
         raise PrepareError(f"cannot decode {path} with {decoder}: {err}") from None
+
+
+def _decode_pyav(path: Path, n_frames: int, size: int) -> torch.Tensor:
+    """PyAV: every frame, shrunk while decoding (memory stays small). A file that does not open, has no
+    video stream, a codec without a decoder, or fewer frames than its header declares (truncated) raises
+    ``PrepareError`` naming the file."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except Exception as err:  # noqa: BLE001 - av.error.* and OSError
+        raise PrepareError(f"cannot open {path}: {_av_reason(err)} (corrupt, truncated, or not a video file)") from None
+    with container:
+        if not container.streams.video:
+            raise PrepareError(f"{path} has no video stream (streams: "
+                               f"{', '.join(s.type for s in container.streams) or 'none'})")
+        stream = container.streams.video[0]
+        if stream.codec_context is None:        # FFmpeg knows no decoder for the stream's codec id
+            tag = _fourcc(path)
+            raise PrepareError(f"{path}: no decoder for its video stream{f' (codec tag {tag})' if tag else ''} in "
+                               f"this PyAV build: an unsupported codec, or a header damaged by truncation. "
+                               f"Re-encode it (`ffmpeg -i {path.name} -c:v libx264 {path.stem}-h264.mp4`) or download "
+                               f"it again") from None
+        codec = stream.codec_context.name
+        declared = int(stream.frames or 0)
+        stream.thread_type = "AUTO"
+        small = []
+        try:
+            for frame in container.decode(stream):
+                small.append(_square_resize(_rgb(frame.to_image()).unsqueeze(0), size)[0])
+        except Exception as err:  # noqa: BLE001
+            raise PrepareError(f"cannot decode {path} (codec {codec}) after {len(small)} frames: {_av_reason(err)} "
+                               f"(truncated or corrupt?)") from None
+    if not small:
+        raise PrepareError(f"{path}: no frame could be decoded (codec {codec}; truncated or corrupt?)")
+    if declared and len(small) < 0.9 * declared:
+        raise PrepareError(f"{path} is truncated: its header declares {declared} frames, only {len(small)} "
+                           f"decoded; download it again")
+    return torch.stack([small[i] for i in _pick(len(small), n_frames)])
+
+
+def _av_reason(err: BaseException) -> str:
+    return str(getattr(err, "strerror", None) or err).strip() or type(err).__name__
+
+
+def _fourcc(path: Path) -> str | None:
+    """An AVI's video FourCC (``strh`` ... ``vids`` + handler), for the message; None for other containers."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    i = head.find(b"vids")
+    tag = head[i + 4:i + 8] if i >= 0 else b""
+    return tag.decode("ascii") if len(tag) == 4 and tag.isascii() and tag.decode("ascii").isprintable() else None
 
 
 # ------------------------------------------------------------------------------------------- indexers
