@@ -552,6 +552,9 @@ def test_recorded_claims():
     # the trained generator: the engine equals the reused-statistics network; SIGE's masks cost fewer MACs
     assert rec["gen_engine_err_vs_reuse"] <= 1e-4
     assert rec["gen_macs_ratio_per_resolution"] > 1.5 * rec["gen_macs_ratio_reach"] > 1.5
+    # the prose's halving claim: a one-pixel edit vanishes from the engine's 1/4-resolution mask, not from
+    # SIGE's step-by-step halving (if the engine is changed to halve like SIGE, update section 10's prose)
+    assert rec["per_res_one_pixel_quarter_engine"] == 0 and rec["per_res_one_pixel_quarter_sige"] >= 1, rec
 
 
 @pytest.mark.notebook
