@@ -1,11 +1,12 @@
 """nbgrader configuration for the course (the repository root is the course directory)."""
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, ClearMarkScheme,
-                                    ClearOutput, ClearSolutions, ComputeChecksums, GetGrades, IgnorePattern,
+                                    ClearOutput, ClearSolutions, ComputeChecksums, IgnorePattern,
                                     IncludeHeaderFooter, InstantiateTests, LimitOutput, LockCells, SaveAutoGrades,
                                     SaveCells)
 
-from effcourse.grading.feedback import ShortenGradeTracebacks
+from effcourse.grading.feedback import SanitizeFeedback, ShortenGradeTracebacks
+from effcourse.grading.feedback_page import TEMPLATES, GetGradesAndStatus, SummarizeGrades
 from effcourse.judge.nbgrader import ApplyVerdicts, CappedExecute, JudgeGradeCells
 
 c = get_config()  # noqa: F821  (provided by nbgrader)
@@ -41,5 +42,9 @@ c.Autograde.autograde_preprocessors = [JudgeGradeCells, CappedExecute, ApplyVerd
                                        ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties,
                                        CheckCellMetadata]
 
-# feedback must never show hidden test code: not in a grade cell's source, not in its traceback
-c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, ClearHiddenTests, ShortenGradeTracebacks]
+# feedback must never show hidden test code (not in a grade cell's source, not in its traceback) and
+# never run a student's script in the reader's browser (SanitizeFeedback, last); SummarizeGrades and
+# effcourse's "feedback" template name each exercise and keep ungraded written answers out of the total
+c.GenerateFeedback.preprocessors = [GetGradesAndStatus, SummarizeGrades, CSSHTMLHeaderPreprocessor, ClearHiddenTests,
+                                    ShortenGradeTracebacks, SanitizeFeedback]
+c.HTMLExporter.extra_template_basedirs = [str(TEMPLATES)]

@@ -55,9 +55,6 @@ def _cell(kind, source, **nbg):
 def make_course(dest: Path) -> Path:
     (dest / "solutions" / LAB).mkdir(parents=True)
     config = (ROOT / "nbgrader_config.py").read_text(encoding="utf-8")
-    if "SanitizeFeedback" not in config:       # until the course config lists it (docs/INSTRUCTOR.md §5)
-        config += ("\nfrom effcourse.grading.feedback import SanitizeFeedback\n"
-                   "c.GenerateFeedback.preprocessors = [*c.GenerateFeedback.preprocessors, SanitizeFeedback]\n")
     (dest / "nbgrader_config.py").write_text(config, encoding="utf-8")
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

@@ -7,13 +7,16 @@ error in a grade cell by its last line, ``ExceptionName: message``: the check's 
 was expected, what came back, the seed) is kept, the test code is not.
 
 ``SanitizeFeedback`` makes the page safe to open: no script, event handler or ``javascript:``
-link from a student's outputs or written answers survives (bleach, the sanitizer nbconvert uses).
+link from a student's outputs or written answers survives (bleach, the sanitizer nbconvert uses);
+equations become MathML (``mathml``), which the browser draws without a network.
 """
 from __future__ import annotations
 
 import bleach
 import markupsafe
 from nbgrader.preprocessors import NbGraderPreprocessor
+
+from . import mathml
 
 
 class ShortenGradeTracebacks(NbGraderPreprocessor):
@@ -33,8 +36,9 @@ class ShortenGradeTracebacks(NbGraderPreprocessor):
 TAGS = frozenset(bleach.ALLOWED_TAGS | {"p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "span", "div",
                                         "table", "thead", "tbody", "tr", "th", "td", "caption", "sup", "sub", "del",
                                         "s", "dl", "dt", "dd", "kbd", "samp", "var", "mark", "small", "details",
-                                        "summary"})
-ATTRIBUTES = {"a": ["href", "title"], "abbr": ["title"], "acronym": ["title"], "th": ["colspan", "rowspan", "align"],
+                                        "summary"} | mathml.TAGS)
+ATTRIBUTES = {**mathml.ATTRIBUTES, "a": ["href", "title"], "abbr": ["title"], "acronym": ["title"],
+              "th": ["colspan", "rowspan", "align"],
               "td": ["colspan", "rowspan", "align"], "*": ["class"],
               **{f"h{i}": ["id", "class"] for i in range(1, 7)}}      # headings keep their anchors
 PROTOCOLS = frozenset({"http", "https", "mailto"})
@@ -49,12 +53,12 @@ def clean_html(html: str) -> str:
 
 
 def safe_markdown(source: str) -> str:
-    """Markdown rendered to HTML (nbconvert's renderer, the one the feedback template uses) and
-    cleaned, as one line inside a ``<div>``: the template's own markdown pass then keeps it as a raw
+    """Markdown rendered to HTML (nbconvert's renderer, the one the feedback template uses), its
+    equations as MathML, cleaned, as one line inside a ``<div>``: the template's own markdown pass then keeps it as a raw
     HTML block, unchanged (a line break inside ``<pre>`` survives as ``&#10;``)."""
     from nbconvert.filters.markdown import markdown2html
 
-    html = clean_html(markdown2html(source or "")).replace("\r", "")
+    html = clean_html(mathml.render_math(markdown2html(source or ""))).replace("\r", "")
     return '<div class="effcourse-sanitized">' + html.replace("\n", "&#10;") + "</div>"
 
 
