@@ -5,6 +5,8 @@ holds no answer.
   notebooks, the ``effcourse`` wheel, a two-command set-up) after scanning it (``effcourse student-kit``);
 * ``leaks``     — fingerprints of the course's answers (solution defs and blocks, hidden tests,
   written model answers) and the scan of any set of files against them;
+* ``hosted``    — the bootstrap a lab's set-up cell carries so that a hosted notebook (Colab, a
+  JupyterHub with torch only) installs the kit's wheel itself, keeping the platform's torch;
 * ``selfcheck`` — the kit's ``make check``: a lab's visible self-checks against the current answers
   (``python -m effcourse.kit check [labs...]``).
 

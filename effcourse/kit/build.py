@@ -23,6 +23,7 @@ import dataclasses
 import datetime
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -32,7 +33,7 @@ import zipfile
 from pathlib import Path
 from typing import Iterable
 
-from . import leaks
+from . import hosted, leaks
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 TEMPLATE = Path("scripts") / "student_kit"
@@ -211,8 +212,28 @@ def _render(text: str, values: dict[str, str]) -> str:
     return text
 
 
-def stage(folder: str | Path, labs: Iterable[str] | None = None, root: str | Path | None = None) -> Path:
-    """Lay the kit out in ``folder`` (made, must not exist); returns the kit's top folder."""
+def configure_bootstrap(notebook: Path, version: str, wheel_url: str | None) -> bool:
+    """Pin a shipped notebook's hosted-notebook bootstrap (``hosted``) to the kit's version and, when
+    the instructor gives one, the wheel's URL; the file is rewritten only when that changes it."""
+    import nbformat
+
+    text = notebook.read_text(encoding="utf-8")
+    if not hosted.has_bootstrap(text):
+        return False
+    nb = nbformat.reads(text, as_version=4)
+    if not hosted.configure_notebook(nb, version, wheel_url):
+        return False
+    nbformat.write(nb, notebook)
+    return True
+
+
+def stage(folder: str | Path, labs: Iterable[str] | None = None, root: str | Path | None = None,
+          wheel_url: str | None = None) -> Path:
+    """Lay the kit out in ``folder`` (made, must not exist); returns the kit's top folder.
+
+    ``wheel_url`` (default ``$EFFCOURSE_WHEEL_URL``): where hosted notebooks (Colab) install the
+    wheel from, written into each notebook's bootstrap; without it they look beside the notebook
+    and in the kit's ``wheels/`` (docs/HOSTED.md)."""
     root = course_root(root)
     known = released_labs(root)
     labs = list(labs or known)
@@ -224,8 +245,10 @@ def stage(folder: str | Path, labs: Iterable[str] | None = None, root: str | Pat
     ver = version(root)
     top = Path(folder) / f"effcourse-student-{ver}"
     top.mkdir(parents=True)
+    wheel_url = wheel_url or os.environ.get("EFFCOURSE_WHEEL_URL") or None
     for lab in labs:
         shutil.copytree(root / "labs" / lab, top / "labs" / lab, ignore=_IGNORE)
+        configure_bootstrap(top / "labs" / lab / f"{lab}.ipynb", ver, wheel_url)
     named = {m for lab in labs for m in re.findall(r"\bdocs/[\w.-]+\.md\b",
                                                    (top / "labs" / lab / f"{lab}.ipynb").read_text(encoding="utf-8"))}
     for rel in sorted(set(EXTRAS) | (named - set(INSTRUCTOR_DOCS))):
@@ -269,7 +292,7 @@ class Kit:
 
 
 def build_kit(labs: Iterable[str] | None = None, out: str | Path = "dist", root: str | Path | None = None,
-              check: bool = True) -> Kit:
+              check: bool = True, wheel_url: str | None = None) -> Kit:
     """Build ``<out>/effcourse-student-<version>.zip`` holding ``labs`` (default: every released lab).
 
     With ``check`` (always, from the command line) the kit is scanned first and a ``LeakError``
@@ -277,7 +300,7 @@ def build_kit(labs: Iterable[str] | None = None, out: str | Path = "dist", root:
     root = course_root(root)
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="effcourse-kit-") as tmp:
-        top = stage(Path(tmp) / "kit", labs, root)
+        top = stage(Path(tmp) / "kit", labs, root, wheel_url)
         report = scan_kit(top.parent, root)
         if check and report.problems:
             raise LeakError(report.problems)
