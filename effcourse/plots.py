@@ -70,3 +70,43 @@ def clip_strip(clip: torch.Tensor, title: str | None = None, ax=None):
     if clip.dim() != 4:
         raise ValueError(f"clip must be (T, C, H, W), got rank {clip.dim()}")
     return image_grid(clip, nrow=clip.shape[0], title=title, ax=ax)
+
+
+def expansion_path(log: Sequence[Mapping[str, Any]], path: Sequence[tuple], ax=None):
+    """Lab 9 (X3D): every evaluated candidate (MACs, accuracy) as a dot, the greedy path as a line
+    labelled with the axis expanded at each step. ``log`` rows have ``macs`` and ``acc``; ``path``
+    holds ``(axis, config, accuracy, macs)`` tuples. Returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.8))
+    ax.scatter([r["macs"] / 1e3 for r in log], [100 * r["acc"] for r in log], s=18, color="gray", alpha=0.6,
+               label="candidates tried")
+    xs, ys = [m / 1e3 for _, _, _, m in path], [100 * a for _, _, a, _ in path]
+    ax.plot(xs, ys, "-o", color="C0", label="greedy path")
+    for (axis, _, a, m) in path:
+        ax.annotate(axis or "X0", (m / 1e3, 100 * a), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("kMACs per clip (log)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("X3D-style expansion")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
+def rrm_tradeoff(results: Mapping[tuple, tuple], axes=None):
+    """Lab 9 (RRM): ``{(stream kind, threshold): (error, executed MAC fraction)}`` as two panels
+    against the threshold, one line per stream kind. Returns the axes."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    kinds = sorted({k for k, _ in results})
+    for kind in kinds:
+        taus = sorted(t for k, t in results if k == kind)
+        axes[0].plot(taus, [100 * results[(kind, t)][1] for t in taus], "-o", label=kind)
+        axes[1].plot(taus, [results[(kind, t)][0] for t in taus], "-o", label=kind)
+    axes[0].set_ylabel("executed conv MACs (% of dense)")
+    axes[1].set_ylabel("relative output error")
+    for a in axes:
+        a.set_xlabel("threshold τ")
+        a.grid(alpha=0.3)
+        a.legend()
+    return axes

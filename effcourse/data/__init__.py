@@ -2,3 +2,4 @@
 from .temporal_digits import CLASSES as TEMPORAL_DIGITS_CLASSES, TemporalDigits, render_clips, reverse_partner
 
 __all__ = ["TemporalDigits", "TEMPORAL_DIGITS_CLASSES", "render_clips", "reverse_partner"]
+from .long_videos import LongVideos  # noqa: E402  (Lab 9: long videos with a few action clips)

@@ -9,3 +9,9 @@ from .train import accuracy, predict, train_classifier
 __all__ = ["ClipClassifier", "SmallResNet", "resnet2d", "resnet3d", "insert_shift", "OnlineShift",
            "online_wrapper", "residual_blocks", "stream", "FrameStreamer", "train_classifier", "predict",
            "accuracy"]
+
+# Lab 9 (efficient video beyond TSM): SlowFast, X3D expansion, SCSampler, RRM
+from . import rrm, sampler, slowfast, x3d  # noqa: E402
+from .slowfast import SlowFastNet, match_width  # noqa: E402
+
+__all__ += ["SlowFastNet", "match_width", "slowfast", "x3d", "sampler", "rrm"]
