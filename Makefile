@@ -9,7 +9,7 @@ JOBS   ?= 2
 FULL   ?=
 LABS   ?=
 
-.PHONY: help setup sandbox lab test test-fast test-browser release solutions autograde student-kit bench clean
+.PHONY: help setup sandbox lab test test-fast test-browser release solutions autograde student-kit bench clean hub
 
 help:
 	@echo "make lab        install if needed, open JupyterLab on labs/"
@@ -69,3 +69,10 @@ bench: $(STAMP)
 
 clean:
 	rm -rf _executed _bench _artifacts submitted autograded feedback gradebook.db .pytest_cache dist
+
+# the course on a TEST JupyterHub on localhost (dummy login, no user isolation; docs/HUB.md):
+# instructor + two students, formgrader, nbgrader's exchange; HUB_PORT, HUB_ROOT, HUB_PASSWORD optional
+HUB_PORT ?= 8000
+hub: $(STAMP) sandbox
+	VENV=$(VENV) bash scripts/hub/install.sh
+	VENV=$(VENV) $(PY) scripts/hub/launch.py --port $(HUB_PORT) $(if $(HUB_ROOT),--root $(HUB_ROOT),) $(if $(HUB_PASSWORD),--password $(HUB_PASSWORD),) $(if $(LABS),$(foreach l,$(LABS),--lab $(l)),)
