@@ -21,13 +21,14 @@ __all__ = ["ToySpace", "check_lateral_fuse", "check_greedy_expand", "check_topk_
 
 class ToySpace:
     """A fake search space: configs are ``{axis: level}``; ``expand`` raises one level (None at
-    ``max_level``), ``cost`` = ``base * prod(factor ** level)`` times a small per-config jitter
+    ``max_level``), ``cost`` = ``base * prod(factors[axis] ** level)`` times a small per-config jitter
     (so that no two costs tie), ``evaluate`` = a fixed pseudo-random accuracy in [0, 1] per config
     (increasing on average with the cost). Every call is appended to ``calls``."""
 
     def __init__(self, axes=("frames", "res", "width"), seed: int = 0, max_level: int = 3, factor: float = 2.0,
-                 base: int = 1000):
-        self.axes, self.seed, self.max_level, self.factor, self.base = tuple(axes), int(seed), int(max_level), factor, base
+                 base: int = 1000, factors: dict | None = None):
+        self.axes, self.seed, self.max_level, self.base = tuple(axes), int(seed), int(max_level), base
+        self.factors = {a: float((factors or {}).get(a, factor)) for a in self.axes}       # cost factor per level
         self.calls = []
 
     def _rng(self, config, salt):
@@ -47,8 +48,8 @@ class ToySpace:
 
     def cost(self, config) -> float:
         self.calls.append(("cost", dict(config)))
-        levels = sum(int(config[a]) for a in self.axes)
-        return float(round(self.base * self.factor ** levels * (1 + 0.2 * self._rng(config, "c").random())))
+        scale = math.prod(self.factors[a] ** int(config[a]) for a in self.axes)
+        return float(round(self.base * scale * (1 + 0.2 * self._rng(config, "c").random())))
 
     def evaluate(self, config) -> float:
         self.calls.append(("evaluate", dict(config)))

@@ -305,11 +305,14 @@ _seed = int(time.time() * 1000) % 2**31
 _rng = random.Random(_seed)
 _at = f"[hidden test, seed {_seed}]"
 _cases = [(("frames", "res", "width", "depth"), 3, 40.0), (("t", "s"), 2, 1e9), (("a", "b", "c"), 3, 8.0),
+          (("a", "b", "c"), 3, 20.0), (("u", "v"), 4, 30.0),
           (("w", "d", "r", "t"), 2, 1.5), (("x",), 4, 1e9), (("a", "b", "c"), 2, 0.5)]
-for axes, max_level, rel_budget in _cases + [(("p", "q", "r"), 3, _rng.uniform(2, 30)) for _ in range(4)]:
+for axes, max_level, rel_budget in _cases + [(("p", "q", "r"), 3, _rng.uniform(2, 30)) for _ in range(6)]:
     s = _rng.randrange(10**6)
-    mine = lab9.ToySpace(axes, seed=s, max_level=max_level)
-    theirs = judge.build("effcourse.checks.lab9.ToySpace", axes, seed=s, max_level=max_level)
+    # axes that grow the cost at different rates: one may leave the budget while the others still fit
+    factors = {a: _rng.choice([1.5, 2.0, 3.0, 4.0]) for a in axes}
+    mine = lab9.ToySpace(axes, seed=s, max_level=max_level, factors=factors)
+    theirs = judge.build("effcourse.checks.lab9.ToySpace", axes, seed=s, max_level=max_level, factors=factors)
     start = mine.start()
     budget = rel_budget * mine.cost(start)
     ref = _ref_greedy(mine, start, list(axes), budget)
