@@ -116,12 +116,19 @@ def check_inflate_model(inflate_model) -> None:
                 "inflate_model changed the input model (it must work on a deep copy)")
     for k, v in before.items():
         assert_true(torch.equal(v, m2.state_dict()[k]), f"inflate_model changed the input model's {k}")
+    shapes = {n: tuple(m.weight.shape[2:]) for n, m in m3.named_modules() if isinstance(m, nn.Conv3d)}
+    for n, m in m2.named_modules():
+        if isinstance(m, nn.Conv2d):
+            want = (1, 1, 1) if tuple(m.kernel_size) == (1, 1) else (3, *m.kernel_size)
+            assert_true(shapes.get(n) == want, f"inflate_model(..., time_kernel=3): {n}, a {tuple(m.kernel_size)} "
+                        f"conv, must become {want} (1x1 stays 1x1x1), got {shapes.get(n)}")
     frame = torch.randn(2, 1, 32, 32)
     with torch.no_grad():
         out = call("the inflated model on a (2, 1, 4, 32, 32) static clip", m3.eval(), _static_clip(frame, 4))
         assert_close("inflated ('center', eval) logits on a static clip vs the 2D model's on the frame",
                      out, m2(frame), atol=1e-4, rtol=1e-4)
-    passed("inflate_model: all 2D layers inflated, input model untouched, static clip gives the 2D logits")
+    passed("inflate_model: all 2D layers inflated (3x3 -> 3x3x3, 1x1 -> 1x1x1), input model untouched, "
+           "static clip gives the 2D logits")
 
 
 def check_midplanes(midplanes) -> None:

@@ -161,12 +161,13 @@ def inflate_conv2d(conv, time_kernel=3, method="average"):
 # ----------------------------------------------------------------------------- inflate_model
 
 _MODEL_OK = '''
-def inflate_model(model2d, time_kernel=3, method="average"):
+def inflate_model(model2d, time_kernel=DEFAULT, method="average"):
     model = COPY(model2d)
 
     def swap(parent):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Conv2d):
+                k = child.kernel_size
                 setattr(parent, name, inflate_conv2d(child, TK, METHOD))
             elif isinstance(child, nn.BatchNorm2d):
                 bn = nn.BatchNorm3d(child.num_features, EPS, MOMENTUM)
@@ -185,16 +186,19 @@ def inflate_model(model2d, time_kernel=3, method="average"):
 '''
 
 
-def _model(copy_fn="copy.deepcopy", tk="time_kernel", method="method", eps="child.eps", momentum="child.momentum",
+_TK = "(1 if k == (1, 1) else k[0] if time_kernel is None else time_kernel)"
+
+
+def _model(copy_fn="copy.deepcopy", tk=_TK, method="method", eps="child.eps", momentum="child.momentum",
            state="bn.load_state_dict(child.state_dict())", pool="nn.MaxPool3d((1, *k), (1, *s), (0, *p))",
-           recurse="swap(child)"):
-    return (_MODEL_OK.replace("COPY", copy_fn).replace("TK", tk).replace("METHOD", method).replace("EPS", eps)
+           recurse="swap(child)", default="None"):
+    return (_MODEL_OK.replace("DEFAULT", default).replace("COPY", copy_fn).replace("TK", tk).replace("METHOD", method).replace("EPS", eps)
             .replace("MOMENTUM", momentum).replace("STATE", state).replace("POOL", pool).replace("RECURSE", recurse))
 
 
 INFLATE_MODEL_CORRECT = {
     "named_modules_and_get_submodule": '''
-def inflate_model(model2d, time_kernel=3, method="average"):
+def inflate_model(model2d, time_kernel=None, method="average"):
     model = copy.deepcopy(model2d)
     for name, mod in list(model.named_modules()):
         if not name:
@@ -202,7 +206,9 @@ def inflate_model(model2d, time_kernel=3, method="average"):
         parent_name, _, attr = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         if isinstance(mod, nn.Conv2d):
-            new = inflate_conv2d(mod, time_kernel, method)
+            kh, kw = mod.kernel_size
+            t = 1 if kh == kw == 1 else (time_kernel or kh)
+            new = inflate_conv2d(mod, t, method)
         elif isinstance(mod, nn.BatchNorm2d):
             new = nn.BatchNorm3d(mod.num_features, eps=mod.eps, momentum=mod.momentum)
             with torch.no_grad():
@@ -224,7 +230,9 @@ def inflate_model(model2d, time_kernel=3, method="average"):
     "recursive_rebuild": '''
 def _inflate_layer(m, t, method):
     if isinstance(m, nn.Conv2d):
-        return inflate_conv2d(m, t, method)
+        if max(m.kernel_size) == 1:
+            return inflate_conv2d(m, 1, method)
+        return inflate_conv2d(m, m.kernel_size[0] if t is None else t, method)
     if isinstance(m, nn.BatchNorm2d):
         b = nn.BatchNorm3d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
         b.load_state_dict(m.state_dict())
@@ -240,10 +248,14 @@ def _inflate_layer(m, t, method):
     return m
 
 
-def inflate_model(model2d, time_kernel=3, method="average"):
+def inflate_model(model2d, time_kernel=None, method="average"):
     return _inflate_layer(copy.deepcopy(model2d), time_kernel, method)
 ''',
     "template_default": _model(),
+    # the official I3D / pytorch-i3d way, written with its own time-extent helper: N x N -> N x N x N,
+    # every 1x1 conv stays 1x1x1 (the contract's default), an int time_kernel for the convs larger than 1x1
+    "i3d_cube_rule_helper": _model(tk="_i3d_t(k, time_kernel)").replace(
+        "\ndef inflate_model", "\ndef _i3d_t(k, t):\n    return k[0] if k[0] == 1 or t is None else t\n\n\ndef inflate_model"),
 }
 
 INFLATE_MODEL_WRONG = {
@@ -252,7 +264,12 @@ INFLATE_MODEL_WRONG = {
     "maxpool_not_inflated": _model(pool="child"),
     "maxpool_pools_time_too": _model(pool="nn.MaxPool3d((k[0], *k), (s[0], *s), (p[0], *p))"),
     "method_not_passed": _model(method='"average"'),
-    "time_kernel_fixed_3": _model(tk="3"),
+    "time_kernel_fixed_3": _model(tk="(1 if k == (1, 1) else 3)"),
+    # issue 25: the lab's former convention, every conv (1x1 shortcuts too) gets time_kernel: 1x1 -> 3x1x1
+    "every_conv_gets_time_kernel": _model(tk="(k[0] if time_kernel is None else time_kernel)"),
+    "shortcuts_3x1x1_stem_i3d": _model(tk="(3 if k == (1, 1) else k[0] if time_kernel is None else time_kernel)"),
+    "default_time_kernel_3": _model(default="3"),
+    "i3d_rule_ignores_time_kernel": _model(tk="(1 if k == (1, 1) else k[0])"),
     "no_recursion": _model(recurse="pass"),
     "in_place_no_copy": _model(copy_fn="(lambda m: m)"),
     "shallow_copy": _model(copy_fn="copy.copy"),
@@ -262,13 +279,13 @@ INFLATE_MODEL_WRONG = {
     "avgpool_keeps_time": _model().replace("nn.AdaptiveAvgPool3d((1, *_pair(child.output_size)))",
                                            "nn.AdaptiveAvgPool3d((None, *_pair(child.output_size)))"),
     "maxpool_padding_dropped": _model(pool="nn.MaxPool3d((1, *k), (1, *s))"),
-    "pointwise_convs_flat_in_time": _model(tk="(1 if child.kernel_size == (1, 1) else time_kernel)"),
     "setattr_dotted_names": '''
-def inflate_model(model2d, time_kernel=3, method="average"):
+def inflate_model(model2d, time_kernel=None, method="average"):
     model = copy.deepcopy(model2d)
     for name, mod in list(model.named_modules()):
         if isinstance(mod, nn.Conv2d):
-            setattr(model, name, inflate_conv2d(mod, time_kernel, method))
+            t = 1 if mod.kernel_size == (1, 1) else (time_kernel or mod.kernel_size[0])
+            setattr(model, name, inflate_conv2d(mod, t, method))
         elif isinstance(mod, nn.BatchNorm2d):
             bn = nn.BatchNorm3d(mod.num_features, mod.eps, mod.momentum)
             bn.load_state_dict(mod.state_dict())
@@ -281,7 +298,7 @@ def inflate_model(model2d, time_kernel=3, method="average"):
     return model
 ''',
     "bn_shares_the_2d_models_parameters": '''
-def inflate_model(model2d, time_kernel=3, method="average"):
+def inflate_model(model2d, time_kernel=None, method="average"):
     model = copy.deepcopy(model2d)
     originals = dict(model2d.named_modules())
     for name, mod in list(model.named_modules()):
@@ -291,7 +308,8 @@ def inflate_model(model2d, time_kernel=3, method="average"):
         parent = model.get_submodule(parent_name)
         src = originals[name]
         if isinstance(mod, nn.Conv2d):
-            new = inflate_conv2d(src, time_kernel, method)
+            t = 1 if src.kernel_size == (1, 1) else (time_kernel or src.kernel_size[0])
+            new = inflate_conv2d(src, t, method)
         elif isinstance(mod, nn.BatchNorm2d):
             new = nn.BatchNorm3d(src.num_features, src.eps, src.momentum)
             new.weight, new.bias = src.weight, src.bias              # the 2D model's own parameters and statistics
