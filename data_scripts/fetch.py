@@ -6,8 +6,9 @@
 Everything for ``NAME`` lives in ``DIR/NAME/``: archives in ``downloads/``, the extracted files beside
 them, and a marker per archive in ``.done/`` so that a second run does nothing.
 
-* Downloads resume with HTTP ``Range`` from ``downloads/<file>.part`` (after an interrupted transfer,
-  in the same run, up to ``--retries`` times, or in a later run).
+* Transfers go through pooch (``pooch.HTTPDownloader`` over requests, pooch's retries) and resume with
+  HTTP ``Range`` from ``downloads/<file>.part`` (after an interrupted transfer, in the same run, up to
+  ``--retries`` times, or in a later run); pooch itself has no resume, so that part is ours.
 * Each file is checked against the SHA-256 or size in the manifest. Where the source publishes none,
   the first download's SHA-256 and size are recorded in ``DIR/NAME/downloads/TOFU.json`` (trust on first use)
   and later runs are checked against them. A file that fails is moved to ``<file>.bad-<time>`` and
@@ -16,7 +17,10 @@ them, and a marker per archive in ``.done/`` so that a second run does nothing.
   a transfer keeps the ``.part`` file so the next run resumes.
 * Archives are extracted into a staging folder and moved into place only when complete. Entries that
   would land outside the target (absolute paths, ``..``, links pointing out, devices) make the whole
-  archive refused. zip and tar are handled in Python; rar needs ``unrar``, ``7z`` or ``bsdtar``.
+  archive refused (checked here before ``pooch.Unzip`` / ``pooch.Untar`` extract; a tar split in parts
+  streams through ``tarfile``); rar needs ``unrar``, ``7z`` or ``bsdtar``. Hashes: ``pooch.file_hash``.
+
+Needs the ``[data]`` extra (``pip install pooch``); ``prepare_video`` needs ``[video]`` (PyAV).
 * Licence-gated sets (``"manual": true``: Something-Something v2, Jester) are not downloaded: put the
   files you downloaded in ``DIR/NAME/downloads/`` (or pass ``--downloads PATH``), then run this.
 
@@ -28,31 +32,29 @@ import argparse
 import errno
 import fnmatch
 import hashlib
-import http.client
 import json
 import os
 import posixpath
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable
 
+import pooch
 from tqdm.auto import tqdm
 
 from effcourse.data.registry import default_root  # noqa: F401  ($EFFCOURSE_DATA or ~/effcourse_data)
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "manifest.json"
-CHUNK = 1 << 20
-USER_AGENT = "effcourse-data-fetch/0.1 (+python urllib)"
+CHUNK = 1 << 16          # a broken transfer resumes from the last whole chunk written
+USER_AGENT = "effcourse-data-fetch/0.2 (+pooch)"
+pooch.get_logger().setLevel("WARNING")
 
 
 class FetchError(RuntimeError):
@@ -130,17 +132,17 @@ def _is_enospc(err: BaseException) -> bool:
 
 
 def _sha256_files(paths: Iterable[Path], progress: bool, desc: str) -> tuple[str, int]:
+    """SHA-256 of one file (``pooch.file_hash``) or of the concatenation of its ordered parts."""
     paths = list(paths)
     total = sum(p.stat().st_size for p in paths)
-    h, n = hashlib.sha256(), 0
-    with tqdm(total=total, unit="B", unit_scale=True, desc=f"sha256 {desc}", disable=not progress, leave=False) as bar:
-        for p in paths:
-            with open(p, "rb") as fh:
-                for chunk in iter(lambda: fh.read(CHUNK), b""):
-                    h.update(chunk)
-                    n += len(chunk)
-                    bar.update(len(chunk))
-    return h.hexdigest(), n
+    if len(paths) == 1:
+        return pooch.file_hash(str(paths[0]), alg="sha256"), total
+    h = hashlib.sha256()
+    for p in tqdm(paths, desc=f"sha256 {desc}", disable=not progress, leave=False):
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(CHUNK), b""):
+                h.update(chunk)
+    return h.hexdigest(), total
 
 
 def _put_aside(paths: list[Path]) -> list[Path]:
@@ -195,87 +197,101 @@ def verify(paths: list[Path], entry: dict[str, Any], tofu_file: Path, progress: 
 
 
 # -------------------------------------------------------------------------------------------- download
-def _open(url: str, start: int, timeout: float):
-    headers = {"User-Agent": USER_AGENT}
-    if start:
-        headers["Range"] = f"bytes={start}-"
-    host = urllib.parse.urlsplit(url).netloc
-    try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-    except urllib.error.HTTPError as err:
-        if err.code == 416 and start:
-            return None                        # nothing left to send: the .part file is complete
-        if err.code == 404:
-            raise DownloadError(f"HTTP 404 Not Found: {url} — the file has moved or was removed. Check the "
-                                f"dataset's homepage for its current address and fix 'url' in the manifest.") from None
-        raise DownloadError(f"HTTP {err.code} {err.reason} from {url}") from None
-    except urllib.error.URLError as err:
-        raise OfflineError(f"cannot reach {host} ({err.reason}): offline, behind a proxy, or the server is down. "
-                           f"Nothing was lost; rerun when the network is back (downloads resume).") from None
-    except (TimeoutError, socket.timeout, ConnectionError) as err:
-        raise OfflineError(f"cannot reach {host} ({err}): offline or the server is not answering. "
-                           f"Rerun when the network is back (downloads resume).") from None
+class _Part:
+    """Pooch's downloader writes here: ``dest.part``, appended to when the server honours the Range
+    request (a 206 reply) and started afresh when it does not (the response hook tells which)."""
+
+    def __init__(self, part: Path, have: int):
+        self.part, self.have, self.fh = part, have, None
+
+    def on_response(self, resp, *args, **kwargs):
+        if self.have and resp.status_code == 200:
+            print(f"{self.part.name}: the server ignored the Range request; restarting from byte 0")
+            self.have = 0
+        return resp
+
+    def write(self, data: bytes) -> None:
+        if self.fh is None:
+            self.fh = open(self.part, "ab" if self.have else "wb")
+        _write(self.fh, data)
+
+    def flush(self) -> None:
+        if self.fh is not None:
+            self.fh.flush()
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
+
+def _resuming_downloader(part: Path, size: int | None, timeout: float, progress: bool):
+    """A pooch downloader (``(url, output_file, pooch)``) that resumes ``part`` with HTTP Range through
+    ``pooch.HTTPDownloader`` and hands the complete file to pooch as ``output_file``. A break in the
+    transfer raises requests' exception, which pooch retries (the next call resumes); a server's
+    refusal (4xx/5xx) and an unreachable server are ``FetchError``s, which pooch does not retry."""
+    import requests
+
+    def download(url: str, output_file: str, pooch_obj) -> None:
+        have = part.stat().st_size if part.exists() else 0
+        if size is not None and have > size:
+            part.unlink()
+            have = 0
+        if size is None or have < size:
+            sink = _Part(part, have)
+            headers = {"User-Agent": USER_AGENT, **({"Range": f"bytes={have}-"} if have else {})}
+            get = pooch.HTTPDownloader(progressbar=progress, timeout=timeout, chunk_size=CHUNK, headers=headers,
+                                       hooks={"response": sink.on_response})
+            try:
+                get(url, sink, pooch_obj)
+            except requests.HTTPError as err:
+                code = err.response.status_code
+                if not (code == 416 and have):            # 416 after a resume: the .part file is complete
+                    if code == 404:
+                        raise DownloadError(f"HTTP 404 Not Found: {url} — the file has moved or was removed. Check "
+                                            f"the dataset's homepage for its current address and fix 'url' in the "
+                                            f"manifest.") from None
+                    raise DownloadError(f"HTTP {code} {err.response.reason} from {url}") from None
+            except (requests.ConnectionError, requests.Timeout) as err:
+                if part.exists() and part.stat().st_size > have:
+                    raise                               # broke during the transfer: pooch retries, we resume
+                host = urllib.parse.urlsplit(url).netloc
+                raise OfflineError(f"cannot reach {host} ({type(err).__name__}): offline, behind a proxy, or the "
+                                   f"server is down. Nothing was lost; rerun when the network is back (downloads "
+                                   f"resume).") from None
+            finally:
+                sink.close()
+            if size is not None and part.stat().st_size < size:
+                raise requests.exceptions.ChunkedEncodingError("the connection closed early")
+        part.replace(output_file)
+
+    return download
 
 
 def download(url: str, dest: str | Path, size: int | None = None, retries: int = 3, timeout: float = 30.0,
              progress: bool = True) -> Path:
-    """Download ``url`` to ``dest`` through ``dest.part``, resuming with HTTP Range.
+    """Download ``url`` to ``dest`` with pooch (``retries`` retries), through ``dest.part``, resuming with
+    HTTP Range: an interrupted transfer resumes from the bytes already on disk, in this call or a
+    later one. ``dest`` appears only when the transfer is complete (checksums: ``verify``)."""
+    import requests
 
-    An interrupted transfer resumes from the bytes already on disk (up to ``retries`` times in this
-    call; a later call resumes too). ``dest`` is written only when the transfer is complete.
-    """
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    failures = 0
-    while True:
-        have = part.stat().st_size if part.exists() else 0
-        if size is not None and have == size:
-            break
-        if size is not None and have > size:
-            part.unlink()
-            have = 0
-        resp = _open(url, have, timeout)
-        if resp is None:
-            break
-        with resp:
-            if have and resp.status != 206:
-                print(f"{dest.name}: the server ignored the Range request; restarting from byte 0")
-                have = 0
-            length = resp.headers.get("Content-Length")
-            total = have + int(length) if length is not None else size
-            try:
-                with open(part, "ab" if have else "wb") as fh, \
-                        tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                             desc=dest.name, disable=not progress, leave=False) as bar:
-                    while True:
-                        chunk = resp.read(CHUNK)
-                        if not chunk:
-                            break
-                        _write(fh, chunk)
-                        bar.update(len(chunk))
-                interrupted = total is not None and part.stat().st_size < total
-                reason = "the connection closed early"
-            except OSError as err:
-                if _is_enospc(err):
-                    kept = part.stat().st_size if part.exists() else 0
-                    raise DiskSpaceError(f"disk full while writing {part} ({kept} bytes kept): free some space "
-                                         f"(or use another --root) and rerun; the download resumes.") from None
-                if not isinstance(err, (ConnectionError, TimeoutError, socket.timeout)):
-                    raise
-                interrupted, reason = True, str(err) or type(err).__name__
-            except http.client.IncompleteRead:
-                interrupted, reason = True, "the connection closed early"
-        if not interrupted:
-            break
-        failures += 1
+    fetcher = pooch.create(path=dest.parent, base_url="", registry={dest.name: None}, urls={dest.name: url},
+                           retry_if_failed=retries)
+    try:
+        fetcher.fetch(dest.name, downloader=_resuming_downloader(part, size, timeout, progress))
+    except requests.RequestException as err:
         got = part.stat().st_size if part.exists() else 0
-        if failures > retries:
-            raise DownloadError(f"{dest.name}: transfer interrupted {failures} times ({reason}); {got} bytes are "
-                                f"kept in {part}; rerun to resume.")
-        print(f"{dest.name}: transfer interrupted at {got} bytes ({reason}); resuming "
-              f"(retry {failures}/{retries})")
-    part.replace(dest)
+        raise DownloadError(f"{dest.name}: transfer interrupted {retries + 1} times ({err}); {got} bytes are kept "
+                            f"in {part}; rerun to resume.") from None
+    except OSError as err:
+        if _is_enospc(err):
+            kept = part.stat().st_size if part.exists() else 0
+            raise DiskSpaceError(f"disk full while writing {part} ({kept} bytes kept): free some space "
+                                 f"(or use another --root) and rerun; the download resumes.") from None
+        raise
     return dest
 
 
@@ -298,16 +314,15 @@ def _refuse(archive: Path, member: str, why: str) -> None:
 
 
 def _extract_zip(archive: Path, staging: Path) -> None:
+    """Refuse the whole archive if one entry would land outside ``staging``; else ``pooch.Unzip``."""
     with zipfile.ZipFile(archive) as zf:
-        infos = zf.infolist()
-        for info in infos:
+        for info in zf.infolist():
             why = _unsafe(info.filename)
             if why is None and (info.external_attr >> 16) & 0o170000 == 0o120000:
                 why = "symbolic link"
             if why:
                 _refuse(archive, info.filename, why)
-        for info in infos:
-            zf.extract(info, staging)
+    pooch.Unzip(extract_dir=str(staging.resolve()))(str(archive), "download", None)
 
 
 class _Concat:
@@ -332,21 +347,40 @@ class _Concat:
         if self.fh is not None:
             self.fh.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _tar_member_problem(m: tarfile.TarInfo) -> str | None:
+    why = _unsafe(m.name)
+    if why is None and m.issym():
+        target = m.linkname if m.linkname.startswith("/") else posixpath.join(posixpath.dirname(m.name), m.linkname)
+        why = _unsafe(target) and f"symbolic link to {m.linkname!r}"
+    elif why is None and m.islnk():
+        why = _unsafe(m.linkname) and f"hard link to {m.linkname!r}"
+    elif why is None and not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
+        why = "device or special file"
+    return why
+
 
 def _extract_tar(archive: Path, staging: Path, parts: list[Path] | None = None) -> None:
-    stream = _Concat(parts) if parts else open(archive, "rb")
+    """One archive: every entry checked first, then ``pooch.Untar``. Split parts (a .tar.gz cut in
+    pieces, which pooch cannot read) stream through here, each entry checked before it is written."""
     try:
-        with tarfile.open(fileobj=stream, mode="r|*") as tf:
+        if not parts:
+            with tarfile.open(archive, "r:*") as tf:
+                for m in tf:
+                    why = _tar_member_problem(m)
+                    if why:
+                        _refuse(archive, m.name, why)
+            pooch.Untar(extract_dir=str(staging.resolve()))(str(archive), "download", None)
+            return
+        with _Concat(parts) as stream, tarfile.open(fileobj=stream, mode="r|*") as tf:
             for m in tf:
-                why = _unsafe(m.name)
-                if why is None and m.issym():
-                    target = m.linkname if m.linkname.startswith("/") else posixpath.join(posixpath.dirname(m.name),
-                                                                                           m.linkname)
-                    why = _unsafe(target) and f"symbolic link to {m.linkname!r}"
-                elif why is None and m.islnk():
-                    why = _unsafe(m.linkname) and f"hard link to {m.linkname!r}"
-                elif why is None and not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
-                    why = "device or special file"
+                why = _tar_member_problem(m)
                 if why:
                     _refuse(archive, m.name, why)
                 tf.extract(m, staging, filter="data")
@@ -355,8 +389,6 @@ def _extract_tar(archive: Path, staging: Path, parts: list[Path] | None = None) 
             _refuse(archive, getattr(err, "tarinfo", None) and err.tarinfo.name or "?", str(err))
         raise FetchError(f"{archive.name} is not a readable tar archive ({err}); delete it and download it again"
                          ) from None
-    finally:
-        stream.close()
 
 
 def _rar_tool() -> tuple[str, str]:

@@ -156,7 +156,7 @@ def test_every_third_party_import_of_the_package_is_a_declared_dependency():
 def test_data_scripts_imports_are_declared_in_the_extras():
     """data_scripts ships in the student kit: its imports are dependencies or the [video]/[data] extras."""
     imports = _third_party_imports("data_scripts")
-    assert {"av"} <= set(imports), sorted(imports)
+    assert {"pooch", "av"} <= set(imports), sorted(imports)
     declared = _declared("video", "data")
     missing = {m: where[0] for m, where in imports.items()
                if m not in OPTIONAL_ALTERNATIVES and _distribution(m) not in declared}
