@@ -8,6 +8,7 @@ set-up, and a proof that none of it holds an answer.
         labs/<lab>/<lab>.ipynb                 nbgrader's release (labs/<lab>/ of the course)
         wheels/effcourse-<version>-py3-none-any.whl
         data_scripts/fetch.py, prepare_video.py, manifest.json, docs/DATA.md   (real data sets, optional)
+        docs/HOSTED.md                         (Colab / JupyterHub: the notebooks install the wheel themselves)
         docs/<NAME>.md                         any student guide a shipped notebook names
 
 Before the zip is written, every file of the kit and every ``.py`` file of the wheel is scanned
@@ -39,7 +40,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 TEMPLATE = Path("scripts") / "student_kit"
 #: files of the course shipped as they are (real-data scripts and their guide; no answers there)
 EXTRAS = ("data_scripts/__init__.py", "data_scripts/fetch.py", "data_scripts/prepare_video.py",
-          "data_scripts/manifest.json", "docs/DATA.md")
+          "data_scripts/manifest.json", "docs/DATA.md", "docs/HOSTED.md")
 #: student guides a released notebook may name (``docs/<NAME>.md``) are shipped with it, except these
 INSTRUCTOR_DOCS = ("docs/INSTRUCTOR.md", "docs/BROWSER_TEST.md")
 #: folders a released notebook must not send students to (instructor-only code)
