@@ -21,12 +21,21 @@ SOLUTION = harness.solution_path(LAB)
 RELEASE = harness.release_path(LAB)
 LAB1 = harness.solution_path("lab1_temporal_shift")
 
-# a plausible mistake: the ranks' gradients are summed, never divided by the world size
-WRONG_ALLREDUCE = '''def allreduce_mean_grads(model):
-    """Average the gradients (wrongly: sums them)."""
-    for p in model.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
+# a plausible mistake: the ring stops after reduce-scatter (each rank holds one summed chunk only)
+WRONG_RING = '''def ring_allreduce(tensor, group=None):
+    """Reduce-scatter only (wrong: no all-gather)."""
+    world = dist.get_world_size(group)
+    if world == 1:
+        return
+    rank = dist.get_rank(group)
+    chunks = tensor.view(-1).tensor_split(world)
+    for s in range(world - 1):
+        send, recv = chunks[(rank - s) % world], chunks[(rank - s - 1) % world]
+        incoming = torch.empty_like(recv)
+        req = dist.isend(send, group=group, group_dst=(rank + 1) % world)
+        dist.recv(incoming, group=group, group_src=(rank - 1) % world)
+        req.wait()
+        recv += incoming
 '''
 
 
@@ -77,33 +86,59 @@ def _rank0_waits_forever(rank, world):
         time.sleep(600)
 
 
-def _sum_grads(model):                        # the plausible mistake above, as a function
-    for p in model.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
+def _plain_ring(tensor, group=None):          # a ring by hand, for testing the probes only
+    world = dist.get_world_size(group)
+    if world == 1:
+        return
+    rank = dist.get_rank(group)
+    chunks = tensor.view(-1).tensor_split(world)
+    for phase in ("rs", "ag"):
+        for s in range(world - 1):
+            i = (rank - s) % world if phase == "rs" else (rank + 1 - s) % world
+            j = (i - 1) % world
+            buf = torch.empty_like(chunks[j])
+            req = dist.isend(chunks[i], group=group, group_dst=(rank + 1) % world)
+            dist.recv(buf, group=group, group_src=(rank - 1) % world)
+            req.wait()
+            if phase == "rs":
+                chunks[j].add_(buf)
+            else:
+                chunks[j].copy_(buf)
 
 
-def test_the_allreduce_probe_reports_every_ranks_gradients_and_judges_nothing():
+def _flat(tensor, group=None):
+    dist.all_reduce(tensor, group=group)
+
+
+def test_the_ring_probe_reports_outputs_and_counts_and_judges_nothing():
     from effcourse.checks import lab7
 
-    g = torch.Generator().manual_seed(0)
-    model = lab7.toy_model("branchy")
-    x = torch.randn(4, 4, 5, 7, generator=g, dtype=torch.float64)
-    y = torch.randint(0, 3, (4,), generator=g)
-    case = {"model": "branchy", "state": model.state_dict(), "x": x, "y": y, "loss": "ce"}
-    out = lab7.probe_allreduce_mean_grads(_sum_grads, [case], 2, 2, timeout=120)
-    assert out["error"] is None and len(out["ranks"]) == 2
-    lab7.toy_loss(model(x), y, "ce").backward()
-    for rank in out["ranks"]:
-        got = rank[0]
-        for p, mine, ddp, w in zip(model.parameters(), got["grads"], got["ddp"], got["params"]):
-            assert torch.equal(w, p.detach())
-            if p.grad is None:                    # frozen and unused parameters keep no gradient
-                assert mine is None and ddp is None
-                continue
-            assert torch.allclose(ddp, p.grad) and torch.allclose(mine, 2 * p.grad)   # summed, reported as is
-    broken = lab7.probe_allreduce_mean_grads(lambda m: 1 / 0, [case], 2, 2, timeout=120)
-    assert broken["ranks"] == [] and "ZeroDivisionError" in broken["error"]
+    xs = [torch.arange(7, dtype=torch.float64) * (r + 1) for r in range(4)]
+    cases = [{"ranks": None, "inputs": xs}, {"ranks": [1, 3], "inputs": xs[:2]}, {"ranks": [2], "inputs": xs[:1]}]
+    out = lab7.probe_ring(_plain_ring, cases, 4, count=True, timeout=60)
+    assert out["error"] is None
+    assert torch.equal(out["ranks"][3][0]["out"], sum(xs)) and out["ranks"][0][1] is None
+    assert torch.equal(out["ranks"][3][1]["out"], xs[0] + xs[1]) and torch.equal(out["ranks"][2][2]["out"], xs[0])
+    counts = lab7.last_counts("ring")
+    assert counts[0][0] == {"sends": 6, "recvs": 6, "collectives": {}, "all_reduce_during_backward": 0}
+    assert counts[1][1]["sends"] == 2 and counts[2][2]["sends"] == 0
+    lab7.probe_ring(_flat, cases[:1], 4, count=True, timeout=60)
+    assert lab7.last_counts("ring")[0][0]["collectives"] == {"all_reduce": 1}
+    assert lab7.probe_ring(lambda t, g: 1 / 0, cases[:1], 4, timeout=60)["error"].startswith("RankError")
+
+
+def _listens_first(tensor, group=None):       # every rank receives before it sends: no one ever sends
+    buf = torch.empty_like(tensor)
+    dist.recv(buf, src=(dist.get_rank() - 1) % dist.get_world_size())
+    dist.send(tensor, dst=(dist.get_rank() + 1) % dist.get_world_size())
+
+
+def test_a_deadlocking_ring_fails_within_the_probes_timeout():
+    from effcourse.checks import lab7
+
+    t0 = time.monotonic()
+    out = lab7.probe_ring(_listens_first, [{"ranks": None, "inputs": [torch.ones(4)] * 3}], 3, timeout=5)
+    assert out["error"].startswith("TimeoutError") and time.monotonic() - t0 < 30
 
 
 def test_the_global_rng_probes_see_a_reseed():
@@ -140,7 +175,7 @@ def test_launch_kills_a_hung_rank_after_the_timeout():
 
 # ---------------------------------------------------------------- learner functions from a notebook
 def test_answers_are_read_from_the_notebook_cells():
-    fns = learner.load(SOLUTION, ["scaled_lr", "lr_at", "ring_allreduce_seconds"])
+    fns = learner.load(SOLUTION, ["scaled_lr", "lr_at"])
     assert math.isclose(fns["scaled_lr"](0.1, 256, 8192), 3.2)
     assert math.isclose(fns["lr_at"](3, 1.0, 4, 12), 1.0)
     with pytest.raises(KeyError, match="no exercise cell"):
@@ -167,6 +202,50 @@ def test_the_fit_recovers_latency_and_bandwidth():
     assert lat >= 0 and 0 < bw < math.inf
     with pytest.raises(ValueError, match="grow with"):
         scaling.fit_alpha_beta(lambda n, p, bw, lat: lat - n / bw, [1e3, 1e5], [1e-4, 2e-4], 2)
+
+
+def test_the_three_topologies_grow_as_stated():
+    n, a, b = 97e6, 5e-6, 23e9
+    assert scaling.ring_seconds(n, 1, b, a) == 0 == scaling.tree_seconds(n, 1, b, a)
+    assert math.isclose(scaling.ring_seconds(1e6, 4, 1e9, 1e-5), 1.56e-3)          # 6 steps of 10 us + 250 kB
+    assert math.isclose(scaling.tree_seconds(0, 1536, b, a), 2 * 11 * a)          # ceil(log2 1536) = 11 levels
+    lat = {f.__name__: f(0, 1536, math.inf, a) for f in (scaling.ring_seconds, scaling.tree_seconds)}
+    assert lat["ring_seconds"] == 2 * 1535 * a
+    hier = scaling.hierarchical_seconds(n, 1536, b, a, per_node=6)
+    assert hier < scaling.ring_seconds(n, 1536, b, a)
+    assert math.isclose(scaling.hierarchical_seconds(0, 1536, math.inf, a, 6, {"bandwidth": math.inf, "latency": 0}),
+                        2 * 255 * a)                                            # a ring over the 256 leaders
+    assert scaling.hierarchical_seconds(n, 6, b, a, 6) == 2 * (5 * scaling.NVLINK["latency"] + n / scaling.NVLINK["bandwidth"])
+    with pytest.raises(ValueError, match="multiple"):
+        scaling.hierarchical_seconds(n, 16, b, a, 6)
+
+
+def _groups_rank(rank, world):
+    node, leaders, leader = distributed.node_groups(2)
+    x = torch.tensor([float(rank)])
+    dist.all_reduce(x, group=node)
+    return {"node_sum": x.item(), "leader": leader, "is_leader": leaders is not None}
+
+
+def test_node_groups_cut_the_world_into_consecutive_nodes():
+    out = distributed.launch(_groups_rank, 4, timeout=60)
+    assert [o["node_sum"] for o in out] == [1, 1, 5, 5]
+    assert [o["leader"] for o in out] == [0, 0, 2, 2] and [o["is_leader"] for o in out] == [True, False, True, False]
+
+
+def test_jpeg_clips_decode_what_was_written(tmp_path):
+    from effcourse.data import TemporalDigits
+    from effcourse.video import loading
+
+    src = TemporalDigits("train", 3, 4, 16, seed=0)
+    loading.write_jpeg_clips(src, tmp_path, frame_size=48)
+    assert len(list(tmp_path.rglob("*.jpg"))) == 12
+    data = loading.JpegClips(tmp_path, 2, 16)
+    clip, label = data[1]
+    assert clip.shape == (2, 1, 16, 16) and clip.dtype == torch.float32 and label == int(src[1][1])
+    assert (clip - src[1][0][:2]).abs().mean() < 0.08                # JPEG and two resizes: close, not exact
+    with pytest.raises(ValueError, match="n_frames"):
+        loading.JpegClips(tmp_path, 5, 16)
 
 
 def test_resnet50_costs_match_torchvision_and_the_3d_twin_is_about_twice():
@@ -250,15 +329,30 @@ def test_shards_and_cost_model_claims():
     rec = harness.records(LAB)
     assert rec["shards_identical_to_sampler"] is True
     assert rec["allreduce_bytes"]["i3d"] > 2 * rec["allreduce_bytes"]["tsm"]
-    assert rec["fit_bandwidth_Bps"] > 0 and rec["fit_latency_s"] >= 0
-    speedup = rec["model_tsm_speedup"]
-    assert 64 < speedup["768"] < speedup["1536"] <= 256
+    for name in ("fit_gloo", "fit_your_ring"):
+        assert rec[name]["bandwidth_Bps"] > 0 and rec[name]["latency_s"] >= 0
+    assert rec["hierarchical_equals_flat"] is True
+    bound = rec["model_tsm_speedup"]
+    for name in ("flat ring", "binary tree", "hierarchical"):
+        assert 64 < bound[name]["768"] < bound[name]["1536"] <= 256
+    assert bound["hierarchical"]["1536"] >= bound["flat ring"]["1536"]
     assert rec["model_i3d_over_tsm_1536"] > 1.5
-    # throughput and scaling efficiency on a shared 2-core machine are reported, never asserted
+    # throughput, overlap and scaling efficiency on a shared 2-core machine are reported, never asserted
     assert all(v > 0 for v in rec["throughput_clips_per_s"].values())
+    assert rec["overlap_hidden_share"]["None"] == 0
+
+
+@notebook
+@pytest.mark.xdist_group(LAB)
+def test_loading_grows_with_the_frames():
+    split = harness.records(LAB)["loading_split"]
+    kind = harness.records(LAB)["model_kind"]
+    # 16 frames decode 4x the JPEG files of 4: more than twice the loading time in the same run
+    assert split[f"{kind}_16_0"]["load"] > 2 * split[f"{kind}_4_0"]["load"]
+    assert split[f"{kind}_16_0"]["compute"] > split[f"{kind}_4_0"]["compute"]
 
 
 @notebook
 @pytest.mark.xdist_group(LAB)
 def test_nbgrader_roundtrip():
-    harness.check_roundtrip(LAB, "allreduce_mean_grads", WRONG_ALLREDUCE, loses={"test_allreduce_mean_grads"})
+    harness.check_roundtrip(LAB, "ring_allreduce", WRONG_RING, loses={"test_ring_allreduce", "test_ring_by_hand"})

@@ -19,14 +19,18 @@ __all__ = [
     "Branchy",
     "as_float",
     "as_index_list",
-    "check_allreduce_mean_grads",
+    "check_grad_buckets",
+    "check_hierarchical_allreduce",
     "check_lr_at",
-    "check_ring_allreduce_seconds",
+    "check_ring_allreduce",
     "check_scaled_lr",
     "check_shard_indices",
     "check_shard_indices_errors",
     "global_rng_states",
-    "probe_allreduce_mean_grads",
+    "last_counts",
+    "probe_grad_buckets",
+    "probe_hierarchical",
+    "probe_ring",
     "seed_global_rngs",
     "toy_loss",
     "toy_model",
@@ -117,48 +121,6 @@ def check_shard_indices_errors(shard_indices) -> None:
     passed("shard_indices: ValueError for a rank outside [0, world_size) and for world_size < 1")
 
 
-def _two_ranks_body(rank, world_size, fn):
-    model = nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 1))
-    model[2].weight.requires_grad_(False)           # frozen: no gradient
-    for p in model.parameters():
-        if p.requires_grad:
-            p.grad = torch.full_like(p, float(rank + 1))   # rank 0 holds 1s, rank 1 holds 2s
-    before = [p.detach().clone() for p in model.parameters()]
-    call("allreduce_mean_grads", fn, model)
-    return {"grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
-            "changed": any(not torch.equal(b, p.detach()) for b, p in zip(before, model.parameters()))}
-
-
-def check_allreduce_mean_grads(allreduce_mean_grads, timeout: float = 60.0) -> None:
-    """Two ranks over gloo: gradients of 1s and 2s must both become 1.5s; a None gradient stays None."""
-    from ..video.distributed import RankError, launch
-
-    try:
-        out = launch(_two_ranks_body, 2, allreduce_mean_grads, timeout=timeout)
-    except (RankError, TimeoutError) as err:
-        raise CheckFailed(f"allreduce_mean_grads on 2 ranks over gloo failed: {err}") from None
-    for r, res in enumerate(out):
-        assert_true(not res["changed"], f"rank {r}: allreduce_mean_grads changed the parameters' values; only .grad may change")
-        for i, g in enumerate(res["grads"]):
-            if i == 2:
-                assert_true(g is None, f"rank {r}: a frozen parameter's .grad (None) must stay None")
-                continue
-            assert_true(g is not None, f"rank {r}: parameter {i} lost its gradient")
-            assert_true(torch.allclose(g, torch.full_like(g, 1.5)),
-                        f"rank {r}: ranks held gradients of 1s and 2s, so the mean is 1.5 everywhere; parameter {i} "
-                        f"has {g.flatten()[:4].tolist()}...")
-    passed("allreduce_mean_grads: 2 ranks over gloo, gradients 1 and 2 averaged to 1.5 on both, None left alone")
-
-
-def check_ring_allreduce_seconds(ring_allreduce_seconds) -> None:
-    """p = 1 costs nothing; 1 MB on 4 ranks: 6 steps of (10 us + 250 kB / 1 GB/s) = 1.56 ms."""
-    _close("ring_allreduce_seconds(1e6, world_size=1, ...)",
-           call("ring_allreduce_seconds", ring_allreduce_seconds, 1e6, 1, 1e9, 1e-5), 0.0)
-    _close("ring_allreduce_seconds(1e6 bytes, world_size=4, bandwidth=1e9, latency=1e-5)",
-           call("ring_allreduce_seconds", ring_allreduce_seconds, 1e6, 4, 1e9, 1e-5), 1.56e-3)
-    passed("ring_allreduce_seconds: a single rank is free; the hand-worked 4-rank example")
-
-
 # --------------------------------------------------------------------------------------------------
 # Public helpers of the hidden tests (graded by the judge): toy models, a gloo probe, random state.
 # They call the learner's code and report what came out; the verdict is computed elsewhere.
@@ -211,47 +173,6 @@ def _grads(model: nn.Module) -> list:
     return [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()]
 
 
-def _probe_rank(rank, world_size, cases, per_rank, fn):
-    from torch.nn.parallel import DistributedDataParallel
-
-    out = []
-    for case in cases:
-        lo, hi = rank * per_rank, (rank + 1) * per_rank
-        xs, ys = case["x"][lo:hi], case["y"][lo:hi]
-        model = toy_model(case["model"])
-        model.load_state_dict(case["state"])
-        toy_loss(model(xs), ys, case["loss"]).backward()
-        call("allreduce_mean_grads", fn, model)
-        twin = toy_model(case["model"])
-        twin.load_state_dict(case["state"])
-        ddp = DistributedDataParallel(twin, find_unused_parameters=case["model"] == "branchy")
-        toy_loss(ddp(xs), ys, case["loss"]).backward()
-        out.append({"grads": _grads(model), "ddp": _grads(ddp.module),
-                    "params": [p.detach().clone() for p in model.parameters()]})
-    return out
-
-
-def probe_allreduce_mean_grads(allreduce_mean_grads, cases: list, world_size: int, per_rank: int,
-                               timeout: float = 90.0) -> dict:
-    """Run ``allreduce_mean_grads`` on ``world_size`` gloo ranks forked from this process; report, by value.
-
-    ``cases``: plain specs ``{"model": toy_model kind, "state": its state_dict, "x": inputs, "y":
-    targets, "loss": "ce" | "mse"}`` holding ``world_size * per_rank`` samples. On every rank and for
-    every case, rank ``r`` builds the model, back-propagates ``toy_loss`` on samples ``[r * per_rank,
-    (r + 1) * per_rank)`` and calls ``allreduce_mean_grads(model)``; a ``DistributedDataParallel``
-    twin does the same step for comparison. Returns ``{"error": None or why the ranks failed,
-    "ranks": [[{"grads": [...], "ddp": [...], "params": [...]} per case] per rank]}`` (a gradient
-    that is None stays None). It judges nothing: what the gradients should be is for the caller."""
-    from ..video.distributed import RankError, launch
-
-    try:
-        ranks = launch(_probe_rank, int(world_size), list(cases), int(per_rank), allreduce_mean_grads,
-                       timeout=float(timeout))
-    except (RankError, TimeoutError) as err:
-        return {"error": f"{type(err).__name__}: {err}"[:3000], "ranks": []}
-    return {"error": None, "ranks": ranks}
-
-
 def seed_global_rngs(seed: int) -> None:
     """Seed the global random generators of torch, NumPy and Python's ``random`` with ``seed``."""
     import random
@@ -274,3 +195,283 @@ def global_rng_states() -> dict:
     return {"torch": torch.get_rng_state().to(torch.int64),
             "numpy": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "numpy_pos": [int(pos), int(has_gauss), float(gauss)],
             "python": torch.tensor(state, dtype=torch.int64), "python_gauss": gauss_next}
+
+
+# --------------------------------------------------------------------------------------------------
+# Collectives built by hand: probes that run the learner's code on forked gloo ranks and report
+# what came out, by value. The inputs come from the caller (the judge draws them); the probes
+# judge nothing. Only ``count=True`` (a probe of how the learner communicates) installs spies.
+# --------------------------------------------------------------------------------------------------
+
+_COLLECTIVES = ("all_reduce", "reduce_scatter", "reduce_scatter_tensor", "all_gather", "all_gather_into_tensor",
+                "reduce", "broadcast", "all_to_all", "all_to_all_single", "gather", "scatter")
+_P2P = ("send", "isend", "recv", "irecv")
+
+
+class _Spy:
+    """Counts calls of torch.distributed's collectives and point-to-point functions while ``on``,
+    and asynchronous (``async_op=True``) all_reduce calls made while a backward pass runs."""
+
+    def __init__(self):
+        self.on = False
+        self.in_backward = False
+        self.counts: dict[str, int] = {}
+        self.during_backward = 0
+        self.depth = 0
+
+    def reset(self):
+        self.counts, self.during_backward = {}, 0
+
+    def report(self) -> dict:
+        c = self.counts
+        return {"sends": c.get("send", 0) + c.get("isend", 0), "recvs": c.get("recv", 0) + c.get("irecv", 0),
+                "collectives": {k: v for k, v in c.items() if k in _COLLECTIVES},
+                "all_reduce_during_backward": self.during_backward}
+
+
+class _Counted:
+    """A spy around one of torch.distributed's functions; equal to the function it wraps (so
+    ``P2POp``'s check that its op is ``isend`` or ``irecv`` holds for either)."""
+
+    def __init__(self, spy: _Spy, name: str, orig):
+        self.spy, self.name, self.orig = spy, name, orig
+        self.__name__ = name
+        self.__doc__ = orig.__doc__
+
+    def __call__(self, *args, **kwargs):
+        spy = self.spy
+        if spy.on and not spy.depth:                     # send calls isend, recv irecv: count the outer call
+            spy.counts[self.name] = spy.counts.get(self.name, 0) + 1
+            async_op = kwargs.get("async_op", args[3] if len(args) > 3 else False)
+            if self.name == "all_reduce" and spy.in_backward and async_op:
+                spy.during_backward += 1
+        spy.depth += 1
+        try:
+            return self.orig(*args, **kwargs)
+        finally:
+            spy.depth -= 1
+
+    def __eq__(self, other):
+        return other is self or other is self.orig
+
+    def __hash__(self):
+        return hash(self.orig)
+
+
+def _install_spy() -> _Spy:
+    """Wrap torch.distributed's public names (and the c10d module's, which they are) in a forked rank."""
+    import torch.distributed as dist
+    from torch.distributed import distributed_c10d as c10d
+
+    spy = _Spy()
+    for name in _COLLECTIVES + _P2P:
+        orig = getattr(c10d, name, None)
+        if orig is None:
+            continue
+        wrapper = _Counted(spy, name, orig)
+        setattr(c10d, name, wrapper)
+        setattr(dist, name, wrapper)
+    return spy
+
+
+#: what the last counting probe of this process saw, by probe: the in-kernel grade cells read it
+_LAST_COUNTS: dict[str, list] = {}
+
+
+def last_counts(probe: str) -> list | None:
+    """The calls counted by the last ``probe_ring`` / ``probe_grad_buckets`` run with ``count=True``
+    in this process: per rank, per case, the counts (``None`` if that probe has not run)."""
+    return _LAST_COUNTS.get(probe)
+
+
+def _split_counts(probe: str, ranks: list, key: str) -> list:
+    """Keep the outputs in ``ranks``; move the counts to ``_LAST_COUNTS[probe]``."""
+    counts = []
+    for rank in ranks:
+        counts.append([None if c is None else {k: v for k, v in c.items() if k != key} for c in rank])
+    _LAST_COUNTS[probe] = counts
+    return counts
+
+
+def _launch(body, world_size, *args, timeout):
+    from ..video.distributed import RankError, launch
+
+    try:
+        return None, launch(body, int(world_size), *args, timeout=float(timeout))
+    except (RankError, TimeoutError) as err:
+        return f"{type(err).__name__}: {err}"[:3000], []
+
+
+def _ring_rank(rank, world, cases, fn, count):
+    import torch.distributed as dist
+
+    groups = [None if c["ranks"] is None else dist.new_group(sorted(int(r) for r in c["ranks"])) for c in cases]
+    spy = _install_spy() if count else None
+    out = []
+    for case, group in zip(cases, groups):
+        members = list(range(world)) if case["ranks"] is None else sorted(int(r) for r in case["ranks"])
+        if rank in members:
+            t = case["inputs"][members.index(rank)].clone()
+            if spy is not None:
+                spy.reset()
+                spy.on = True
+            try:
+                fn(t, group)
+            finally:
+                if spy is not None:
+                    spy.on = False
+            out.append({"out": t, **(spy.report() if spy is not None else {})})
+        else:
+            out.append(None)
+        dist.barrier()
+    return out
+
+
+def probe_ring(ring_allreduce, cases: list, world_size: int = 4, count: bool = False, timeout: float = 30.0) -> dict:
+    """Run ``ring_allreduce(tensor, group)`` on ``world_size`` forked gloo ranks; report every output.
+
+    ``cases``: ``[{"ranks": None (the whole world) or a list of ranks (a group), "inputs": [one tensor
+    per member, in rank order]}]``. Every rank creates every case's group, then each member calls
+    ``ring_allreduce(its input's copy, group)`` (``group`` None for the world). Returns ``{"error":
+    None or why the ranks failed, "ranks": [[{"out": the tensor after the call} or None (not a
+    member) per case] per rank]}``; with ``count=True`` each entry also holds the calls the rank
+    made during the call: ``sends``, ``recvs`` and ``collectives`` (a dict of counts), and
+    ``last_counts("ring")`` returns them afterwards."""
+    _LAST_COUNTS.pop("ring", None)
+    err, ranks = _launch(_ring_rank, world_size, list(cases), ring_allreduce, bool(count), timeout=timeout)
+    if count and not err:
+        _split_counts("ring", ranks, "out")
+    return {"error": err, "ranks": ranks}
+
+
+def _hier_rank(rank, world, cases, fn):
+    import torch.distributed as dist
+
+    from ..video.distributed import node_groups
+
+    topo = [node_groups(int(c["ranks_per_node"])) for c in cases]
+    out = []
+    for case, (node, leaders, leader) in zip(cases, topo):
+        t = case["inputs"][rank].clone()
+        fn(t, node, leaders, leader)
+        out.append(t)
+        dist.barrier()
+    return out
+
+
+def probe_hierarchical(hierarchical_allreduce, cases: list, world_size: int = 4, timeout: float = 30.0) -> dict:
+    """Run ``hierarchical_allreduce(tensor, node_group, leader_group, leader)`` on forked gloo ranks.
+
+    ``cases``: ``[{"ranks_per_node": k, "inputs": [one tensor per rank]}]``; the groups come from
+    ``effcourse.video.distributed.node_groups(k)``. Returns ``{"error", "ranks": [[tensor after the
+    call per case] per rank]}``."""
+    err, ranks = _launch(_hier_rank, world_size, list(cases), hierarchical_allreduce, timeout=timeout)
+    return {"error": err, "ranks": ranks}
+
+
+def _buckets_rank(rank, world, cases, per_rank, cls, count):
+    spy = _install_spy() if count else None
+    out = []
+    for case in cases:
+        model = toy_model(case["model"])
+        model.load_state_dict(case["state"])
+        before = [p.detach().clone() for p in model.parameters()]
+        buckets = cls(model, case["bucket_bytes"])
+        steps = []
+        for s in range(case["x"].shape[0]):
+            lo, hi = rank * per_rank, (rank + 1) * per_rank
+            model.zero_grad(set_to_none=True)
+            loss = toy_loss(model(case["x"][s, lo:hi]), case["y"][s, lo:hi], case["loss"])
+            if spy is not None:
+                spy.reset()
+                spy.on = spy.in_backward = True
+            try:
+                loss.backward()
+                if spy is not None:
+                    spy.in_backward = False
+                buckets.wait()
+            finally:
+                if spy is not None:
+                    spy.on = spy.in_backward = False
+            steps.append({"grads": _grads(model), **(spy.report() if spy is not None else {})})
+        out.append({"steps": steps, "params_changed": any(not torch.equal(b, p.detach())
+                                                          for b, p in zip(before, model.parameters()))})
+    return out
+
+
+def probe_grad_buckets(GradBuckets, cases: list, world_size: int, per_rank: int, count: bool = False,
+                       timeout: float = 30.0) -> dict:
+    """Train-step ``GradBuckets`` on ``world_size`` forked gloo ranks; report every rank's gradients.
+
+    ``cases``: ``[{"model": toy_model kind, "state": its state_dict, "x": (steps, world_size *
+    per_rank, ...), "y": (steps, world_size * per_rank, ...), "loss": "ce" | "mse", "bucket_bytes":
+    int}]``. On every rank: build the model, ``buckets = GradBuckets(model, bucket_bytes)``, then per
+    step zero the gradients (None), back-propagate ``toy_loss`` on the rank's slice ``[rank *
+    per_rank, (rank + 1) * per_rank)`` and call ``buckets.wait()``. Returns ``{"error", "ranks":
+    [[{"steps": [{"grads": [...]}], "params_changed": bool} per case] per rank]}``; with
+    ``count=True`` each step also reports the calls made during backward and ``wait``
+    (``all_reduce_during_backward``: all_reduce calls with ``async_op=True`` launched while backward still ran), and
+    ``last_counts("buckets")`` returns them afterwards (per rank, case and step)."""
+    _LAST_COUNTS.pop("buckets", None)
+    err, ranks = _launch(_buckets_rank, world_size, list(cases), int(per_rank), GradBuckets, bool(count),
+                         timeout=timeout)
+    if count and not err:
+        _LAST_COUNTS["buckets"] = [[[{k: v for k, v in st.items() if k != "grads"} for st in c["steps"]] for c in rank]
+                                   for rank in ranks]
+    return {"error": err, "ranks": ranks}
+
+
+# ------------------------------------------------------------------------ visible self-checks (advice)
+
+def _ints(n, rank, dtype=torch.float64):
+    return torch.arange(n, dtype=dtype) * 10 + rank + 1          # rank r holds 10 i + r + 1
+
+
+def check_ring_allreduce(ring_allreduce, timeout: float = 30.0) -> None:
+    """2 ranks with 5 numbers, 3 ranks with 7 (3 does not divide 7), 3 ranks with 2 (a chunk is
+    empty): rank r holds 10 i + r + 1, so the sum over W ranks is 10 W i + W (W + 1) / 2."""
+    for world, n in ((2, 5), (3, 7), (3, 2)):
+        res = probe_ring(ring_allreduce, [{"ranks": None, "inputs": [_ints(n, r) for r in range(world)]}],
+                         world, timeout=timeout)
+        if res["error"]:
+            raise CheckFailed(f"ring_allreduce on {world} ranks, {n} numbers: {res['error']}")
+        want = sum(_ints(n, r) for r in range(world))
+        for r in range(world):
+            got = res["ranks"][r][0]["out"]
+            assert_true(torch.equal(got, want), f"ring_allreduce, {world} ranks, {n} numbers each (rank r holds "
+                        f"10 i + r + 1): rank {r} holds {got.tolist()}, the sum is {want.tolist()}")
+    passed("ring_allreduce: sums on 2 and 3 ranks, 3 not dividing the size, an empty chunk")
+
+
+def check_hierarchical_allreduce(hierarchical_allreduce, timeout: float = 30.0) -> None:
+    """4 ranks as 2 nodes of 2: rank r holds 10 i + r + 1; every rank must end with the sum."""
+    res = probe_hierarchical(hierarchical_allreduce, [{"ranks_per_node": 2, "inputs": [_ints(5, r) for r in range(4)]}],
+                             4, timeout=timeout)
+    if res["error"]:
+        raise CheckFailed(f"hierarchical_allreduce on 2 nodes x 2 ranks: {res['error']}")
+    want = sum(_ints(5, r) for r in range(4))
+    for r in range(4):
+        got = res["ranks"][r][0]
+        assert_true(torch.equal(got, want), f"hierarchical_allreduce, 2 nodes x 2 ranks: rank {r} holds "
+                    f"{got.tolist()}, the sum over the 4 ranks is {want.tolist()}")
+    passed("hierarchical_allreduce: 2 nodes x 2 ranks, every rank holds the sum")
+
+
+def check_grad_buckets(GradBuckets, timeout: float = 30.0) -> None:
+    """2 ranks, a Linear 3-2 with MSE, buckets of 8 bytes: both ranks end with the full batch's gradient."""
+    g = torch.Generator().manual_seed(0)
+    model = toy_model("linear")
+    x = torch.randn(1, 4, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(1, 4, 2, generator=g, dtype=torch.float64)
+    case = {"model": "linear", "state": model.state_dict(), "x": x, "y": y, "loss": "mse", "bucket_bytes": 8}
+    res = probe_grad_buckets(GradBuckets, [case], 2, 2, timeout=timeout)
+    if res["error"]:
+        raise CheckFailed(f"GradBuckets on 2 ranks: {res['error']}")
+    toy_loss(model(x[0]), y[0], "mse").backward()
+    for r in range(2):
+        got = res["ranks"][r][0]["steps"][0]["grads"]
+        for i, (p, q) in enumerate(zip(model.parameters(), got)):
+            assert_true(q is not None and torch.allclose(q, p.grad),
+                        f"rank {r}: parameter {i}'s gradient after wait() is not the mean over the 2 ranks "
+                        "(the gradient of the whole batch's mean loss)")
+    passed("GradBuckets: 2 ranks, both hold the whole batch's gradient after wait()")

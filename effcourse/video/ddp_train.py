@@ -5,7 +5,7 @@
 
 One process per GPU (NCCL) or per CPU slot (gloo); multi-node with ``--nnodes``, ``--node_rank``
 and ``--rdzv_endpoint`` (see docs/DISTRIBUTED.md). Gradients are averaged by
-``DistributedDataParallel`` (or, with ``--sync answers``, by your ``allreduce_mean_grads``); the
+``DistributedDataParallel`` (or, with ``--sync answers``, by your ``GradBuckets``); the
 data is sharded by ``DistributedSampler``; the learning rate is your ``scaled_lr`` and ``lr_at``,
 read from your Lab 7 notebook (``--answers``). ``--model tsm`` builds TSM from your Lab 1 notebook
 (``--lab1``). Rank 0 prints progress and a JSON summary (also written to ``--out``).
@@ -63,7 +63,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--sync", default="ddp", choices=("ddp", "answers"),
-                   help="ddp: DistributedDataParallel; answers: your allreduce_mean_grads after backward")
+                   help="ddp: DistributedDataParallel; answers: your GradBuckets (buckets all-reduced during backward)")
+    p.add_argument("--bucket-mb", type=float, default=1.0, help="--sync answers: GradBuckets' bucket size in MiB")
     p.add_argument("--backend", default="auto", choices=("auto", "gloo", "nccl"), help="auto: nccl on GPUs, else gloo")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers per process")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per process")
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(max(1, args.threads))
     rank, world, device = init_from_env(args.backend)
     try:
-        names = LAB7_NAMES + (["allreduce_mean_grads"] if args.sync == "answers" else [])
+        names = LAB7_NAMES + (["GradBuckets"] if args.sync == "answers" else [])
         fns = learner.load(args.answers, names)
         lab1 = _lab1(args)
         kw = {"n_frames": args.frames, "size": args.size, "root": args.data_root, "seed": args.seed}
@@ -115,7 +116,10 @@ def main(argv: list[str] | None = None) -> dict:
             net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
             sync = None
         else:
-            net, sync = model, (fns["allreduce_mean_grads"] if args.sync == "answers" and world > 1 else None)
+            net, sync = model, None
+            if args.sync == "answers" and world > 1:
+                buckets = fns["GradBuckets"](model, args.bucket_mb * 2**20)
+                sync = lambda m: buckets.wait()                  # train_rank calls sync(model) after backward
         log_rank0(f"{world} process(es) on {device.type} ({dist.get_backend() if dist.is_initialized() else 'no group'}), "
                   f"{args.model}/{args.arch} on {args.dataset}: {len(train_set)} clips, global batch {global_batch}, "
                   f"peak lr {peak:.4g}, {warmup} warm-up steps, {param_bytes(model) / 1e6:.2f} MB of gradients per step")

@@ -2,7 +2,7 @@
 NCCL on GPUs), ``DistributedDataParallel`` and ``DistributedSampler``. The plumbing of Lab 7.
 
 Nothing here implements an exercise and there is no home-made collective: gradients are averaged
-by DDP or by the learner's ``allreduce_mean_grads``; learning rates come from the learner's
+by DDP or by the learner's ``GradBuckets`` (its ``wait`` passed as ``sync``); learning rates come from the learner's
 functions, passed in as ``lr_fn``; shards come from ``DistributedSampler``.
 
 * ``launch(fn, world_size, *args)`` runs ``fn(rank, world_size, *args)`` in ``world_size``
@@ -59,6 +59,7 @@ __all__ = [
     "init_from_env",
     "launch",
     "max_param_difference",
+    "node_groups",
     "param_bytes",
     "rank_and_world",
     "train_rank",
@@ -388,7 +389,7 @@ def train_rank(model: nn.Module, dataset: Dataset, lr_fn: Callable[[int, int], f
     ``set_epoch``), computes the mean cross-entropy, backpropagates, then synchronises gradients:
     ``sync=None`` when ``model`` is wrapped in ``DistributedDataParallel`` (DDP all-reduces during
     backward) or runs alone; otherwise ``sync(model)`` is called after ``backward`` (the learner's
-    ``allreduce_mean_grads``). The learning rate of step ``s`` of ``S`` is ``lr_fn(s, S)``.
+    ``GradBuckets.wait``). The learning rate of step ``s`` of ``S`` is ``lr_fn(s, S)``.
 
     Returns ``{"loss", "lr", "step_seconds", "sync_seconds"}`` (one entry per step) and
     ``"steps"``, ``"steps_per_epoch"``, ``"global_batch"``, ``"world_size"``.
@@ -473,3 +474,25 @@ def log_rank0(message: str) -> None:
     """Print on rank 0 only (flushed: torchrun interleaves the ranks' output)."""
     if rank_and_world()[0] == 0:
         print(message, file=sys.stdout, flush=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Process groups of a two-level (node, then leaders) topology
+# --------------------------------------------------------------------------------------------------
+
+def node_groups(ranks_per_node: int) -> tuple[Any, Any, int]:
+    """Cut the default group's ranks into "nodes" of ``ranks_per_node`` consecutive ranks.
+
+    Call it on every rank (``dist.new_group`` is collective: every rank creates every group, in the
+    same order). Returns ``(node_group, leader_group, leader)``: this rank's node's group, the
+    group of the nodes' first ranks (the *leaders*; ``None`` on a rank that is not a leader), and
+    the global rank of this node's leader. ``world_size`` must be a multiple of ``ranks_per_node``.
+    """
+    rank, world = rank_and_world()
+    k = int(ranks_per_node)
+    if k < 1 or world % k:
+        raise ValueError(f"ranks_per_node must divide the world size {world}, got {ranks_per_node}")
+    nodes = [dist.new_group(list(range(i, i + k))) for i in range(0, world, k)]
+    leaders = dist.new_group(list(range(0, world, k)))
+    leader = rank - rank % k
+    return nodes[rank // k], (leaders if rank == leader else None), leader

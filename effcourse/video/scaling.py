@@ -1,11 +1,18 @@
-"""Communication cost of data-parallel training: measure all-reduce times, fit the learner's alpha-beta
-model to them, and extrapolate TSM vs I3D training time from one Summit node to 1536 GPUs.
+"""Communication cost of data-parallel training: measure all-reduce times (gloo's or the learner's
+ring), fit the alpha-beta model to them, and extrapolate TSM vs I3D training time from one Summit
+node to 1536 GPUs with three topologies.
 
-The cost model itself is the learner's ``ring_allreduce_seconds(n_bytes, world_size, bandwidth,
-latency)``, passed in as ``ring``. Its time is linear in ``latency`` and in ``1 / bandwidth``, so
-``fit_alpha_beta`` fits those two numbers by (relative) least squares on features the learner's own
-function computes: ``ring(n, p, inf, 1)`` (seconds per unit of latency) and ``ring(n, p, 1, 0)``
-(seconds per unit of 1/bandwidth).
+The alpha-beta models (a message of m bytes costs alpha + m / beta):
+
+* ``ring_seconds``: ring all-reduce, 2 (W - 1) (alpha + n / (W beta)); the latency term grows with W.
+* ``tree_seconds``: a pipelined binary tree (reduce up, broadcast down; NCCL's double binary trees
+  approach it): 2 ceil(log2 W) alpha + 2 n / beta; the latency term grows with log W.
+* ``hierarchical_seconds``: reduce inside each node of k GPUs, ring all-reduce over the W / k node
+  leaders, broadcast inside: 2 ((k - 1) alpha_in + n / beta_in) + ring(n, W / k, beta, alpha).
+
+Any such ``ring(n, p, bandwidth, latency)`` is linear in ``latency`` and in ``1 / bandwidth``, so
+``fit_alpha_beta`` fits those two numbers by (relative) least squares on the features
+``ring(n, p, inf, 1)`` and ``ring(n, p, 1, 0)``.
 """
 from __future__ import annotations
 
@@ -19,7 +26,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["KINETICS", "SUMMIT_LINK", "extrapolate", "fit_alpha_beta", "measure_allreduce", "resnet50_costs"]
+__all__ = ["KINETICS", "NVLINK", "SUMMIT_LINK", "extrapolate", "fit_alpha_beta", "hierarchical_seconds",
+           "measure_allreduce", "resnet50_costs", "ring_seconds", "tree_seconds"]
 
 Ring = Callable[[float, int, float, float], float]
 
@@ -37,28 +45,65 @@ KINETICS = {
 #: assumption (a few microseconds is typical of InfiniBand), not a number from the paper.
 SUMMIT_LINK = {"bandwidth": 23e9, "latency": 5e-6}
 
+#: Inside a Summit node: NVLink 2.0 between the GPUs, taken as 50 GB/s and 2 us (assumptions of the
+#: same kind: the order of magnitude of NVLink, not numbers from the paper).
+NVLINK = {"bandwidth": 50e9, "latency": 2e-6}
 
-def measure_allreduce(sizes: Sequence[int], repeats: int = 15, warmup: int = 3) -> dict[int, float]:
-    """Median seconds of one ``all_reduce`` of ``n`` bytes (float32) for each ``n`` in ``sizes``.
 
-    Call it on every rank of a process group. Each repetition starts after a barrier; its time is
-    the slowest rank's (a MAX all-reduce of the timings, outside the timed region).
+def ring_seconds(n_bytes: float, world_size: int, bandwidth: float, latency: float) -> float:
+    """Ring all-reduce of ``n_bytes`` over ``world_size`` ranks: 2 (W - 1) (alpha + n / (W beta))."""
+    w = int(world_size)
+    return 0.0 if w <= 1 else 2 * (w - 1) * (latency + n_bytes / (w * bandwidth))
+
+
+def tree_seconds(n_bytes: float, world_size: int, bandwidth: float, latency: float) -> float:
+    """Pipelined binary-tree all-reduce: 2 ceil(log2 W) alpha + 2 n / beta (0 for W = 1)."""
+    w = int(world_size)
+    return 0.0 if w <= 1 else 2 * math.ceil(math.log2(w)) * latency + 2 * n_bytes / bandwidth
+
+
+def hierarchical_seconds(n_bytes: float, world_size: int, bandwidth: float, latency: float,
+                         per_node: int = 6, inside: dict | None = None) -> float:
+    """Reduce inside nodes of ``per_node`` GPUs (link ``inside``, default ``NVLINK``), ring all-reduce
+    over the W / per_node leaders (``bandwidth``, ``latency``), broadcast inside:
+    2 ((k - 1) alpha_in + n / beta_in) + ring(n, W / k). W must be a multiple of k (or below it)."""
+    inside = inside or NVLINK
+    w, k = int(world_size), min(int(per_node), int(world_size))
+    if w % k:
+        raise ValueError(f"world_size {w} is not a multiple of per_node {k}")
+    local = 0.0 if k == 1 else 2 * ((k - 1) * inside["latency"] + n_bytes / inside["bandwidth"])
+    return local + ring_seconds(n_bytes, w // k, bandwidth, latency)
+
+
+def measure_allreduce(sizes: Sequence[int], repeats: int = 15, warmup: int = 3,
+                      fns: dict[str, Callable] | None = None) -> dict[str, dict[int, float]]:
+    """Median seconds of one all-reduce of ``n`` bytes (float32) for each ``n`` in ``sizes``.
+
+    ``fns``: ``{name: fn(tensor)}`` all-reduces to time (default ``{"gloo": dist.all_reduce}``),
+    interleaved: for each size and repetition every function runs once. Call it on every rank of
+    a process group. Each repetition starts after a barrier; its time is the slowest rank's (a MAX
+    all-reduce of the timings, outside the timed region). Returns ``{name: {n: seconds}}``.
     """
-    out: dict[int, float] = {}
+    fns = fns or {"gloo": dist.all_reduce}
+    out: dict[str, dict[int, float]] = {name: {} for name in fns}
     for n in sizes:
         buf = torch.ones(max(1, int(n) // 4))
-        for _ in range(warmup):
-            dist.all_reduce(buf)
-        times = []
+        for fn in fns.values():
+            for _ in range(warmup):
+                fn(buf)
+        times: dict[str, list] = {name: [] for name in fns}
         for _ in range(repeats):
-            dist.barrier()
-            t0 = time.perf_counter()
-            dist.all_reduce(buf)
-            times.append(time.perf_counter() - t0)
-        slowest = torch.tensor(times, dtype=torch.float64)
-        dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
-        out[int(n)] = statistics.median(slowest.tolist())
+            for name, fn in fns.items():
+                dist.barrier()
+                t0 = time.perf_counter()
+                fn(buf)
+                times[name].append(time.perf_counter() - t0)
+        for name in fns:
+            slowest = torch.tensor(times[name], dtype=torch.float64)
+            dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+            out[name][int(n)] = statistics.median(slowest.tolist())
     return out
+
 
 
 def fit_alpha_beta(ring: Ring, sizes: Sequence[float], seconds: Sequence[float], world_size: int) -> tuple[float, float]:

@@ -6,8 +6,9 @@ Run: ``.venv/bin/pytest tests/test_mutants.py -k lab7 -p no:cacheprovider``.
 SCALED_LR_GRADES = ["test_scaled_lr"]
 LR_AT_GRADES = ["test_lr_at"]
 SHARD_GRADES = ["test_shard_indices", "test_shard_indices_errors"]
-ALLREDUCE_GRADES = ["test_allreduce_mean_grads"]
-RING_GRADES = ["test_ring_allreduce_seconds"]
+RING_GRADES = ["test_ring_allreduce", "test_ring_by_hand"]
+BUCKET_GRADES = ["test_GradBuckets", "test_GradBuckets_overlap"]
+HIER_GRADES = ["test_hierarchical_allreduce"]
 
 
 def _scaled(body):
@@ -27,12 +28,78 @@ _CHECK = """    if world_size < 1 or not 0 <= rank < world_size:
 """
 
 
-def _reduce(body):
-    return f"import torch\nimport torch.distributed as dist\n\ndef allreduce_mean_grads(model):\n{body}\n"
+_DIST = "import torch\nimport torch.distributed as dist\n\n"
 
 
 def _ring(body):
-    return f"import math\n\ndef ring_allreduce_seconds(n_bytes, world_size, bandwidth, latency):\n{body}\n"
+    return _DIST + f"def ring_allreduce(tensor, group=None):\n{body}\n"
+
+
+_RING_START = """    world = dist.get_world_size(group)
+    if world == 1:
+        return
+    rank = dist.get_rank(group)
+    right, left = (rank + 1) % world, (rank - 1) % world
+"""
+_RS = """    for s in range(world - 1):
+        send, recv = chunks[(rank - s) % world], chunks[(rank - s - 1) % world]
+        incoming = torch.empty_like(recv)
+        req = dist.isend(send, group=group, group_dst=right)
+        dist.recv(incoming, group=group, group_src=left)
+        req.wait()
+        recv += incoming
+"""
+_AG = """    for s in range(world - 1):
+        send, recv = chunks[(rank + 1 - s) % world], chunks[(rank - s) % world]
+        req = dist.isend(send, group=group, group_dst=right)
+        dist.recv(recv, group=group, group_src=left)
+        req.wait()
+"""
+_SPLIT = "    chunks = tensor.view(-1).tensor_split(world)\n"
+
+
+def _ring_std(rs=_RS, ag=_AG, split=_SPLIT, tail=""):
+    return _ring(_RING_START + split + rs + ag + tail)
+
+
+def _buckets(init, ready, start, wait):
+    return (_DIST + "class GradBuckets:\n"
+            f"    def __init__(self, model, bucket_bytes=2**20, group=None):\n{init}\n\n"
+            f"    def _ready(self, param):\n{ready}\n\n"
+            f"    def _start_bucket(self):\n{start}\n\n"
+            f"    def wait(self):\n{wait}\n")
+
+
+_B_INIT = """        self.bucket_bytes, self.group = bucket_bytes, group
+        self.open, self.open_bytes, self.pending = [], 0, []
+        for p in model.parameters():
+            if p.requires_grad:
+                p.register_post_accumulate_grad_hook(self._ready)"""
+_B_READY = """        self.open.append(param)
+        self.open_bytes += param.grad.numel() * param.grad.element_size()
+        if self.open_bytes >= self.bucket_bytes:
+            self._start_bucket()"""
+_B_START = """        if self.open:
+            flat = torch.cat([p.grad.reshape(-1) for p in self.open])
+            work = dist.all_reduce(flat, group=self.group, async_op=True)
+            self.pending.append((work, flat, self.open))
+        self.open, self.open_bytes = [], 0"""
+_B_WAIT = """        self._start_bucket()
+        world = dist.get_world_size(self.group)
+        for work, flat, params in self.pending:
+            work.wait()
+            flat /= world
+            for p, g in zip(params, flat.split([p.numel() for p in params])):
+                p.grad.copy_(g.view_as(p.grad))
+        self.pending = []"""
+
+
+def _bk(init=_B_INIT, ready=_B_READY, start=_B_START, wait=_B_WAIT):
+    return _buckets(init, ready, start, wait)
+
+
+def _hier(body):
+    return _DIST + f"def hierarchical_allreduce(tensor, node_group, leader_group, leader):\n{body}\n"
 
 
 EXERCISES = {
@@ -40,7 +107,6 @@ EXERCISES = {
         "grades": SCALED_LR_GRADES,
         "correct": {
             "ratio_first": _scaled("    return base_lr * (batch / base_batch)"),
-            "numpy_float": _scaled("    import numpy as np\n    return np.float64(base_lr) * np.float64(batch) / base_batch"),
             "zero_dim_tensor": _scaled("    import torch\n    return torch.tensor(base_lr, dtype=torch.float64) * batch / base_batch"),
         },
         "wrong": {
@@ -49,9 +115,6 @@ EXERCISES = {
             "floor_division": _scaled("    return base_lr * (batch // base_batch)"),
             "ignores_base_lr": _scaled("    return batch / base_batch"),
             "ignores_base_batch": _scaled("    return base_lr * batch"),
-            "additive": _scaled("    return base_lr + batch / base_batch"),
-            "squared": _scaled("    return base_lr * (batch / base_batch) ** 2"),
-            "rounded": _scaled("    return round(base_lr * batch / base_batch, 3)"),
             # "it may be smaller than base_batch": the rule scales down too
             "never_scales_down": _scaled("    return base_lr * max(1.0, batch / base_batch)"),
         },
@@ -238,107 +301,171 @@ EXERCISES = {
                 "    return padded[rank % max(world_size, 1)::max(world_size, 1)]"),
         },
     },
-    "allreduce_mean_grads": {
-        "grades": ALLREDUCE_GRADES,
-        "correct": {
-            "one_flat_bucket": _reduce(
-                "    grads = [p.grad for p in model.parameters() if p.grad is not None]\n"
-                "    if not grads:\n        return\n"
-                "    flat = torch.cat([g.reshape(-1) for g in grads])\n"
-                "    dist.all_reduce(flat)\n"
-                "    flat /= dist.get_world_size()\n"
-                "    for g, part in zip(grads, flat.split([g.numel() for g in grads])):\n"
-                "        g.copy_(part.view_as(g))"),
-            "divide_first": _reduce(
-                "    for p in model.parameters():\n"
-                "        if p.grad is not None:\n"
-                "            p.grad.div_(dist.get_world_size())\n"
-                "            dist.all_reduce(p.grad)"),
-            "async_handles": _reduce(
-                "    grads = [p.grad for p in model.parameters() if p.grad is not None]\n"
-                "    works = [dist.all_reduce(g, async_op=True) for g in grads]\n"
-                "    for w in works:\n        w.wait()\n"
-                "    for g in grads:\n        g /= dist.get_world_size()"),
-            "avg_op": _reduce(                      # gloo has ReduceOp.AVG in recent PyTorch
-                "    for p in model.parameters():\n"
-                "        if p.grad is not None:\n            dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)"),
-            "replaces_grad": _reduce(
-                "    for p in model.parameters():\n"
-                "        if p.grad is None:\n            continue\n"
-                "        g = p.grad.detach().clone()\n"
-                "        dist.all_reduce(g, op=dist.ReduceOp.SUM)\n"
-                "        p.grad = g / dist.get_world_size()"),
-        },
-        "wrong": {
-            "sum_only": _reduce(
-                "    for p in model.parameters():\n"
-                "        if p.grad is not None:\n            dist.all_reduce(p.grad)"),
-            "divides_by_parameter_count": _reduce(
-                "    params = [p for p in model.parameters() if p.grad is not None]\n"
-                "    for p in params:\n        dist.all_reduce(p.grad)\n        p.grad /= len(params)"),
-            "reduce_to_rank_0": _reduce(
-                "    for p in model.parameters():\n"
-                "        if p.grad is not None:\n"
-                "            dist.reduce(p.grad, dst=0)\n            p.grad /= dist.get_world_size()"),
-            "broadcast_rank_0": _reduce(
-                "    for p in model.parameters():\n"
-                "        if p.grad is not None:\n            dist.broadcast(p.grad, src=0)"),
-            "result_discarded": _reduce(
-                "    for p in model.parameters():\n"
-                "        if p.grad is not None:\n"
-                "            g = p.grad.clone()\n            dist.all_reduce(g)\n            g /= dist.get_world_size()"),
-            "skips_biases": _reduce(
-                "    for p in model.parameters():\n"
-                "        if p.grad is not None and p.dim() > 1:\n"
-                "            dist.all_reduce(p.grad)\n            p.grad /= dist.get_world_size()"),
-            "hard_coded_two_ranks": _reduce(
-                "    for p in model.parameters():\n"
-                "        if p.grad is not None:\n            dist.all_reduce(p.grad)\n            p.grad /= 2"),
-            "max_instead_of_mean": _reduce(
-                "    for p in model.parameters():\n"
-                "        if p.grad is not None:\n            dist.all_reduce(p.grad, op=dist.ReduceOp.MAX)"),
-            "zeros_for_missing_grads": _reduce(
-                "    for p in model.parameters():\n"
-                "        if p.grad is None:\n            p.grad = torch.zeros_like(p)\n"
-                "        dist.all_reduce(p.grad)\n        p.grad /= dist.get_world_size()"),
-            "averages_weights_instead": _reduce(
-                "    for p in model.parameters():\n"
-                "        dist.all_reduce(p.data)\n        p.data /= dist.get_world_size()"),
-            "first_parameter_only": _reduce(
-                "    for p in model.parameters():\n"
-                "        if p.grad is not None:\n"
-                "            dist.all_reduce(p.grad)\n            p.grad /= dist.get_world_size()\n            break"),
-        },
-    },
-    "ring_allreduce_seconds": {
+    "ring_allreduce": {
         "grades": RING_GRADES,
         "correct": {
-            "step_loop": _ring(
-                "    t = 0.0\n    for _ in range(2 * (world_size - 1)):\n"
-                "        t += latency + n_bytes / world_size / bandwidth\n    return t"),
-            "two_phases": _ring(
-                "    reduce_scatter = (world_size - 1) * (latency + n_bytes / (world_size * bandwidth))\n"
-                "    all_gather = reduce_scatter\n    return reduce_scatter + all_gather"),
-            "expanded": _ring(
-                "    p = world_size\n    return 2 * (p - 1) * latency + 2 * (p - 1) / p * n_bytes / bandwidth"),
+            # blocking send/recv: rank 0 listens first, so the ring of sends cannot close into a wait cycle
+            "blocking_rank0_listens_first": _ring_std(
+                rs="""    for s in range(world - 1):
+        send, recv = chunks[(rank - s) % world], chunks[(rank - s - 1) % world]
+        incoming = torch.empty_like(recv)
+        if rank == 0:
+            dist.recv(incoming, group=group, group_src=left)
+            dist.send(send.clone(), group=group, group_dst=right)
+        else:
+            dist.send(send.clone(), group=group, group_dst=right)
+            dist.recv(incoming, group=group, group_src=left)
+        recv += incoming
+""",
+                ag="""    for s in range(world - 1):
+        send, recv = chunks[(rank + 1 - s) % world], chunks[(rank - s) % world]
+        buf = torch.empty_like(recv)
+        if rank == 0:
+            dist.recv(buf, group=group, group_src=left)
+            dist.send(send.clone(), group=group, group_dst=right)
+        else:
+            dist.send(send.clone(), group=group, group_dst=right)
+            dist.recv(buf, group=group, group_src=left)
+        recv.copy_(buf)
+"""),
+            # the mirrored ring (send to the left) with batch_isend_irecv and global peer ranks
+            "mirrored_batch_p2p": _ring(
+                "    world = dist.get_world_size(group)\n"
+                "    if world == 1:\n        return\n"
+                "    rank = dist.get_rank(group)\n"
+                "    glob = (lambda r: r) if group is None else (lambda r: dist.get_global_rank(group, r))\n"
+                "    left, right = glob((rank - 1) % world), glob((rank + 1) % world)\n"
+                "    chunks = list(torch.tensor_split(tensor.view(-1), world))\n"
+                "    def exchange(send, recv):\n"
+                "        ops = [dist.P2POp(dist.isend, send, left, group), dist.P2POp(dist.irecv, recv, right, group)]\n"
+                "        for req in dist.batch_isend_irecv(ops):\n            req.wait()\n"
+                "    for s in range(world - 1):\n"
+                "        recv = chunks[(rank + s + 1) % world]\n"
+                "        buf = torch.empty_like(recv)\n"
+                "        exchange(chunks[(rank + s) % world], buf)\n"
+                "        recv.add_(buf)\n"
+                "    for s in range(world - 1):\n"
+                "        exchange(chunks[(rank + s - 1) % world], chunks[(rank + s) % world])"),
+            # own chunk boundaries (i n / W): another split into W nearly equal chunks
+            "own_boundaries": _ring_std(
+                split="    flat = tensor.view(-1)\n"
+                      "    bounds = [i * flat.numel() // world for i in range(world + 1)]\n"
+                      "    chunks = [flat[bounds[i]:bounds[i + 1]] for i in range(world)]\n"),
         },
         "wrong": {
-            "one_phase": _ring("    return (world_size - 1) * (latency + n_bytes / (world_size * bandwidth))"),
-            "whole_message_each_step": _ring("    return 2 * (world_size - 1) * (latency + n_bytes / bandwidth)"),
-            "tree_latency": _ring(
-                "    return 2 * math.log2(world_size) * latency + 2 * (world_size - 1) / world_size * n_bytes / bandwidth"),
-            "bits_not_bytes": _ring("    return 2 * (world_size - 1) * (latency + 8 * n_bytes / (world_size * bandwidth))"),
-            "p_steps_not_p_minus_1": _ring("    return 2 * world_size * (latency + n_bytes / (world_size * bandwidth))"),
-            "latency_once": _ring("    return latency + 2 * (world_size - 1) * n_bytes / (world_size * bandwidth)"),
-            "no_latency": _ring("    return 2 * (world_size - 1) * n_bytes / (world_size * bandwidth)"),
-            "latency_per_phase": _ring(
-                "    return 2 * latency + 2 * (world_size - 1) * n_bytes / (world_size * bandwidth)"),
-            # "A single rank (W = 1) sends nothing"
-            "single_rank_pays_latency": _ring(
-                "    if world_size == 1:\n        return latency\n"
-                "    return 2 * (world_size - 1) * (latency + n_bytes / (world_size * bandwidth))"),
-            "milliseconds": _ring("    return 1e3 * 2 * (world_size - 1) * (latency + n_bytes / (world_size * bandwidth))"),
-            "bandwidth_upside_down": _ring("    return 2 * (world_size - 1) * (latency + n_bytes * bandwidth / world_size)"),
+            "reduce_scatter_only": _ring_std(ag=""),
+            # chunks of n // W: the last n % W elements are never summed
+            "floor_chunks": _ring_std(
+                split="    m = tensor.numel() // world\n"
+                      "    chunks = [tensor.view(-1)[i * m:(i + 1) * m] for i in range(world)]\n"),
+            "mean_not_sum": _ring_std(tail="    tensor /= world\n"),
+            # every rank waits to receive before it sends: nobody sends (must fail within the timeout)
+            "everyone_receives_first": _ring_std(
+                rs="""    for s in range(world - 1):
+        send, recv = chunks[(rank - s) % world], chunks[(rank - s - 1) % world]
+        incoming = torch.empty_like(recv)
+        dist.recv(incoming, group=group, group_src=left)
+        dist.send(send, group=group, group_dst=right)
+        recv += incoming
+"""),
+            # right values, not by hand: loses only test_ring_by_hand
+            "uses_all_reduce": _ring("    dist.all_reduce(tensor, group=group)"),
+            "overwrites_instead_of_adding": _ring_std(rs=_RS.replace("recv += incoming", "recv.copy_(incoming)")),
+            "adds_into_the_sent_chunk": _ring_std(rs=_RS.replace("recv += incoming", "send += incoming")),
+            "returns_a_new_tensor": _ring(
+                "    out = tensor.clone()\n"
+                "    world = dist.get_world_size(group)\n"
+                "    if world == 1:\n        return out\n"
+                "    rank = dist.get_rank(group)\n"
+                "    right, left = (rank + 1) % world, (rank - 1) % world\n"
+                "    chunks = out.view(-1).tensor_split(world)\n" + _RS + _AG + "    return out"),
+        },
+    },
+    "GradBuckets": {
+        "grades": BUCKET_GRADES,
+        "correct": {
+            "avg_op": _bk(start=_B_START.replace("async_op=True", "op=dist.ReduceOp.AVG, async_op=True"),
+                          wait=_B_WAIT.replace("            flat /= world\n", "")),
+            "divide_in_the_hook": _bk(
+                ready="""        param.grad /= dist.get_world_size(self.group)
+        self.open.append(param)
+        self.open_bytes += param.grad.numel() * param.grad.element_size()
+        if self.open_bytes >= self.bucket_bytes:
+            self._start_bucket()""",
+                wait=_B_WAIT.replace("            flat /= world\n", "")),
+            "offsets_loop": _bk(wait="""        self._start_bucket()
+        for work, flat, params in self.pending:
+            work.wait()
+            at = 0
+            for p in params:
+                n = p.grad.numel()
+                p.grad = (flat[at:at + n] / dist.get_world_size(self.group)).view_as(p.grad).clone()
+                at += n
+        self.pending.clear()"""),
+        },
+        "wrong": {
+            "sums": _bk(wait=_B_WAIT.replace("            flat /= world\n", "")),
+            "forgets_the_last_bucket": _bk(wait=_B_WAIT.replace("        self._start_bucket()\n", "", 1)),
+            "copies_back_in_reverse": _bk(wait=_B_WAIT.replace("zip(params, flat.split([p.numel() for p in params]))",
+                                                              "zip(params[::-1], flat.split([p.numel() for p in params[::-1]]))")),
+            # right values, no overlap: every bucket waits for wait()
+            "all_after_backward": _bk(ready=_B_READY.replace("        if self.open_bytes >= self.bucket_bytes:\n"
+                                                            "            self._start_bucket()", "        pass")),
+            # right values, blocking all_reduce inside the hook: backward stalls instead of overlapping
+            "blocking_in_the_hook": _bk(
+                start="""        if self.open:
+            flat = torch.cat([p.grad.reshape(-1) for p in self.open])
+            dist.all_reduce(flat, group=self.group)
+            self.pending.append((None, flat, self.open))
+        self.open, self.open_bytes = [], 0""",
+                wait=_B_WAIT.replace("            work.wait()\n", "            work is None or work.wait()\n")),
+            "divides_twice": _bk(wait=_B_WAIT.replace("            flat /= world\n", "            flat /= world * world\n")),
+            "hooks_frozen_parameters": _bk(init=_B_INIT.replace("            if p.requires_grad:\n"
+                                                                "                p.register", "            p.register")),
+            "first_bucket_only": _bk(wait=_B_WAIT.replace("in self.pending:", "in self.pending[:1]:")),
+            "zero_for_unused": _bk(
+                init=_B_INIT + "\n        self.params = list(model.parameters())",
+                wait=_B_WAIT + """
+        for p in self.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)"""),
+        },
+    },
+    "hierarchical_allreduce": {
+        "grades": HIER_GRADES,
+        "correct": {
+            "all_reduce_inside": _hier(
+                "    dist.all_reduce(tensor, group=node_group)\n"
+                "    if leader_group is not None:\n        dist.all_reduce(tensor, group=leader_group)\n"
+                "    dist.broadcast(tensor, src=leader, group=node_group)"),
+            "group_ranks": _hier(
+                "    dist.reduce(tensor, group=node_group, group_dst=0)\n"
+                "    if dist.get_rank(node_group) == 0:\n        dist.all_reduce(tensor, group=leader_group)\n"
+                "    dist.broadcast(tensor, group=node_group, group_src=0)"),
+        },
+        "wrong": {
+            "no_broadcast": _hier(
+                "    dist.reduce(tensor, dst=leader, group=node_group)\n"
+                "    if leader_group is not None:\n        dist.all_reduce(tensor, group=leader_group)"),
+            "broadcast_before_across": _hier(
+                "    dist.reduce(tensor, dst=leader, group=node_group)\n"
+                "    dist.broadcast(tensor, src=leader, group=node_group)\n"
+                "    if leader_group is not None:\n        dist.all_reduce(tensor, group=leader_group)"),
+            "no_reduce_inside": _hier(
+                "    if leader_group is not None:\n        dist.all_reduce(tensor, group=leader_group)\n"
+                "    dist.broadcast(tensor, src=leader, group=node_group)"),
+            "mean": _hier(
+                "    dist.reduce(tensor, dst=leader, group=node_group)\n"
+                "    if leader_group is not None:\n        dist.all_reduce(tensor, group=leader_group)\n"
+                "    dist.broadcast(tensor, src=leader, group=node_group)\n"
+                "    tensor /= dist.get_world_size()"),
+            # dst/src take GLOBAL ranks: node 1's leader is rank 2, not 0
+            "leader_is_rank_0": _hier(
+                "    dist.reduce(tensor, dst=0, group=node_group)\n"
+                "    if leader_group is not None:\n        dist.all_reduce(tensor, group=leader_group)\n"
+                "    dist.broadcast(tensor, src=0, group=node_group)"),
+            "inside_only": _hier(
+                "    dist.all_reduce(tensor, group=node_group)"),
         },
     },
 }
