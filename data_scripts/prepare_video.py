@@ -41,7 +41,7 @@ from PIL import Image, ImageSequence
 from tqdm.auto import tqdm
 
 from effcourse.data.video_folder import ClipWriter
-from data_scripts.fetch import default_root
+from effcourse.data.registry import default_root  # ($EFFCOURSE_DATA or ~/effcourse_data)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 VIDEO_SUFFIXES = {".avi", ".mp4", ".webm", ".mkv", ".mov", ".mpg", ".mpeg", ".m4v", ".gif"}

@@ -210,3 +210,13 @@ def test_without_a_wheel_the_set_up_cell_says_where_to_look(tmp_path):
     proc = subprocess.run([str(py), str(script)], capture_output=True, text=True, env=env, cwd=folder)
     assert proc.returncode == 1 and "ModuleNotFoundError" in proc.stderr
     assert f"effcourse-{VERSION}-*.whl" in proc.stderr and "docs/HOSTED.md" in proc.stderr, proc.stderr
+
+
+def test_a_lab_that_carries_the_bootstrap_carries_the_current_one():
+    """`scripts/add_bootstrap.py --check` for the labs that have it (every lab, once it has been run)."""
+    have = [lab for lab in _labs() if hosted.BEGIN in (ROOT / "solutions" / lab / f"{lab}.py").read_text()]
+    if not have:
+        return
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "add_bootstrap.py"), "--check", *have],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
