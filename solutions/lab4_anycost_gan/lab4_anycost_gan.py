@@ -738,16 +738,20 @@ def anycost_step(G, D, real, g_opt, d_opt, generator, teacher, sample_ratios, co
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_anycost_step", "locked": true, "points": 16, "schema_version": 3, "solution": false, "task": false}
+# %% [markdown]
+# Three grade cells judge the step, each against a hand replay of what it drew: D's update, G's
+# update, and the consistency term. (A fourth, below, judges how the resolutions are drawn.)
+
+# %% nbgrader={"grade": true, "grade_id": "test_anycost_step", "locked": true, "points": 6, "schema_version": 3, "solution": false, "task": false}
 import torch
 from effcourse.checks import lab4
 
 lab4.check_anycost_step(anycost_step)
 ### BEGIN HIDDEN TESTS
-# The spies are built where your code runs (lab4.StepRig, through effcourse.judge); what they logged comes
-# back as plain data, and the replay and every comparison happen here. No check depends on the direction of
-# one finite SGD step (such sign checks fail by chance for a few seeds in a thousand): the replay compares
-# each update with -lr * the gradient of the loss the contract states.
+# D's update. The spies are built where your code runs (lab4.StepRig, through effcourse.judge); what they
+# logged comes back as plain data, and the replay and every comparison happen here. No check depends on the
+# direction of one finite SGD step (such sign checks fail by chance for a few seeds in a thousand): the replay
+# compares each update with -lr * the gradient of the loss the contract states.
 import time
 from effcourse import judge
 from effcourse.checks.asserts import assert_close, assert_true, call
@@ -757,11 +761,10 @@ for i, (batch, mode, n_res, lam, choices) in enumerate([(2, "flexible", 2, 3.0, 
                                                         (1, "uniform", 3, 0.5, (0.5, 1.0))]):
     seed = _s + i
     where = f"[seed {seed}] batch {batch}, mode {mode!r}, n_res {n_res}, lambda {lam}"
-    run = lab4.verify_step(anycost_step, seed=seed, batch=batch, mode=mode, n_res=n_res, lambda_consistency=lam,
-                           choices=choices, signs=False)
-    # recompute the step by hand from what it drew: one SGD step on L_D, then one on L_G
+    run = lab4.run_step(anycost_step, seed=seed, batch=batch, mode=mode, n_res=n_res, lambda_consistency=lam,
+                        choices=choices)
     ing = lab4.replay(run)
-    G0, D0, D1, z, real = ing["G0"], ing["D0"], ing["D1"], ing["z"], ing["real"]
+    G0, D0, z, real = ing["G0"], ing["D0"], ing["z"], ing["real"]
     G0.set_ratio(ing["fake_ratios"])
     fakes = dict(zip(G0.resolutions, G0.forward_all(z)))
     code = G0.arch_code(ing["fake_ratios"]).expand(batch, -1)
@@ -769,27 +772,90 @@ for i, (batch, mode, n_res, lam, choices) in enumerate([(2, "flexible", 2, 3.0, 
     loss_d = sum(anycost.d_loss(D0(anycost.resize(real, r), code_real), D0(fakes[r].detach(), code)) for r in ing["res"])
     grads = torch.autograd.grad(loss_d, list(D0.parameters()), allow_unused=True)
     for k, (g, d) in enumerate(zip(grads, ing["dD"])):
-        assert_close(f"{where}: D's update (one SGD step on L_D), parameter {k}", d,
+        assert_close(f"{where}: D's update (one SGD step on L_D, from cleared gradients), parameter {k}", d,
                      torch.zeros_like(d) if g is None else -ing["d_lr"] * g, atol=1e-6, rtol=1e-3)
-    loss_g = (sum(anycost.g_loss(D1(fakes[r], code)) for r in ing["res"])
-              + ing["lam"] * sum(ing["probe"](fakes[r]) for r in G0.resolutions))
-    grads = torch.autograd.grad(loss_g, list(G0.parameters()), allow_unused=True)
-    for k, (g, d) in enumerate(zip(grads, ing["dG"])):
-        assert_close(f"{where}: G's update (one SGD step on L_G against the updated D), parameter {k}", d,
-                     torch.zeros_like(d) if g is None else -ing["g_lr"] * g, atol=1e-6, rtol=1e-3)
-    out = run["out"]
-    cons = sum(ing["probe"](fakes[r]) for r in G0.resolutions)
-    for key, exp in (("d_loss", loss_d), ("g_loss", loss_g), ("consistency", cons)):
-        got, exp = float(torch.as_tensor(out[key]).detach()), exp.item()
-        assert_true(abs(got - exp) < 1e-4 * max(1.0, abs(exp)), f"{where}: out[{key!r}] is {got:.6g}, expected {exp:.6g}"
-                    + (" (the sum of consistency_loss over every resolution)" if key == "consistency" else ""))
+    got = float(torch.as_tensor(run["out"]["d_loss"]).detach())
+    assert_true(abs(got - loss_d.item()) < 1e-4 * max(1.0, abs(loss_d.item())),
+                f"{where}: out['d_loss'] is {got:.6g}, expected {loss_d.item():.6g}")
 # every draw comes from the generator passed in: the last run again under another global seed (set in your kernel)
 again = lab4.run_step(anycost_step, seed=seed, batch=batch, mode=mode, n_res=n_res, lambda_consistency=lam,
                       choices=choices, global_seed=_s + 1)
 assert_true(torch.equal(again["rep"]["G_calls"][0]["z"], z)
-            and [int(r) for r in again["out"]["resolutions"]] == [int(r) for r in out["resolutions"]],
+            and [int(r) for r in again["out"]["resolutions"]] == [int(r) for r in run["out"]["resolutions"]],
             f"[seed {seed}] the step must draw everything (resolutions, z) from the generator it is given, not from "
             f"torch's global random state")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "test_anycost_step_g", "locked": true, "points": 6, "schema_version": 3, "solution": false, "task": false}
+import torch
+from effcourse.checks import lab4
+
+### BEGIN HIDDEN TESTS
+# G's update, judged by the updated D (D1: the recorded D after its step, so a wrong D step does not cost
+# these points): one SGD step on L_G = sum_S g_loss(D1(x_r, a)) + lambda * sum_r consistency_loss(x_r, y).
+import time
+from effcourse.checks.asserts import assert_close, assert_true
+from effcourse.gan import anycost
+_s = int(time.time() * 1000) % 10**6 + 11
+for i, (batch, mode, n_res, lam, choices) in enumerate([(2, "uniform", 1, 2.0, (0.25, 0.5, 0.75, 1.0)),
+                                                        (3, "flexible", 2, 0.5, (0.5, 1.0))]):
+    seed = _s + i
+    where = f"[seed {seed}] batch {batch}, mode {mode!r}, n_res {n_res}, lambda {lam}"
+    run = lab4.run_step(anycost_step, seed=seed, batch=batch, mode=mode, n_res=n_res, lambda_consistency=lam,
+                        choices=choices)
+    ing = lab4.replay(run)
+    G0, D1, z = ing["G0"], ing["D1"], ing["z"]
+    G0.set_ratio(ing["fake_ratios"])
+    fakes = dict(zip(G0.resolutions, G0.forward_all(z)))
+    code = G0.arch_code(ing["fake_ratios"]).expand(batch, -1)
+    loss_g = (sum(anycost.g_loss(D1(fakes[r], code)) for r in ing["res"])
+              + ing["lam"] * sum(ing["probe"](fakes[r]) for r in G0.resolutions))
+    grads = torch.autograd.grad(loss_g, list(G0.parameters()), allow_unused=True)
+    for k, (g, d) in enumerate(zip(grads, ing["dG"])):
+        assert_close(f"{where}: G's update (one SGD step on L_G against the updated D, from cleared gradients), "
+                     f"parameter {k}", d, torch.zeros_like(d) if g is None else -ing["g_lr"] * g, atol=1e-6, rtol=1e-3)
+    got = float(torch.as_tensor(run["out"]["g_loss"]).detach())
+    assert_true(abs(got - loss_g.item()) < 1e-4 * max(1.0, abs(loss_g.item())),
+                f"{where}: out['g_loss'] is {got:.6g}, expected {loss_g.item():.6g}")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "test_anycost_step_consistency", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+import torch
+from effcourse.checks import lab4
+
+### BEGIN HIDDEN TESTS
+# The distillation term alone: the same step with lambda and with 0 differs in G's update by exactly
+# -lr * lambda * d/dG sum_r consistency_loss(x_r, teacher(z)) (every resolution of the sampled sub-generator,
+# against the frozen teacher); the leftover gradients and the adversarial part cancel in the difference.
+import time
+from effcourse.checks.asserts import assert_close, assert_true
+_s = int(time.time() * 1000) % 10**6 + 23
+for i, (batch, mode, n_res, lam, choices) in enumerate([(2, "flexible", 1, 1.5, (0.25, 0.5, 0.75, 1.0)),
+                                                        (1, "uniform", 2, 4.0, (0.5, 1.0))]):
+    seed = _s + i
+    where = f"[seed {seed}] batch {batch}, mode {mode!r}, n_res {n_res}, lambda {lam}"
+    run = lab4.run_step(anycost_step, seed=seed, batch=batch, mode=mode, n_res=n_res, lambda_consistency=lam,
+                        choices=choices)
+    zero = lab4.run_step(anycost_step, seed=seed, batch=batch, mode=mode, n_res=n_res, lambda_consistency=0.0,
+                         choices=choices)
+    ing = lab4.replay(run)
+    G0, z = ing["G0"], ing["z"]
+    G0.set_ratio(ing["fake_ratios"])
+    cons = sum(ing["probe"](x) for x in G0.forward_all(z))
+    grads = torch.autograd.grad(cons, list(G0.parameters()), allow_unused=True)
+    for k, (g, a, b) in enumerate(zip(grads, run["dG"], zero["dG"])):
+        assert_close(f"{where}: G's update with lambda minus G's update with 0 (the consistency term's share), "
+                     f"parameter {k}", a - b, torch.zeros_like(a) if g is None else -ing["g_lr"] * lam * g,
+                     atol=1e-6, rtol=1e-3)
+    teacher_out = lab4.facts(run)["teacher_out"]
+    for _sub, _grad, _full in run["rep"]["cons_calls"]:
+        assert_close(f"{where}: full_out passed to consistency_loss (the frozen teacher's output teacher(z))", _full,
+                     teacher_out, atol=1e-6)
+    assert_true(not run["teacher_changed"], f"{where}: the teacher's weights changed: it is a frozen target")
+    got = float(torch.as_tensor(run["out"]["consistency"]).detach())
+    assert_true(abs(got - cons.item()) < 1e-4 * max(1.0, abs(cons.item())),
+                f"{where}: out['consistency'] is {got:.6g}, expected {cons.item():.6g} (the sum of consistency_loss "
+                f"over every resolution)")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -970,8 +1036,9 @@ plt.show()
 # With the distillation term, every sub-configuration's output stays close to the full output
 # (higher PSNR): the preview shows the same digit. Without it, weight sharing alone keeps them related
 # but they drift apart, and so does the full generator itself, which no longer has the teacher to hold
-# it. The 0.25× generator stays the least consistent: it gets only a quarter of the steps, and four
-# channels at 32 px is very little.
+# it. The 0.25× generator stays the least consistent, although it is not short of training: its
+# channels are the leading quarter of every layer, shared by every configuration, so every step
+# trains them. What it lacks is capacity: four channels at 32 px is very little.
 
 # %% [markdown]
 # ### Quality per configuration: same D vs. G-conditioned D
@@ -993,11 +1060,13 @@ plots.table([{"generator": name, **{f"{r}x": d.get(r, float("nan")) for r in CHO
             floatfmt=".1f", title="Digit-feature Fréchet distance at 32 px (lower is better)")
 
 # %% [markdown]
-# Read these with care: a few hundred steps of adversarial training is a short run and a GAN's
-# quality swings from step to step, so differences of a few tens between the two discriminators are
-# within noise in QUICK mode. What is robust is the ordering by width (narrower is worse, the 0.25×
-# generator much worse: 4 channels at 32 px), and that without distillation even the full-width
-# generator loses quality. In the paper a G-conditioned D helps most where one discriminator serves
+# Read these with care: each arm is trained once, with one seed, for a short run, and a GAN's quality
+# swings from step to step; the notebook makes no repeated runs, so it cannot say whether the gap
+# between the two discriminators is larger than that noise: treat it as one draw, not a result. What
+# this run does show, and the tests assert on the QUICK run: in every arm the 0.25× generator is by
+# far the worst (4 channels at 32 px) and 0.5× is worse than the full width, while 0.75× and 1× are
+# close and may come in either order; and without distillation the full-width generator is worse than
+# either distilled one. In the paper a G-conditioned D helps most where one discriminator serves
 # very different generators (FFHQ, 256 px, 0.25×: FID 14.01 with the same D, 8.06 G-conditioned;
 # lecture 19, "Problem 2" table).
 
@@ -1069,14 +1138,21 @@ plots.table([
 # outputs, and if the full generator moved away, the previews would match the teacher rather than it.
 
 # %% [markdown]
-# **Q2.** Your cost grid shows a gap between the MAC reduction and the measured speedup, largest
-# for the smallest configurations. Name two reasons, and one change (to the model or to how it runs)
-# that would bring the speedup closer to the MAC ratio. (3–5 sentences)
+# **Q2.** Use your own numbers: the PSNR grid of the three runs (section 7) and the Fréchet table.
+# For the G-conditioned run, which sub-configuration is least consistent with the full output, and by
+# how many dB does it trail the most consistent one? How much does the distillation term add to the
+# mean PSNR (with vs. without consistency), and what did turning it off do to the full-width
+# generator's Fréchet distance? From these numbers, is the 0.25× preview good enough to stand in for
+# the full output, and what would you change to improve it? (4–6 sentences)
 
-# %% [markdown] nbgrader={"grade": true, "grade_id": "q_speedup", "locked": false, "points": 10, "schema_version": 3, "solution": true, "task": false}
-# Model answer: (1) narrow convolutions use the hardware poorly: with 4–16 channels the vectorised
-# kernels cannot fill their registers and the arithmetic intensity is low, so time is spent on memory
-# traffic rather than multiply-adds; (2) per-layer costs that do not scale with channels (framework
-# dispatch, tensor allocation, upsampling, activations, the linear input layer) become a larger share
-# when the convs get cheap. A larger batch, wider base channels (so that 0.25× is still wide), fusing
-# layers, or a compiled/graph runtime (e.g. torch.compile) bring the speedup closer to the MAC ratio.
+# %% [markdown] nbgrader={"grade": true, "grade_id": "q_numbers", "locked": false, "points": 10, "schema_version": 3, "solution": true, "task": false}
+# Model answer (graded on the learner's own numbers; these are the reference QUICK run's): the least
+# consistent configuration is 0.25× at 32 px (19.0 dB), about 13 dB below the most consistent, 1× at
+# 16 px (32.5 dB); every 0.25× entry sits near 20 dB, every 0.75× entry near 26–30 dB. Distillation
+# lifts the mean PSNR over all sub-configurations from 20.2 to 25.7 dB, and without it the full-width
+# generator's Fréchet distance rises from 9.3 to 17.4: the teacher also holds the full network in
+# place. A 0.25× preview at 19 dB shows roughly the digit's shape but not the same strokes (its
+# Fréchet distance, 76, is eight times the full width's), so it is a rough preview at best. Its
+# problem is capacity, not training time (its channels are trained in every step): wider base channels
+# so that 0.25× keeps more than 4 channels, a larger λ for the narrow configurations, or simply not
+# offering 0.25× at 32 px would help.

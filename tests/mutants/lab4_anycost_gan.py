@@ -361,7 +361,7 @@ def anycost_step(G, D, real, g_opt, d_opt, generator, teacher, sample_ratios, co
 '''
 
 STEP = {
-    "grades": ["test_anycost_step", "test_anycost_step_sampling"],
+    "grades": ["test_anycost_step", "test_anycost_step_g", "test_anycost_step_consistency", "test_anycost_step_sampling"],
     "correct": {
         "one_forward_shared": _STEP,
         "official_style_two_forwards": '''
