@@ -60,6 +60,25 @@ def test_train_gan_history_ema_and_determinism():
     assert h.d_train == h2.d_train                                      # same seed, same run
     assert all(torch.equal(a, b) for a, b in zip(G_ema.state_dict().values(), G_ema2.state_dict().values()))
     assert not all(torch.equal(a, b) for a, b in zip(G.parameters(), G_ema.parameters()))
+    assert len(h.logit_fake) == len(h.logit_fake_aug) == 3 and h.fake_aug_gap == pytest.approx([0.0] * 3)  # no augment
+
+
+def test_fake_probes_do_not_change_training():
+    """D's logits on G(z) and T(G(z)) are probed on a copy of G with their own random streams: the same run
+    with probes at every step and at the end only ends with the same weights."""
+    fs = few_shot(20, 16, seed=0)
+    aug = lambda x: x + 0.1 * torch.randn_like(x)          # random, so a probe that drew from the run's stream shows
+    out = []
+    for every in (1, 100):
+        G, D = dcgan.make_gan(nz=16, ngf=4, ndf=4, seed=0)
+        _, h = dcgan.train_gan(G, D, fs.images, _d_loss, _g_loss, aug, iters=6, batch_size=8, probe_every=every,
+                               progress=False, probe_fakes=16)
+        out.append((G, D, h))
+    (G1, D1, h1), (G2, D2, h2) = out
+    assert len(h1.logit_fake) == 6 and len(h2.logit_fake) == 1
+    assert all(torch.equal(a, b) for a, b in zip(G1.state_dict().values(), G2.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(D1.state_dict().values(), D2.state_dict().values()))
+    assert h1.logit_fake[-1] == pytest.approx(h2.logit_fake[-1]) and h1.fake_aug_gap[-1] != 0.0
 
 
 def test_train_gan_uses_augment_and_real_transform():
@@ -77,7 +96,7 @@ def test_train_gan_uses_augment_and_real_transform():
     G, D = dcgan.make_gan(nz=16, ngf=4, ndf=4, seed=0)
     dcgan.train_gan(G, D, fs.images, _d_loss, _g_loss, augment, real_transform, iters=3, batch_size=4,
                     progress=False)
-    assert seen == {"augment": 9, "real": 3}  # D step: reals + fakes, G step: fakes
+    assert seen == {"augment": 10, "real": 3}  # D step: reals + fakes, G step: fakes; the probe at step 3: fakes
     assert all(p.requires_grad for p in D.parameters())   # frozen during G's step only
 
 
@@ -96,7 +115,7 @@ def test_train_gan_can_augment_in_d_step_only():
     G, D = dcgan.make_gan(nz=16, ngf=4, ndf=4, seed=0)
     dcgan.train_gan(G, D, fs.images, _d_loss, g_loss_checks_d_frozen, augment, augment_g_step=False, iters=3,
                     batch_size=4, progress=False)
-    assert len(seen) == 6                   # reals and fakes in D's step, nothing in G's step
+    assert len(seen) == 7                   # reals and fakes in D's step, nothing in G's step; one probe
     assert all(p.requires_grad for p in D.parameters())
 
 
@@ -154,6 +173,18 @@ def test_augmenting_for_d_only_cripples_training():
     rec = harness.records(LAB)
     assert rec["fd_d_only"] > rec["fd_diffaugment_short"], rec     # at the same iteration
     assert rec["fd_d_only"] > rec["fd_diffaugment"], rec
+
+
+@pytest.mark.notebook
+def test_augmenting_for_d_only_unbalances_the_game():
+    """Approach 2's mechanism, measured: D calls G's un-augmented fakes real and the same fakes augmented fake
+    (seeds 0/1/2 at 500 iterations, logits averaged over the last probe: D(G(z)) 2.55/2.58/3.36, D(T(G(z)))
+    -2.73/-1.15/-1.21); with DiffAugment the two stay within ~0.2 of each other (seeds 0/1, 1800 iterations)."""
+    rec = harness.records(LAB)
+    assert rec["fake_logit_d_only"] > 1.0 and rec["fake_aug_logit_d_only"] < -0.5, rec
+    gap_d_only = rec["fake_logit_d_only"] - rec["fake_aug_logit_d_only"]
+    gap_diffaugment = rec["fake_logit_diffaugment"] - rec["fake_aug_logit_diffaugment"]
+    assert abs(gap_diffaugment) < 0.5 and gap_d_only > abs(gap_diffaugment) + 1.5, rec
 
 
 @pytest.mark.notebook

@@ -446,6 +446,30 @@ def check_g_loss(g_loss) -> None:
     passed("g_loss: value, gradients reach the generator's output through augment")
 
 
+def check_r1_penalty(r1_penalty) -> None:
+    """A linear D(v) = w . v + b has gradient w at every image, so with augment(t) = 2t the penalty is
+    4 |w|^2 through the augmentation and |w|^2 with respect to the augmented images."""
+    for through, factor in ((True, 4.0), (False, 1.0)):
+        D = _TinyD()
+        real = torch.randn(3, 1, 2, 2)
+        keep = real.clone()
+        pen = call("r1_penalty", r1_penalty, D, real, lambda t: 2.0 * t, through_augment=through)
+        check_tensor("r1_penalty", pen)
+        assert_shape("r1_penalty (a scalar)", pen, ())
+        w = D.lin.weight.detach()
+        assert_close(f"r1_penalty(through_augment={through}) of a linear D with augment(t) = 2t: "
+                     f"{factor:g} |w|^2 (the mean over the batch of the squared gradient norm)", pen.detach(),
+                     factor * w.pow(2).sum(), atol=1e-5)
+        assert_true(D.lin.weight.grad is None, "r1_penalty must not write D's .grad (use torch.autograd.grad)")
+        assert_true(pen.requires_grad, "r1_penalty: the penalty must stay differentiable w.r.t. D's weights "
+                                       "(create_graph=True), or adding it to D's loss does nothing")
+        pen.backward()
+        assert_close(f"r1_penalty(through_augment={through}): its gradient w.r.t. D's weight ({2 * factor:g} w)",
+                     D.lin.weight.grad, 2 * factor * w, atol=1e-5)
+        assert_true(torch.equal(real, keep), "r1_penalty modified the real batch")
+    passed("r1_penalty: value through and after the augmentation, differentiable w.r.t. D, D's .grad untouched")
+
+
 def report_claims(claims: list[tuple[str, bool, str]]) -> bool:
     """Print one line per claim ``(what, holds, numbers)``: ✔ or ✘. Never raises -- a notebook reports
     its claims (a different random draw may move a number), CI asserts them. Returns whether all held."""

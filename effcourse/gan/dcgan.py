@@ -7,7 +7,9 @@
 * ``train_gan(...)``: alternating D / G steps with the learner's ``d_loss``, ``g_loss`` and
   ``augment`` (in both steps, or in D's step only); keeps an EMA copy of G and tracks D's mean output
   (sigmoid) on the *training* reals and on *held-out* reals -- the gap between the two is the
-  discriminator's memorisation.
+  discriminator's memorisation -- and D's mean logit on the same fakes ``G(z)`` un-augmented and
+  augmented, ``D(G(z))`` vs ``D(T(G(z)))`` (how far apart D judges what G's step sees and what D's
+  step trains on).
 * ``artifact_rate(images)``: how many samples show a zeroed square or a zeroed border line (what
   "augment the reals only" teaches the generator to draw).
 
@@ -107,6 +109,8 @@ class History:
     logit_heldout: list = field(default_factory=list)  # ... on the held-out reals
     eval_steps: list = field(default_factory=list)  # iterations at which ``evaluate(G_ema)`` ran
     evals: list = field(default_factory=list)       # its results (e.g. a Fréchet distance)
+    logit_fake: list = field(default_factory=list)      # mean logit D(G(z)) on fixed z, un-augmented
+    logit_fake_aug: list = field(default_factory=list)  # ... D(T(G(z))) on the same fakes, T = ``augment``
     d_loss: list = field(default_factory=list)      # running mean of the losses since the last probe
     g_loss: list = field(default_factory=list)
 
@@ -120,13 +124,22 @@ class History:
         """D's train minus held-out mean *logit* at each probe (does not saturate like the sigmoid)."""
         return [a - b for a, b in zip(self.logit_train, self.logit_heldout)]
 
+    @property
+    def fake_aug_gap(self) -> list:
+        """D's mean logit on un-augmented minus augmented fakes at each probe: ``D(G(z)) - D(T(G(z)))``."""
+        return [a - b for a, b in zip(self.logit_fake, self.logit_fake_aug)]
+
 
 @torch.no_grad()
+def _logits(D: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    dev = next(D.parameters()).device
+    return torch.cat([D(c.to(dev)).float().cpu() for c in images.split(batch_size)])
+
+
 def d_output(D: nn.Module, images: torch.Tensor, batch_size: int = 500, logits: bool = False) -> float:
     """Mean of ``sigmoid(D(x))`` over ``images`` (D's probability that they are real), or of the
     logits ``D(x)`` with ``logits=True``."""
-    dev = next(D.parameters()).device
-    out = torch.cat([D(c.to(dev)).float().cpu() for c in images.split(batch_size)])
+    out = _logits(D, images, batch_size)
     return float(out.mean() if logits else torch.sigmoid(out).mean())
 
 
@@ -139,7 +152,7 @@ def train_gan(G: Generator, D: nn.Module, reals: torch.Tensor, d_loss: Callable,
               augment_g_step: bool = True, heldout: torch.Tensor | None = None, iters: int = 2000, batch_size: int = 32, lr: float = 5e-4,
               betas: tuple[float, float] = (0.5, 0.999), ema_decay: float = 0.999, probe_every: int = 100,
               seed: int = 0, device: str | torch.device = "cpu", desc: str = "GAN",
-              evaluate: Callable | None = None, eval_every: int = 500,
+              evaluate: Callable | None = None, eval_every: int = 500, probe_fakes: int = 128,
               progress: bool = True) -> tuple[Generator, History]:
     """Train ``G`` and ``D`` on ``reals`` ``(N, 1, 16, 16)``; returns ``(G_ema, history)``.
 
@@ -158,6 +171,10 @@ def train_gan(G: Generator, D: nn.Module, reals: torch.Tensor, d_loss: Callable,
     weights (decay ``min(ema_decay, (1 + t) / (10 + t))`` at step t), the copy to sample from. Every ``probe_every`` iterations the history
     records D's mean sigmoid output (and mean logit) on the training reals and on ``heldout`` reals;
     every ``eval_every`` iterations (and at the end) ``evaluate(G_ema)``, if given, is recorded too.
+    Each probe also records D's mean logit on ``probe_fakes`` fakes ``G(z)`` (fixed ``z``; G in
+    training mode, as the steps see it, on a copy so its BatchNorm statistics are untouched), as they
+    are and through ``augment``; the probes draw from their own random streams, so a run's training
+    is the same with or without them.
     """
     if reals.dim() != 4 or reals.shape[1:] != (1, SIZE, SIZE):
         raise ValueError(f"reals must be (N, 1, {SIZE}, {SIZE}), got {tuple(reals.shape)}")
@@ -174,6 +191,7 @@ def train_gan(G: Generator, D: nn.Module, reals: torch.Tensor, d_loss: Callable,
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)   # the augmentations draw from the global generator
     reals_dev = reals.to(device)
+    z_probe = torch.randn(probe_fakes, G.nz, generator=torch.Generator().manual_seed(seed + 12345)).to(device)
     hist = History()
     run_d, run_g, n_run = 0.0, 0.0, 0
 
@@ -181,10 +199,18 @@ def train_gan(G: Generator, D: nn.Module, reals: torch.Tensor, d_loss: Callable,
         nonlocal run_d, run_g, n_run
         D.eval()
         hist.steps.append(step)
-        hist.d_train.append(d_output(D, reals))
-        hist.d_heldout.append(d_output(D, heldout) if heldout is not None else float("nan"))
-        hist.logit_train.append(d_output(D, reals, logits=True))
-        hist.logit_heldout.append(d_output(D, heldout, logits=True) if heldout is not None else float("nan"))
+        on_train = _logits(D, reals)                      # one pass each: the probabilities and logits
+        on_heldout = _logits(D, heldout) if heldout is not None else torch.full((1,), float("nan"))
+        hist.d_train.append(float(torch.sigmoid(on_train).mean()))
+        hist.d_heldout.append(float(torch.sigmoid(on_heldout).mean()))
+        hist.logit_train.append(float(on_train.mean()))
+        hist.logit_heldout.append(float(on_heldout.mean()))
+        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed + step)
+            fakes = copy.deepcopy(G).train()(z_probe)        # a copy: G's BatchNorm running statistics stay
+            hist.logit_fake.append(float(D(fakes).float().mean()))
+            hist.logit_fake_aug.append(hist.logit_fake[-1] if augment is _identity else
+                                       float(D(augment(fakes)).float().mean()))
         hist.d_loss.append(run_d / max(n_run, 1))
         hist.g_loss.append(run_g / max(n_run, 1))
         run_d, run_g, n_run = 0.0, 0.0, 0

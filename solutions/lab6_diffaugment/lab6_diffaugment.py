@@ -11,7 +11,8 @@
 #
 # **You will build** the differentiable augmentations of DiffAugment (colour, translation, cutout),
 # the policy that chains them, and the GAN losses that apply them to *both* real and generated images
-# in *both* the discriminator's and the generator's step. Then you will train the same small GAN on
+# in *both* the discriminator's and the generator's step, and the R1 penalty taken through the
+# augmentation as the official low-shot code does. Then you will train the same small GAN on
 # just 100 digits four ways — no augmentation, and the lecture's three ways to augment a GAN: the
 # reals only, reals and fakes in the discriminator's step only, DiffAugment — and watch the
 # discriminator memorise its training set, the generator learn to draw augmentation artifacts, the
@@ -103,7 +104,7 @@ def rand_brightness(x):
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_rand_brightness", "locked": true, "points": 8, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "test_rand_brightness", "locked": true, "points": 6, "schema_version": 3, "solution": false, "task": false}
 from effcourse.checks import lab6
 
 lab6.check_rand_brightness(rand_brightness)
@@ -149,7 +150,7 @@ def rand_saturation(x):
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_rand_saturation", "locked": true, "points": 8, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "test_rand_saturation", "locked": true, "points": 6, "schema_version": 3, "solution": false, "task": false}
 from effcourse.checks import lab6
 
 lab6.check_rand_saturation(rand_saturation)
@@ -202,7 +203,7 @@ def rand_contrast(x):
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_rand_contrast", "locked": true, "points": 8, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "test_rand_contrast", "locked": true, "points": 6, "schema_version": 3, "solution": false, "task": false}
 from effcourse.checks import lab6
 
 lab6.check_rand_contrast(rand_contrast)
@@ -573,7 +574,9 @@ except NotImplementedError:
 # It needs no gradient through $T$, but it unbalances the game: D is trained to judge augmented images,
 # while G is scored by the same D on un-augmented ones it never learns to judge; the lecture: "the
 # unbalanced optimization cripples training". Applying $T$ in G's step too (**Approach 3**,
-# DiffAugment) restores the balance, and *that* is why $T$ must be differentiable.
+# DiffAugment) restores the balance, and *that* is why $T$ must be differentiable. Section 5
+# measures the imbalance: D's mean logit on the same fakes un-augmented, $D(G(z))$ (what G's step
+# is scored on in Approach 2), and augmented, $D(T(G(z)))$ (what D's step trains on).
 
 # %% nbgrader={"grade": false, "grade_id": "d_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def d_loss(D, real, fake, augment):
@@ -683,6 +686,125 @@ for _c, _n, _hw in [(1, 9, 8), (3, 4, 5), (2, 1, 7)]:
 ### END HIDDEN TESTS
 
 # %% [markdown]
+# ### The R1 penalty, through $T$
+#
+# The official DiffAugment code trains StyleGAN2, whose discriminator loss adds the **R1 penalty**
+# (Mescheder et al., 2018): $\frac{\gamma}{2}\,\mathbb{E}_x \lVert \nabla D \rVert^2$ on the reals,
+# which keeps D's output flat around the data. With DiffAugment D sees $T(x)$, so there are two
+# places to take the gradient, and the official code uses both:
+#
+# $$ R_1^{\text{through }T} = \mathbb{E}_x \Big\lVert \frac{\partial D(T(x))}{\partial x} \Big\rVert^2
+#    \qquad\qquad R_1^{\text{after }T} = \mathbb{E}_x \Big\lVert \frac{\partial D(u)}{\partial u}\Big|_{u = T(x)} \Big\rVert^2 $$
+#
+# The low-shot runs (`run_low_shot.py` → `ns_DiffAugment_r1` in `DiffAugment-stylegan2/training/loss.py`,
+# $\gamma = 10$) and the PyTorch port (`DiffAugment-stylegan2-pytorch/training/loss.py`, which sets
+# `requires_grad` on the un-augmented reals before `run_D` augments them) take it **through** $T$:
+# the gradient of D's augmented-real logits with respect to the un-augmented reals $x$, so it passes
+# back through the augmentation (zero on the pixels cutout removed, shifted by translation, scaled by
+# contrast). The CIFAR-10 and FFHQ runs (`ns_r1_DiffAugment`) take it **after** $T$, with respect to
+# the augmented images. The paper's text does not distinguish the two; in this lab the low-shot way is
+# the default. (This miniature's experiment trains without R1, $\gamma = 0$: its small D with a
+# large learning rate is the DCGAN set-up the story needs; the penalty is an exercise on its own.)
+#
+# **Exercise.** `r1_penalty(D, real, augment, through_augment=True)`: draw $T$ once (one call of
+# `augment`), and return the batch mean of the squared gradient norm (summed over C, H, W). The
+# penalty must stay differentiable with respect to D's weights — compute the gradient with
+# `torch.autograd.grad(..., create_graph=True)` — so that adding $\frac{\gamma}{2} R_1$ to D's loss
+# trains D; it must not write D's `.grad` (that is the training step's job).
+
+# %% nbgrader={"grade": false, "grade_id": "r1_penalty", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def r1_penalty(D, real, augment, through_augment=True):
+    """R1 penalty on the reals: mean over the batch of |grad|^2, grad = d sum(D(augment(real))) / d v.
+
+    D: module, images (N, C, H, W) -> logits (N,). real: (N, C, H, W), not modified.
+    augment: called once, on the reals.
+    through_augment=True: v = the un-augmented reals (the gradient passes back through augment;
+        the official low-shot code). False: v = augment(real), the augmented images (CIFAR/FFHQ code).
+    Returns a scalar tensor, differentiable w.r.t. D's parameters (create_graph); D's .grad is not
+    written.
+    """
+    ### BEGIN SOLUTION
+    x = real.detach().requires_grad_(True)
+    if through_augment:
+        v, logits = x, D(augment(x))
+    else:
+        v = augment(x).detach().requires_grad_(True)
+        logits = D(v)
+    (grad,) = torch.autograd.grad(logits.sum(), v, create_graph=True)
+    return grad.square().sum(dim=(1, 2, 3)).mean()
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_r1_penalty", "locked": true, "points": 8, "schema_version": 3, "solution": false, "task": false}
+from effcourse.checks import lab6
+
+lab6.check_r1_penalty(r1_penalty)
+### BEGIN HIDDEN TESTS
+import time
+
+import torch
+from effcourse import judge
+from effcourse.checks import lab6 as _lab6
+from effcourse.checks.asserts import assert_close as _close, assert_shape as _shape, assert_true as _true, call as _call
+
+_seed = int(time.time() * 1000) % 2**31
+judge.manual_seed(_seed)
+_at = f" [hidden test, seed {_seed}]"
+_aug = _lab6.AffineAugment(0.5, 0.3)                                   # deterministic; its Jacobian scales by 0.5
+_aug_yours = judge.build("effcourse.checks.lab6.AffineAugment", 0.5, 0.3)   # the same, where your code runs
+
+
+def _r1_ref(D, x, through):
+    x = x.clone().requires_grad_(True)
+    if through:
+        v, out = x, D(_aug(x))
+    else:
+        v = _aug(x).detach().requires_grad_(True)
+        out = D(v)
+    (g,) = torch.autograd.grad(out.sum(), v, create_graph=True)
+    return g.pow(2).flatten(1).sum(1).mean()
+
+
+for _c, _n, _h, _w in [(1, 6, 8, 8), (3, 4, 5, 7), (2, 1, 6, 5), (1, 9, 16, 16)]:
+    for _through in (True, False):
+        _Dr = _lab6.ToyDiscriminator(_c)
+        _Dy = judge.twin(_Dr, "effcourse.checks.lab6.ToyDiscriminator", _c)   # the same D, where your code runs
+        _real = torch.randn(_n, _c, _h, _w)
+        _keep = _real.clone()
+        _what = f"r1_penalty(through_augment={_through}) on ({_n}, {_c}, {_h}, {_w}){_at}"
+        _pen = _call(_what, r1_penalty, _Dy, _real, _aug_yours, through_augment=_through)
+        _shape(_what, _pen, ())
+        _exp = _r1_ref(_Dr, _real, _through)
+        _close(_what + (": the squared gradient w.r.t. the UN-augmented reals (through augment)" if _through else
+                        ": the squared gradient w.r.t. the augmented images"), _pen.detach(), _exp.detach(),
+               atol=1e-6, rtol=1e-4)
+        for _p in ("conv.weight", "lin.weight"):
+            _true(judge.get(_Dy, f"{_p}.grad") is None, f"{_what}: r1_penalty wrote D's {_p}.grad")
+        _true(_pen.requires_grad, f"{_what}: the penalty must be differentiable w.r.t. D's weights (create_graph=True)")
+        _pen.backward()
+        _exp.backward()
+        for _p in ("conv.weight", "conv.bias", "lin.weight"):
+            _g = judge.get(_Dy, f"{_p}.grad")
+            _true(_g is not None, f"{_what}: no gradient of the penalty reached D's {_p}")
+            _close(f"{_what}: the penalty's gradient w.r.t. D's {_p}", _g, judge.get(_Dr, f"{_p}.grad"),
+                   atol=1e-6, rtol=1e-4)
+        _true(torch.equal(_real, _keep), f"{_what}: modified the real batch")
+# the default is through the augmentation (the low-shot code); augment is drawn once, on the reals
+_Dr = _lab6.ToyDiscriminator(2)
+_real = torch.randn(5, 2, 6, 6)
+_close(f"r1_penalty with the default through_augment{_at}",
+       _call(f"r1_penalty{_at}", r1_penalty, judge.twin(_Dr, "effcourse.checks.lab6.ToyDiscriminator", 2), _real,
+             _aug_yours).detach(), _r1_ref(_Dr, _real, True).detach(), atol=1e-6, rtol=1e-4)
+for _through in (True, False):
+    _rec = judge.build("effcourse.checks.lab6.RecordingAugment")
+    _call(f"r1_penalty{_at}", r1_penalty, judge.build("effcourse.checks.lab6.ToyDiscriminator", 1), torch.randn(5, 1, 6, 6),
+          _rec, through_augment=_through)
+    _true(judge.get(_rec, "sizes") == [5], f"r1_penalty(through_augment={_through}): augment must be called once, on "
+                                            f"the 5 reals; it saw batches of {judge.get(_rec, 'sizes')}{_at}")
+### END HIDDEN TESTS
+
+
+# %% [markdown]
 # ## 5. Experiment: 100 digits, four ways
 #
 # The same DCGAN (16×16 digits; G: transposed convs 1 → 4 → 8 → 16, D: strided convs 16 → 8 → 4 → 1),
@@ -710,7 +832,9 @@ for _c, _n, _hw in [(1, 9, 8), (3, 4, 5), (2, 1, 7)]:
 # **digit-feature Fréchet distance** (`effcourse.metrics.frechet_distance`: the FID formula
 # $\lVert\mu_r-\mu_g\rVert^2 + \mathrm{Tr}(\Sigma_r + \Sigma_g - 2(\Sigma_r\Sigma_g)^{1/2})$ on the 64-d features
 # of a small digit classifier that ships with the course, **not** Inception FID: compare its
-# numbers with each other, never with the paper's).
+# numbers with each other, never with the paper's). At the same probes `train_gan` records D's mean
+# logit on 128 fakes from fixed $z$, as they are, $D(G(z))$, and through the setup's $T$,
+# $D(T(G(z)))$ (equal when a setup has no $T$ in its losses).
 
 # %% tags=["experiment"]
 setups = {
@@ -753,19 +877,25 @@ run("augment D only", SHORT_ITERS)
 run("DiffAugment", ITERS)
 
 # %% tags=["experiment"]
-fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.8))
+fig, (ax1, ax2, ax3, ax4) = plt.subplots(1, 4, figsize=(19, 3.8))
 for name, r in runs.items():
     h = r["hist"]
     ax1.plot(h.steps, h.d_train, color=colors[name], label=f"{name}: training reals")
     ax1.plot(h.steps, h.d_heldout, color=colors[name], ls="--", label=f"{name}: held-out reals")
     ax2.plot(h.steps, h.logit_gap, color=colors[name], label=name)
     ax3.plot(h.eval_steps, h.evals, color=colors[name], marker="o", label=name)
+    if name in ("augment D only", "DiffAugment"):
+        ax4.plot(h.steps, h.logit_fake, color=colors[name], label=f"{name}: D(G(z))")
+        ax4.plot(h.steps, h.logit_fake_aug, color=colors[name], ls="--", label=f"{name}: D(T(G(z)))")
 ax1.set(xlabel="iteration", ylabel="mean sigmoid(D(x))", title="D's output on real digits")
 ax2.set(xlabel="iteration", ylabel="mean logit: training - held-out", title="the memorisation gap")
 ax3.set(xlabel="iteration", ylabel="digit-feature Fréchet distance", title="sample quality (lower is better)",
         yscale="log")
+ax4.set(xlabel="iteration", ylabel="mean logit", title="D on the same fakes, without / with T")
 ax2.axhline(0, color="gray", lw=1)
-for ax in (ax1, ax2, ax3):
+ax4.axhline(0, color="gray", lw=1)
+ax4.legend(fontsize=7)
+for ax in (ax1, ax2, ax3, ax4):
     ax.grid(alpha=0.3)
 ax1.legend(fontsize=6)
 ax2.legend(fontsize=8)
@@ -796,15 +926,18 @@ floor_halves = metrics.frechet_distance(all_digits[perm[:half]], all_digits[perm
 memoriser = data.images[torch.randint(0, len(data.images), (N_SAMPLES,), generator=gen)]
 floor_memoriser = metrics.frechet_distance(all_digits, memoriser)
 
-rows, fd, gap, art = [], {}, {}, {}
+rows, fd, gap, art, on_fake, on_fake_aug = [], {}, {}, {}, {}, {}
 for name, r in runs.items():
     h = r["hist"]
-    n_last = max(1, len(h.steps) // 5)     # average D's logit gap over the last 20 % of probes
+    n_last = max(1, len(h.steps) // 5)     # average D's logits over the last 20 % of probes
     fd[name] = r["fd"]
     gap[name] = sum(h.logit_gap[-n_last:]) / n_last
+    on_fake[name] = sum(h.logit_fake[-n_last:]) / n_last
+    on_fake_aug[name] = sum(h.logit_fake_aug[-n_last:]) / n_last
     art[name] = dcgan.artifact_rate(r["samples"])
     rows.append({"setup": name, "iterations": r["iters"], "Fréchet distance": fd[name], "σ(D) train": h.d_train[-1],
-                 "σ(D) held-out": h.d_heldout[-1], "D logit gap": gap[name], "zero squares %": 100 * art[name]["square"],
+                 "σ(D) held-out": h.d_heldout[-1], "D logit gap": gap[name], "D(G(z))": on_fake[name],
+                 "D(T(G(z)))": on_fake_aug[name], "zero squares %": 100 * art[name]["square"],
                  "zero borders %": 100 * art[name]["edge"]})
 real_art = dcgan.artifact_rate(all_digits)
 rows.append({"setup": "real digits (memoriser)", "Fréchet distance": floor_memoriser,
@@ -829,6 +962,10 @@ effcourse.record("artifacts_none", art["no augmentation"]["any"])
 effcourse.record("artifacts_reals_only", art["augment reals only"]["any"])
 effcourse.record("artifacts_d_only", art["augment D only"]["any"])
 effcourse.record("artifacts_diffaugment", art["DiffAugment"]["any"])
+effcourse.record("fake_logit_d_only", on_fake["augment D only"])
+effcourse.record("fake_aug_logit_d_only", on_fake_aug["augment D only"])
+effcourse.record("fake_logit_diffaugment", on_fake["DiffAugment"])
+effcourse.record("fake_aug_logit_diffaugment", on_fake_aug["DiffAugment"])
 effcourse.record("fd_floor_halves", floor_halves)
 effcourse.record("fd_floor_memoriser", floor_memoriser)
 lab6.report_claims([
@@ -840,6 +977,13 @@ lab6.report_claims([
      f"{100 * art['augment reals only']['any']:.0f} % vs {100 * art['DiffAugment']['any']:.0f} % of samples"),
     (f"augmenting for D only cripples training (Fréchet distance above DiffAugment's at {SHORT_ITERS} iterations)",
      fd["augment D only"] > fd_diffaugment_short, f"{fd['augment D only']:.1f} vs {fd_diffaugment_short:.1f}"),
+    ("augmenting for D only: D calls G's un-augmented fakes real (logit > 0) and the same fakes augmented fake (< 0)",
+     on_fake["augment D only"] > 0 > on_fake_aug["augment D only"],
+     f"D(G(z)) {on_fake['augment D only']:.2f}, D(T(G(z))) {on_fake_aug['augment D only']:.2f}"),
+    ("DiffAugment: D judges the fakes alike with and without T (gap below Approach 2's)",
+     abs(on_fake["DiffAugment"] - on_fake_aug["DiffAugment"]) < on_fake["augment D only"] - on_fake_aug["augment D only"],
+     f"{on_fake['DiffAugment'] - on_fake_aug['DiffAugment']:.2f} vs "
+     f"{on_fake['augment D only'] - on_fake_aug['augment D only']:.2f}"),
 ])
 
 # %% [markdown]
@@ -858,56 +1002,69 @@ plots.table([
             f"(DiffAugment: {100 * art['DiffAugment']['any']:.0f} %)"},
     {"setting": "augmenting reals & fakes for D only (Approach 2)",
      "paper: no aug. → DiffAugment": "unbalanced optimisation cripples training",
-     "you": f"FD {fd['augment D only']:.1f} after {SHORT_ITERS} iterations (DiffAugment: {fd_diffaugment_short:.1f})"},
+     "you": f"FD {fd['augment D only']:.1f} after {SHORT_ITERS} iterations (DiffAugment: {fd_diffaugment_short:.1f}); "
+            f"D(G(z)) {on_fake['augment D only']:.2f} vs D(T(G(z))) {on_fake_aug['augment D only']:.2f} logits"},
 ], title="Paper vs. you (paper numbers: the official DiffAugment-stylegan2 README; the lecture for Approaches 1-3)")
 
 # %% [markdown]
-# Read the curves from left to right. Early on, DiffAugment is *worse*: its generator learns against
-# a harder, noisier discriminator, and the memorisation it prevents has not happened yet. Then the
-# un-augmented discriminator's logit gap grows steadily — it is memorising its 100 images — while
-# DiffAugment's stays near 0. The Fréchet distance follows more slowly and more noisily: without
-# augmentation it turns upwards once the gap is large, while DiffAugment's keeps falling for longer.
-# A QUICK run (1800 iterations) stops before the turn: expect no augmentation to finish *ahead*
-# (on 2 CPU cores, seeds 0/1/2: 18.2/21.5/14.9 against DiffAugment's 20.1/34.9/26.4). The full run
-# (6000 iterations) is where the paper's result shows, measured with the same seeds and 1000
-# samples: no augmentation ends at 109/43/42 and DiffAugment at 48/21/48 — the curves cross at about
-# 2000 and 3000 iterations for seeds 0 and 1, while for seed 2 DiffAugment also climbs late and ends
-# behind. GAN training at this large learning rate is noisy: rerun with another `SEED` and the
-# Fréchet numbers move by several points; the logit gap is the steady signal.
+# Read the curves from left to right. The un-augmented discriminator's logit gap grows steadily —
+# it is memorising its 100 images — while DiffAugment's stays near 0. The Fréchet distance follows
+# more slowly and more noisily: a memorising D eventually makes the generator worse, but a QUICK run
+# (1800 iterations) can stop before that turn, so no augmentation may still finish ahead of
+# DiffAugment. If yours does, run with `QUICK = False` (6000 iterations for every setup) and see
+# where the curves cross, and rerun with another `SEED` to see how much the Fréchet numbers move:
+# GAN training at this large learning rate is noisy, and the logit gap is the steadier signal.
 #
 # The two cheaper ways to augment fail from the start. Augmenting the reals only (ii) teaches G the
-# grey squares and borders. Augmenting reals and fakes for D only (iii) keeps D from memorising too,
-# but D never sees an un-augmented image while G is trained on what D says about un-augmented ones:
-# G chases a judge that was never trained on its images, and its Fréchet distance stays far above
-# DiffAugment's at the same iteration.
+# grey squares and borders (its artifact rate). Augmenting reals and fakes for D only (iii) keeps D
+# from memorising too, but the last panel shows the imbalance: on G's un-augmented images — exactly
+# what G's step is scored on — D's logit is high, G has learned to fool it there; on the same images
+# augmented, which is all D is ever trained on, D says "fake". G wins a game that D is not playing,
+# and its Fréchet distance stays above DiffAugment's at the same iteration. With DiffAugment both
+# steps see $T(G(z))$, and D's two logits on the fakes stay close.
 #
 # ## 7. Questions
 #
-# **Q1 (9 points).** In setup (ii) the generator draws grey backgrounds, grey patches and faded or
-# shifted digits, although no training image looks like that. Explain, in terms of what the discriminator learns, why augmenting only the
-# reals makes the generator reproduce the augmentation — and why applying the *same* $T$ to the
-# fakes, in both steps, removes the incentive.
+# **Q1 (8 points).** The unbalanced game, in your numbers. (a) From your table, give D's mean logit
+# on the fakes without and with $T$, $D(G(z))$ and $D(T(G(z)))$, for setups (iii) and (iv), and the
+# probability $\sigma(\cdot)$ of "real" each means. (b) For each setup, which of the two does G's step
+# push up and which does D's step push down? Use that to explain the signs and sizes of your numbers.
+# (c) Your setup (iii) generator fools D on its own images, yet its Fréchet distance is worse than
+# DiffAugment's at the same iteration: why does fooling this D on un-augmented images not make G's
+# images more digit-like?
 
-# %% [markdown] nbgrader={"grade": true, "grade_id": "q1_reals_only", "locked": false, "points": 9, "schema_version": 3, "solution": true, "task": false}
-# With reals-only augmentation, D learns the distribution of $T(x)$: "real" images sometimes carry a
-# zeroed square, a zero border, a lifted (grey) background or a changed contrast. G is trained to make D call $G(z)$ real with no $T$ applied to its
-# output, so the optimum for G is to match the distribution of $T(x)$, artifacts included — the
-# augmentation has changed the target distribution. With DiffAugment D only ever compares $T(x)$ with
-# $T(G(z))$: if G's images are distributed like the real ones, the augmented versions are identically
-# distributed too, so G is optimal at $p_G = p_{data}$ (for an invertible-in-distribution $T$) and
-# drawing artifacts itself would only double them up and be detected.
+# %% [markdown] nbgrader={"grade": true, "grade_id": "q1_unbalanced", "locked": false, "points": 8, "schema_version": 3, "solution": true, "task": false}
+# (a) In the reference run (seed 0, QUICK): setup (iii) $D(G(z)) \approx +2.5$ ($\sigma \approx 0.92$,
+# "real") and $D(T(G(z))) \approx -1.5$ ($\sigma \approx 0.2$, "fake"); DiffAugment both near 0
+# ($\sigma \approx 0.5$), within about 0.1 of each other. (b) In (iii) G's step maximises the
+# un-augmented $D(G(z))$ and D's step minimises only $D(T(G(z)))$: nothing ever pushes $D(G(z))$ down,
+# so G drives it up freely, while D keeps rejecting the augmented fakes — two different numbers,
+# optimised by two different players. In DiffAugment both players act on $D(T(G(z)))$: D pushes it
+# down, G pushes it up, and at the balance D cannot tell augmented fakes from augmented reals (logit
+# near 0); $D(G(z))$ is never trained directly but stays close, since an un-augmented image is one
+# of the draws $T$ can nearly make. (c) D was never trained on un-augmented images: its output there
+# is an extrapolation, not a judgement of digit-likeness. G climbs that extrapolated score — any
+# direction that raises $D$ off the augmented distribution — so its gradient carries little about
+# what digits look like, and its samples improve slowly or drift; its Fréchet distance stays above
+# DiffAugment's, whose G is trained on the same quantity D learns to judge.
 
 # %% [markdown]
-# **Q2 (9 points).** Using your plot of D's outputs: what does the gap between D's output on training
-# reals and on held-out reals measure, why does it stay small with DiffAugment, and why does a large
-# gap hurt the *generator* (not just the discriminator)?
+# **Q2 (8 points).** Memorisation, in your numbers. (a) At which probe does your no-augmentation
+# logit gap first exceed 1, and what does its Fréchet distance do from then on? (b) Compare your final
+# $\sigma(D)$ on training and on held-out reals for no augmentation and for DiffAugment: what would
+# each D tell G about a held-out real digit, if G drew exactly that digit? (c) Does your DiffAugment
+# run finish ahead of no augmentation on Fréchet distance? Using your curves, say whether your run was
+# long enough to show the paper's result, and what you would run to find out.
 
-# %% [markdown] nbgrader={"grade": true, "grade_id": "q2_gap", "locked": false, "points": 9, "schema_version": 3, "solution": true, "task": false}
-# Both sets are real digits, so a D that judges "digit-likeness" scores them alike; the gap measures
-# how much D relies on recognising the particular 100 training images (memorisation, i.e. D's
-# overfitting). With DiffAugment D sees every training image under a fresh random colour, shift and
-# cutout at every step, so memorising pixels does not pay; it must learn features that survive the
-# augmentations and generalise to unseen digits. A memorising D rewards G only for reproducing the
-# training images exactly and gives uninformative, saturated gradients elsewhere, so G's samples
-# collapse towards copies or blends of the training set and the quality (Fréchet distance to all
-# digits) gets worse with further training.
+# %% [markdown] nbgrader={"grade": true, "grade_id": "q2_memorisation", "locked": false, "points": 8, "schema_version": 3, "solution": true, "task": false}
+# (a) Read from the gap panel: in the reference QUICK run the no-augmentation gap passes 1 logit
+# within the first few hundred iterations and keeps growing; the Fréchet distance, measured every 500
+# iterations, stops improving steadily once the gap is large (noisy at this size). (b) The
+# no-augmentation D scores its training reals as real and held-out reals markedly lower (the gap): a
+# held-out digit drawn perfectly by G would be called more fake than a copy of a training image, so
+# G is pushed towards the 100 images rather than towards digits. DiffAugment's D scores both alike,
+# so a well-drawn unseen digit is rewarded like a training one. (c) In the reference QUICK run
+# (seed 0) no augmentation is still ahead at 1800 iterations: the memorisation has started (the gap)
+# but has not yet cost the generator much. The run is too short to show the paper's result; to find
+# out, train longer (QUICK = False, 6000 iterations) and over several seeds, and compare the
+# Fréchet curves after the point where the no-augmentation gap is large.

@@ -824,4 +824,118 @@ def g_loss(D, fake, augment):
 ''',
         },
     },
+    "r1_penalty": {
+        "grades": ["test_r1_penalty"],
+        "correct": {
+            # the official PyTorch port's idiom: grad of the summed logits, square, sum per sample, mean
+            "grad_wrt_intermediate_tensor": '''
+def r1_penalty(D, real, augment, through_augment=True):
+    x = real.detach().requires_grad_(True)
+    u = augment(x)                       # the TF code's `tf.gradients(..., [reals])` on the augmented tensor
+    v = x if through_augment else u
+    logits = D(u)
+    g = torch.autograd.grad(outputs=[logits.sum()], inputs=[v], create_graph=True, only_inputs=True)[0]
+    return g.square().sum([1, 2, 3]).mean()
+''',
+            "flatten_norm_squared": '''
+def r1_penalty(D, real, augment, through_augment=True):
+    if through_augment:
+        v = real.clone().requires_grad_()
+        out = D(augment(v))
+    else:
+        v = augment(real.clone()).detach().requires_grad_()
+        out = D(v)
+    g, = torch.autograd.grad(out, v, grad_outputs=torch.ones_like(out), create_graph=True)
+    return (g.flatten(1).norm(dim=1) ** 2).mean()
+''',
+            "per_sample_loop": '''
+def r1_penalty(D, real, augment, through_augment=True):
+    x = real.detach().requires_grad_(True)
+    u = augment(x)
+    if not through_augment:
+        u = u.detach().requires_grad_(True)
+    logits = D(u)
+    g = torch.autograd.grad(logits.sum(), x if through_augment else u, create_graph=True)[0]
+    return torch.stack([(gi * gi).sum() for gi in g]).mean()
+''',
+        },
+        "wrong": {
+            "always_after_augment": '''
+def r1_penalty(D, real, augment, through_augment=True):
+    v = augment(real.detach()).detach().requires_grad_(True)
+    g = torch.autograd.grad(D(v).sum(), v, create_graph=True)[0]
+    return g.square().sum([1, 2, 3]).mean()
+''',
+            "always_through_augment": '''
+def r1_penalty(D, real, augment, through_augment=True):
+    x = real.detach().requires_grad_(True)
+    g = torch.autograd.grad(D(augment(x)).sum(), x, create_graph=True)[0]
+    return g.square().sum([1, 2, 3]).mean()
+''',
+            "flags_swapped": '''
+def r1_penalty(D, real, augment, through_augment=True):
+    x = real.detach().requires_grad_(True)
+    if not through_augment:
+        v, logits = x, D(augment(x))
+    else:
+        v = augment(x).detach().requires_grad_(True)
+        logits = D(v)
+    g = torch.autograd.grad(logits.sum(), v, create_graph=True)[0]
+    return g.square().sum([1, 2, 3]).mean()
+''',
+            "no_augment": '''
+def r1_penalty(D, real, augment, through_augment=True):
+    x = real.detach().requires_grad_(True)
+    g = torch.autograd.grad(D(x).sum(), x, create_graph=True)[0]
+    return g.square().sum([1, 2, 3]).mean()
+''',
+            "no_create_graph": '''
+def r1_penalty(D, real, augment, through_augment=True):
+    x = real.detach().requires_grad_(True)
+    u = augment(x)
+    if not through_augment:
+        u = u.detach().requires_grad_(True)
+    g = torch.autograd.grad(D(u).sum(), x if through_augment else u)[0]
+    return g.square().sum([1, 2, 3]).mean()
+''',
+            "sum_over_batch": '''
+def r1_penalty(D, real, augment, through_augment=True):
+    x = real.detach().requires_grad_(True)
+    u = augment(x)
+    if not through_augment:
+        u = u.detach().requires_grad_(True)
+    g = torch.autograd.grad(D(u).sum(), x if through_augment else u, create_graph=True)[0]
+    return g.square().sum()
+''',
+            "norm_not_squared": '''
+def r1_penalty(D, real, augment, through_augment=True):
+    x = real.detach().requires_grad_(True)
+    u = augment(x)
+    if not through_augment:
+        u = u.detach().requires_grad_(True)
+    g = torch.autograd.grad(D(u).sum(), x if through_augment else u, create_graph=True)[0]
+    return g.flatten(1).norm(dim=1).mean()
+''',
+            "backward_writes_d_grad": '''
+def r1_penalty(D, real, augment, through_augment=True):
+    x = real.detach().requires_grad_(True)
+    u = augment(x)
+    if not through_augment:
+        u = u.detach().requires_grad_(True)
+    D(u).sum().backward(create_graph=True)
+    g = (x if through_augment else u).grad
+    return g.square().sum([1, 2, 3]).mean()
+''',
+            "augment_drawn_twice": '''
+def r1_penalty(D, real, augment, through_augment=True):
+    x = real.detach().requires_grad_(True)
+    augment(x)                                   # a first draw, thrown away
+    u = augment(x)
+    if not through_augment:
+        u = u.detach().requires_grad_(True)
+    g = torch.autograd.grad(D(u).sum(), x if through_augment else u, create_graph=True)[0]
+    return g.square().sum([1, 2, 3]).mean()
+''',
+        },
+    },
 }
