@@ -166,6 +166,136 @@ class OnePass:
         return next(self._items)
 
 
+class SpySupernet(nn.Module):
+    """A stand-in for ``pix2pix.SuperGenerator`` with the same interface (``widths``, ``check_config``,
+    ``forward(x, config=None, return_features=False)``), *not* a channel-elastic network: block ``k``'s
+    feature is ``tanh(pool(x) * scale[k, :t] + size(config) * shift[k, :t])`` with ``t = config[2]``
+    channels (it uses only the leading ``t`` entries of its parameter rows), the output mixes the last
+    feature, ``x`` and ``size(config)``. Inputs ``(N, 1, H, W)`` with H, W divisible by 4. Every forward
+    appends ``(config, return_features)`` to ``.calls`` (plain data)."""
+
+    def __init__(self, widths=(4, 6, 8, 5), n_blocks: int = 3, seed: int = 0):
+        super().__init__()
+        self.widths, self.n_blocks = tuple(int(w) for w in widths), int(n_blocks)
+        g = torch.Generator().manual_seed(int(seed))
+        t = self.widths[2]
+        self.scale = nn.Parameter(torch.randn(self.n_blocks, t, generator=g))
+        self.shift = nn.Parameter(0.5 * torch.randn(self.n_blocks, t, generator=g))
+        self.mix = nn.Parameter(torch.randn(3, generator=g))
+        self.calls: list = []
+
+    def check_config(self, config) -> tuple:
+        if config is None:
+            return self.widths
+        cfg = tuple(int(c) for c in config)
+        if len(cfg) != 4 or any(not 1 <= c <= w for c, w in zip(cfg, self.widths)):
+            raise ValueError(f"config must be 4 widths with 1 <= config[i] <= {self.widths}[i], got {tuple(config)}")
+        return cfg
+
+    def forward(self, x, config=None, return_features: bool = False):
+        cfg = self.check_config(config)
+        self.calls.append((cfg, bool(return_features)))
+        s, d, t, i = cfg
+        size = (s + 2 * d + 3 * i) / (self.widths[0] + 2 * self.widths[1] + 3 * self.widths[3])
+        base = F.avg_pool2d(x, 4).mean(1, keepdim=True)                              # (N, 1, H/4, W/4)
+        feats = [torch.tanh(base * self.scale[k, :t].view(1, t, 1, 1) + size * self.shift[k, :t].view(1, t, 1, 1))
+                 for k in range(self.n_blocks)]                                       # each (N, t, H/4, W/4)
+        up = F.interpolate(feats[-1].mean(1, keepdim=True), scale_factor=4, mode="nearest")
+        out = torch.tanh(self.mix[0] * up + self.mix[1] * x + self.mix[2] * size)
+        return (out, feats) if return_features else out
+
+
+class ScriptedConfigs:
+    """A ``sample_config`` that hands out ``configs`` in order (then starts again); ``.calls`` counts
+    its calls and ``.returned`` lists what it returned."""
+
+    def __init__(self, configs):
+        self.configs = [tuple(int(c) for c in cfg) for cfg in configs]
+        self.calls = 0
+        self.returned: list = []
+
+    def __call__(self):
+        cfg = self.configs[self.calls % len(self.configs)]
+        self.calls += 1
+        self.returned.append(cfg)
+        return cfg
+
+
+class ProbeDistill:
+    """A stand-in distillation loss (not the MSE): ``sum_k (k + 1) * mean(f_k(S_k) * T_k * w_k)`` with
+    fixed random weights ``w_k`` (seeded), linear in each mapped feature. ``.shapes`` logs the shapes of
+    the student features of every call."""
+
+    def __init__(self, seed: int = 0):
+        self.seed = int(seed)
+        self.shapes: list = []
+
+    def __call__(self, student_feats, teacher_feats, mappers):
+        self.shapes.append([tuple(s.shape) for s in student_feats])
+        g = torch.Generator().manual_seed(self.seed)
+        total = 0.0
+        for k, (s, t, f) in enumerate(zip(student_feats, teacher_feats, mappers)):
+            w = torch.rand(t.shape[1:], generator=g).to(t)
+            total = total + (k + 1) * (f(s) * t * w).mean()
+        return total
+
+
+class ProbeObjective:
+    """A stand-in generator objective with ``generator_objective``'s signature (not the cGAN + L1 loss):
+    ``lambda_recon * mean((fake - ref) * w) + lambda_distill * distill`` (+ ``mean(d_fake_logits)`` when
+    given), ``ref = target`` if paired else ``teacher_out``, ``w`` fixed random weights (seeded); linear
+    in ``fake`` and in ``distill``. ``.calls`` logs ``{"d_fake_is_none", "paired", "lambda_recon",
+    "lambda_distill", "target_shape"}`` per call."""
+
+    def __init__(self, seed: int = 0):
+        self.seed = int(seed)
+        self.calls: list = []
+
+    def __call__(self, d_fake_logits, fake, target, teacher_out, distill, paired=True, lambda_recon=100.0,
+                 lambda_distill=1.0):
+        ref = target if paired else teacher_out
+        self.calls.append({"d_fake_is_none": d_fake_logits is None, "paired": bool(paired),
+                           "lambda_recon": float(lambda_recon), "lambda_distill": float(lambda_distill),
+                           "target_shape": None if ref is None else tuple(ref.shape)})
+        w = torch.rand(fake.shape[1:], generator=torch.Generator().manual_seed(self.seed)).to(fake)
+        loss = lambda_recon * ((fake - ref) * w).mean() + lambda_distill * distill
+        return loss if d_fake_logits is None else loss + d_fake_logits.mean()
+
+
+def check_ofa_step(ofa_step) -> None:
+    """One step on a stand-in supernet (``SpySupernet``, widths (4, 6, 8, 5), 3 blocks) at the scripted
+    config (2, 3, 4, 5): one config drawn, the supernet run at it, the distillation fed features as wide
+    as the mappers' input, a scalar loss whose gradient stays in the sampled channels."""
+    torch.manual_seed(0)
+    net = SpySupernet((4, 6, 8, 5), 3, seed=1)
+    mappers = nn.ModuleList([nn.Conv2d(8, 7, 1) for _ in range(3)])
+    sampler, distill, objective = ScriptedConfigs([(2, 3, 4, 5)]), ProbeDistill(2), ProbeObjective(3)
+    x, y = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    t_feats = [torch.randn(2, 7, 2, 2) for _ in range(3)]
+    loss = _scalar("ofa_step", call("ofa_step", ofa_step, net, mappers, x, y, t_feats, sampler, objective, distill,
+                                    lambda_recon=50.0, lambda_distill=10.0))
+    assert_true(sampler.calls == 1, f"ofa_step should draw one config per step (call sample_config once), it called "
+                                    f"it {sampler.calls} times")
+    assert_true(bool(net.calls) and all(c == (2, 3, 4, 5) for c, _ in net.calls),
+                f"ofa_step should run the supernet at the drawn config (2, 3, 4, 5), it ran it at {[c for c, _ in net.calls]}")
+    assert_true(distill.shapes == [[(2, 8, 2, 2)] * 3],
+                f"distill should get each block output widened to the mappers' 8 input channels, once; got the "
+                f"student shapes {distill.shapes}")
+    assert_true(len(objective.calls) == 1 and objective.calls[0]["d_fake_is_none"] and objective.calls[0]["paired"],
+                f"ofa_step should call the objective once, without discriminator logits (None), paired; got "
+                f"{objective.calls}")
+    assert_true(loss.requires_grad, "ofa_step's loss carries no gradient")
+    loss.backward()
+    assert_true(net.scale.grad is not None and net.scale.grad[:, :4].abs().sum() > 0,
+                "no gradient reached the sampled channels of the supernet")
+    assert_true(net.scale.grad[:, 4:].abs().sum() == 0, "a gradient reached trunk channels 4..7, which the sampled "
+                                                         "sub-network (trunk 4) does not use")
+    assert_true(all(m.weight.grad is not None and m.weight.grad[:, 4:].abs().sum() == 0 for m in mappers),
+                "the mappers' weights for the unused trunk channels 4..7 got a gradient: the sub-network's features "
+                "have only 4 channels (pad them with zeros, or slice the mappers' input channels)")
+    passed("ofa_step: one drawn config, the supernet at it, features as wide as the mappers, gradients in the sampled channels")
+
+
 _MAC_OPS = ("convolution", "_convolution", "mm", "addmm", "bmm", "baddbmm")
 
 
@@ -199,6 +329,11 @@ __all__ = [
     "CheckFailed",
     "Lookup",
     "OnePass",
+    "ProbeDistill",
+    "ProbeObjective",
+    "ScriptedConfigs",
+    "SpySupernet",
+    "check_ofa_step",
     "check_build_mappers",
     "check_distill_loss",
     "check_generator_objective",

@@ -12,8 +12,8 @@ discriminator, training loops with EMA weights, and a once-for-all supernet.
 * ``train_generator``: the training loop; the learner's ``objective`` (and ``distill``) are passed in.
 * ``SuperGenerator(conv_cls, widths)``: a channel-elastic generator whose convs are ``conv_cls``
   instances called as ``conv(x, out_channels)`` (the learner's ``SuperConv2d``); ``forward(x, config)``
-  runs the sub-network with the widths in ``config``; ``train_supernet`` trains it once-for-all as GAN
-  Compression does (one sampled sub-network per step, distilled from the teacher).
+  runs the sub-network with the widths in ``config``; ``train_supernet`` runs the learner's
+  once-for-all step (one sampled sub-network per step, distilled from the teacher) in a loop.
 
 The answers to the lab's exercises are not here: every learner function is an argument.
 """
@@ -91,24 +91,55 @@ class ResnetBlock(nn.Module):
         return x + self.body(x)
 
 
+class SeparableConv2d(nn.Sequential):
+    """Depthwise-separable 3x3 convolution ``(N, C_in, H, W) -> (N, C_out, H, W)``: a depthwise 3x3 conv
+    (``groups = C_in``, one filter per channel), InstanceNorm, then a pointwise 1x1 conv ``C_in -> C_out``.
+    MACs per pixel ``9 C_in + C_in C_out`` instead of ``9 C_in C_out``. The layout of GAN Compression's
+    ``SeparableConv2d`` (mit-han-lab/gan-compression, ``models/modules/mobile_modules.py``)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=in_channels),
+                         nn.InstanceNorm2d(in_channels), nn.Conv2d(in_channels, out_channels, 1))
+
+
+class MobileResnetBlock(nn.Module):
+    """The "mobile" residual block of GAN Compression's efficient design space: ``ResnetBlock`` with
+    each 3x3 conv replaced by a ``SeparableConv2d``; ``x + IN(sep(ReLU(IN(sep(x)))))``."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(SeparableConv2d(channels, channels), *_norm_relu(channels),
+                                  SeparableConv2d(channels, channels), nn.InstanceNorm2d(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+BLOCKS = {"plain": ResnetBlock, "mobile": MobileResnetBlock}
+
+
 class ResnetGenerator(nn.Module):
     """ResNet image-to-image generator, ``(N, in_channels, H, W) -> (N, out_channels, H, W)`` in
     [-1, 1]; H and W divisible by 4. Width ``ngf``: stem ``ngf``, downsamplings ``2 ngf`` and
     ``4 ngf``, ``n_blocks`` residual blocks at ``4 ngf`` channels (at H/4 x W/4), then back up.
     ``forward(x, return_features=True)`` returns ``(out, [block_1_out, ..., block_n_out])``, each
-    ``(N, 4 ngf, H/4, W/4)``."""
+    ``(N, 4 ngf, H/4, W/4)``. ``block="mobile"`` builds the residual blocks from depthwise-separable
+    convs (``MobileResnetBlock``, GAN Compression's ``mobile_resnet`` generators); the rest is unchanged."""
 
-    def __init__(self, ngf: int = 32, n_blocks: int = 4, in_channels: int = 1, out_channels: int = 1):
+    def __init__(self, ngf: int = 32, n_blocks: int = 4, in_channels: int = 1, out_channels: int = 1,
+                 block: str = "plain"):
         super().__init__()
         if int(ngf) < 1 or int(n_blocks) < 1:
             raise ValueError(f"ngf and n_blocks must be >= 1, got {ngf} and {n_blocks}")
-        self.ngf, self.n_blocks = int(ngf), int(n_blocks)
+        if block not in BLOCKS:
+            raise ValueError(f"block must be one of {tuple(BLOCKS)}, got {block!r}")
+        self.ngf, self.n_blocks, self.block = int(ngf), int(n_blocks), block
         c1, c2, c3 = ngf, 2 * ngf, 4 * ngf
         self.down = nn.Sequential(
             nn.Conv2d(in_channels, c1, 3, padding=1), *_norm_relu(c1),
             nn.Conv2d(c1, c2, 3, stride=2, padding=1), *_norm_relu(c2),
             nn.Conv2d(c2, c3, 3, stride=2, padding=1), *_norm_relu(c3))
-        self.blocks = nn.ModuleList([ResnetBlock(c3) for _ in range(n_blocks)])
+        self.blocks = nn.ModuleList([BLOCKS[block](c3) for _ in range(n_blocks)])
         self.up = nn.Sequential(
             nn.ConvTranspose2d(c3, c2, 3, stride=2, padding=1, output_padding=1), *_norm_relu(c2),
             nn.ConvTranspose2d(c2, c1, 3, stride=2, padding=1, output_padding=1), *_norm_relu(c1),
@@ -294,87 +325,61 @@ def train_generator(generator: nn.Module, edges: torch.Tensor, targets: torch.Te
     return ema.model, hist
 
 
-SAMPLING = ("single", "sandwich")
-
-
 def train_supernet(supernet: nn.Module, edges: torch.Tensor, targets: torch.Tensor, steps: int,
-                   configs: Sequence[tuple[int, ...]], objective: Callable, *, distill: Callable | None = None,
-                   mappers: nn.Module | None = None, teacher_features: Sequence[torch.Tensor] | None = None,
-                   discriminator: nn.Module | None = None, sampling: str = "single", lr: float = 5e-4,
+                   configs: Sequence[tuple[int, ...]], step: Callable, objective: Callable, distill: Callable,
+                   mappers: nn.Module, teacher_features: Sequence[torch.Tensor], *, lr: float = 5e-4,
                    batch_size: int = 16, lambda_recon: float = 100.0, lambda_distill: float = 1.0,
                    ema_decay: float = 0.995, seed: int = 0, device: torch.device | str = "cpu",
                    desc: str = "supernet", log_every: int = 50) -> tuple[nn.Module, dict]:
-    """Once-for-all training of a ``SuperGenerator`` on the pairs ``(edges, targets)``; returns
-    ``(ema_supernet, history)``.
+    """Once-for-all training of a ``SuperGenerator`` on the pairs ``(edges, targets)`` with the
+    learner's ``step``; returns ``(ema_supernet, history)``.
 
-    ``sampling="single"`` is GAN Compression's rule (mit-han-lab/gan-compression,
-    ``supernets/resnet_supernet.py``): each step draws **one** config uniformly from ``configs`` and
-    takes one Adam step on its loss. ``"sandwich"`` trains the largest config and one drawn config on
-    the same batch and adds their gradients (the slimmable-network rule; kept for comparison).
-
-    The loss of a config is ``objective(d_fake_logits, fake, target, None, distill_value, paired=True,
-    lambda_recon=..., lambda_distill=...)``. With ``distill``, ``distill_value = distill(student_feats,
-    teacher_feats, mappers)``: the sub-network's block outputs (``t <= trunk`` channels) are padded with
-    zero channels to the supernet's trunk width first. A zero input channel adds nothing to a 1x1
-    mapper, so this is the same as slicing the mapper's input channels like ``SuperConv2d`` -- the
-    official code's mappers are ``SuperConv2d`` layers -- and one set of ``mappers`` (trunk ->
-    teacher channels, trained with the supernet) serves every sub-network. ``teacher_features`` are
-    the teacher's block outputs on ``edges``, computed once. With a ``discriminator`` (shared by all
-    sub-networks), D takes one step per generator step, as in ``train_generator``.
+    Each of the ``steps`` iterations draws a batch (indices from a generator seeded with ``seed``), then
+    calls ``loss = step(supernet, mappers, x, y, teacher_feats, sample_config, objective, distill,
+    lambda_recon=lambda_recon, lambda_distill=lambda_distill)``, where ``teacher_feats`` are the batch's
+    rows of ``teacher_features`` (the teacher's block outputs on ``edges``, computed once) and
+    ``sample_config()`` returns one config drawn uniformly from ``configs`` (from the same generator),
+    and takes one Adam step (lr, betas (0.5, 0.999)) of the supernet and the ``mappers`` on ``loss``.
+    ``history["config"]`` lists the configs drawn at the logged steps. No discriminator here.
     """
     steps, batch_size = int(steps), int(batch_size)
     if steps < 1 or batch_size < 1 or not configs:
         raise ValueError("train_supernet needs steps >= 1, batch_size >= 1 and at least one config")
-    if sampling not in SAMPLING:
-        raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
     if edges.shape[0] != targets.shape[0]:
         raise ValueError(f"edges and targets must pair up, got {edges.shape[0]} and {targets.shape[0]} images")
-    if distill is not None and (mappers is None or teacher_features is None):
-        raise ValueError("distillation needs both mappers and teacher_features")
-    if teacher_features is not None and any(f.shape[0] != edges.shape[0] for f in teacher_features):
+    if any(f.shape[0] != edges.shape[0] for f in teacher_features):
         raise ValueError("teacher_features must have one entry per training pair")
+    configs = [tuple(c) for c in configs]
     gen = torch.Generator().manual_seed(seed)
     supernet.to(device).train()
-    params = list(supernet.parameters())
-    if distill is not None:
-        mappers.to(device).train()
-        params += list(mappers.parameters())
-    opt = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
-    opt_d = _discriminator_optimizer(discriminator, lr, device)
+    mappers.to(device).train()
+    opt = torch.optim.Adam(list(supernet.parameters()) + list(mappers.parameters()), lr=lr, betas=(0.5, 0.999))
     ema = EMA(supernet, ema_decay)
-    largest = tuple(supernet.widths)
-    trunk = largest[2]
+    drawn: list[tuple[int, ...]] = []
+
+    def sample_config() -> tuple[int, ...]:
+        drawn.append(configs[int(torch.randint(0, len(configs), (1,), generator=gen))])
+        return drawn[-1]
+
     hist: dict[str, list] = {"step": [], "loss": [], "config": []}
     bar = tqdm(range(steps), desc=desc, leave=False)
-    for step in bar:
+    for i in bar:
         idx = torch.randint(0, edges.shape[0], (batch_size,), generator=gen)
         x, y = edges[idx].to(device), targets[idx].to(device)
-        sampled = tuple(configs[int(torch.randint(0, len(configs), (1,), generator=gen))])
+        t_feats = [f[idx].to(device) for f in teacher_features]
+        loss = step(supernet, mappers, x, y, t_feats, sample_config, objective, distill,
+                    lambda_recon=lambda_recon, lambda_distill=lambda_distill)
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            raise TypeError(f"step must return a scalar tensor, got {type(loss).__name__}")
         opt.zero_grad(set_to_none=True)
-        total = 0.0
-        for cfg in ((largest, sampled) if sampling == "sandwich" else (sampled,)):
-            if distill is not None:
-                fake, feats = supernet(x, cfg, return_features=True)
-                feats = [F.pad(f, (0, 0, 0, 0, 0, trunk - f.shape[1])) for f in feats]   # (B, t, h, w) -> (B, trunk, h, w)
-                distill_value = distill(feats, [f[idx].to(device) for f in teacher_features], mappers)
-            else:
-                fake, distill_value = supernet(x, cfg), 0.0
-            d_fake = _adversarial_step(discriminator, opt_d, x, y, fake) if discriminator is not None else None
-            loss = objective(d_fake, fake, y, None, distill_value, paired=True, lambda_recon=lambda_recon,
-                             lambda_distill=lambda_distill)
-            if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-                raise TypeError(f"objective must return a scalar tensor, got {type(loss).__name__}")
-            loss.backward()
-            if discriminator is not None:
-                discriminator.requires_grad_(True)
-            total += loss.item()
+        loss.backward()
         opt.step()
         ema.update(supernet)
-        if step % log_every == 0 or step == steps - 1:
-            hist["step"].append(step + 1)
-            hist["loss"].append(total)
-            hist["config"].append(sampled)
-            bar.set_postfix(loss=f"{total:.3f}")
+        if i % log_every == 0 or i == steps - 1:
+            hist["step"].append(i + 1)
+            hist["loss"].append(loss.item())
+            hist["config"].append(drawn[-1] if drawn else None)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
     supernet.eval()
     return ema.model, hist
 

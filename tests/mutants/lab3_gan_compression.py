@@ -468,10 +468,82 @@ def search(configs, budget_macs, count_macs, evaluate):
     },
 }
 
+# ------------------------------------------------------------------------------ ofa_step
+_OFA = '''
+def ofa_step(supernet, mappers, x, y, teacher_feats, sample_config, objective, distill,
+             lambda_recon=100.0, lambda_distill=10.0):
+    config = CONFIG
+    fake, feats = supernet(x, config, return_features=True)
+    trunk = supernet.widths[2]
+    feats = [WIDEN for f in feats]
+    d = distill(feats, teacher_feats, mappers)
+    return OBJECTIVE
+'''
+
+
+def _ofa(config="sample_config()", widen="F.pad(f, (0, 0, 0, 0, 0, trunk - f.shape[1]))",
+         objective="objective(None, fake, y, None, d, paired=True, lambda_recon=lambda_recon, "
+                   "lambda_distill=lambda_distill)"):
+    return _OFA.replace("CONFIG", config).replace("WIDEN", widen).replace("OBJECTIVE", objective)
+
+
+OFA_STEP = {
+    "grades": ["test_ofa_step", "test_ofa_step_sampling"],
+    "correct": {
+        # the official code's way: mappers are SuperConv2d layers whose input channels are sliced
+        "official_sliced_mappers": '''
+class _FirstInputs(nn.Module):
+    def __init__(self, conv, c_in):
+        super().__init__()
+        self.conv, self.c_in = conv, c_in
+
+    def forward(self, s):
+        return F.conv2d(s, self.conv.weight[:, :self.c_in], self.conv.bias)
+
+
+def ofa_step(supernet, mappers, x, y, teacher_feats, sample_config, objective, distill,
+             lambda_recon=100.0, lambda_distill=10.0):
+    config = sample_config()
+    fake, feats = supernet(x, config, return_features=True)
+    sliced = [_FirstInputs(m, config[2]) for m in mappers]
+    return objective(None, fake, y, None, distill(feats, teacher_feats, sliced), paired=True,
+                     lambda_recon=lambda_recon, lambda_distill=lambda_distill)
+''',
+        "cat_zeros": _ofa(widen="torch.cat([f, f.new_zeros(f.shape[0], trunk - f.shape[1], *f.shape[2:])], 1)"),
+        # the weight folded into the distillation value (the objective is linear in it)
+        "weight_folded_in": _ofa(objective="objective(None, fake, y, None, lambda_distill * d, True, lambda_recon, 1.0)"),
+        "config_from_list": _ofa(config="tuple(sample_config())"),
+    },
+    "wrong": {
+        "no_widening": _ofa(widen="f"),
+        "padded_in_front": _ofa(widen="F.pad(f, (0, 0, 0, 0, trunk - f.shape[1], 0))"),
+        "repeat_channels": _ofa(widen="f.repeat(1, trunk // f.shape[1] + 1, 1, 1)[:, :trunk]"),
+        "largest_config": _ofa(config="supernet.widths"),
+        "draws_twice": _ofa(config="(sample_config(), sample_config())[1]"),
+        "detached_features": _ofa(widen="F.pad(f.detach(), (0, 0, 0, 0, 0, trunk - f.shape[1]))"),
+        "no_distill_weight": _ofa(objective="objective(None, fake, y, None, d, paired=True, lambda_recon=lambda_recon)"),
+        "unpaired": _ofa(objective="objective(None, fake, y, fake.detach(), d, paired=False, lambda_recon=lambda_recon, "
+                                   "lambda_distill=lambda_distill)"),
+        "sandwich": '''
+def ofa_step(supernet, mappers, x, y, teacher_feats, sample_config, objective, distill,
+             lambda_recon=100.0, lambda_distill=10.0):
+    trunk = supernet.widths[2]
+    total = 0.0
+    for config in (supernet.widths, sample_config()):
+        fake, feats = supernet(x, config, return_features=True)
+        feats = [F.pad(f, (0, 0, 0, 0, 0, trunk - f.shape[1])) for f in feats]
+        total = total + objective(None, fake, y, None, distill(feats, teacher_feats, mappers), paired=True,
+                                  lambda_recon=lambda_recon, lambda_distill=lambda_distill)
+    return total
+''',
+    },
+}
+
 EXERCISES = {
     "build_mappers": BUILD_MAPPERS,
     "distill_loss": DISTILL_LOSS,
     "generator_objective": GENERATOR_OBJECTIVE,
     "SuperConv2d": SUPER_CONV2D,
+    "ofa_step": OFA_STEP,
     "search": SEARCH,
 }
