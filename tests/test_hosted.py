@@ -45,16 +45,18 @@ def test_add_bootstrap_is_idempotent_and_lands_in_the_set_up_cell(lab):
     assert hosted.apply_to_source(once, VERSION) == once
     assert once.count(hosted.BEGIN) == 1 and once.count(hosted.END) == 1
     cells = re.split(r"^# %%.*\n", once, flags=re.M)
-    setup = next(c for c in cells if hosted.BEGIN in c)
-    first_import = re.search(r"^(import effcourse|from effcourse)", setup, re.M)
-    assert first_import, "the block is not in the set-up cell"
-    assert setup.index(hosted.END) < first_import.start(), "the block must run before effcourse is imported"
-    compile(setup, f"{lab} set-up cell", "exec")
+    at = next(i for i, c in enumerate(cells) if hosted.BEGIN in c)
+    boot, setup = cells[at], cells[at + 1]
+    assert not re.search(r"^(import effcourse|from effcourse)", boot, re.M), "the bootstrap cell imports effcourse"
+    assert re.search(r"^(import effcourse|from effcourse)", setup, re.M), "the bootstrap is not right before set-up"
+    assert not any(re.search(r"^(import effcourse|from effcourse)", c, re.M) for c in cells[:at]), \
+        "effcourse is imported before the bootstrap runs"
+    compile(boot, f"{lab} bootstrap cell", "exec")
     # a newer version replaces the block, never adds one
     newer = hosted.apply_to_source(once, "9.9.9")
     assert newer.count(hosted.BEGIN) == 1 and '"9.9.9"' in newer and f'"{VERSION}"' not in newer
-    # without the block the source is unchanged elsewhere
-    assert once.replace(hosted.block(VERSION), "") == src
+    # without the cell the source is unchanged elsewhere
+    assert once.replace("# %%\n" + hosted.block(VERSION) + "\n", "") == src
 
 
 def test_the_script_writes_every_lab_once(tmp_path):

@@ -1,8 +1,8 @@
 """Hosted notebooks (Colab, a JupyterHub with torch but not effcourse): the set-up cell installs the
 kit's ``effcourse`` itself, pinned to the kit's version, without touching the installed torch.
 
-The bootstrap is a few lines at the top of each lab's set-up cell (the code cell that first imports
-``effcourse``), between two marker comments, so that it can be updated in place::
+The bootstrap is a code cell of its own just before each lab's set-up cell (the code cell that first
+imports ``effcourse``), between two marker comments, so that it can be updated in place::
 
     # >>> effcourse bootstrap (hosted notebooks: docs/HOSTED.md)
     EFFCOURSE_VERSION, EFFCOURSE_WHEEL = "0.1.0", None   # the wheel's URL or path, if your instructor set one
@@ -41,6 +41,7 @@ def config_line(version: str, wheel: str | None = None) -> str:
 
 
 _TEMPLATE = r"""@BEGIN@
+# On Colab or a JupyterHub without effcourse this cell installs it; everywhere else it does nothing.
 @CONFIG@
 import importlib.util
 if importlib.util.find_spec("effcourse") is None:  # not installed: install the kit's wheel, keep torch
@@ -67,12 +68,9 @@ def block(version: str, wheel: str | None = None) -> str:
             .replace("@SKIP@", ", ".join(json.dumps(x) for x in SKIP)))
 
 
-def _insert(source: str, version: str, wheel: str | None) -> str:
-    """``source`` of a set-up cell with the block at its top (replaced if there)."""
-    new = block(version, wheel)
-    if BEGIN in source:
-        return _BLOCK.sub(lambda _: new, source, count=1)
-    return new + source
+def _replace(source: str, version: str, wheel: str | None) -> str:
+    """``source`` of a bootstrap cell with its block rewritten."""
+    return _BLOCK.sub(lambda _: block(version, wheel), source, count=1)
 
 
 def setup_cell_index(sources: list[str]) -> int:
@@ -88,8 +86,8 @@ _CELL = re.compile(r"^# %%.*$", re.M)
 
 
 def apply_to_source(text: str, version: str, wheel: str | None = None) -> str:
-    """A jupytext percent script with the bootstrap at the top of its set-up cell; running it twice
-    gives the same text."""
+    """A jupytext percent script with the bootstrap cell just before its set-up cell; running it
+    twice gives the same text."""
     marks = [m for m in _CELL.finditer(text)]
     bodies = []
     for k, m in enumerate(marks):
@@ -99,16 +97,24 @@ def apply_to_source(text: str, version: str, wheel: str | None = None) -> str:
         bodies.append((header, start, stop))
     code = [(h, a, b) for h, a, b in bodies if "[markdown]" not in h and "[md]" not in h]
     i = setup_cell_index([text[a:b] for _, a, b in code])
-    _, a, b = code[i]
-    return text[:a] + _insert(text[a:b], version, wheel) + text[b:]
+    header, a, b = code[i]
+    if BEGIN in text[a:b]:
+        return text[:a] + _replace(text[a:b], version, wheel) + text[b:]
+    at = a - len(header) - 1                      # the set-up cell's "# %%" line
+    return text[:at] + "# %%\n" + block(version, wheel) + "\n" + text[at:]
 
 
 # ---- notebooks ----------------------------------------------------------------------------------------
 def apply_to_notebook(nb, version: str, wheel: str | None = None):
     """The same on a notebook node (changed in place and returned)."""
+    import nbformat
+
     cells = [c for c in nb.cells if c.cell_type == "code"]
     cell = cells[setup_cell_index([c.source for c in cells])]
-    cell.source = _insert(cell.source, version, wheel)
+    if BEGIN in cell.source:
+        cell.source = _replace(cell.source, version, wheel)
+    else:
+        nb.cells.insert(nb.cells.index(cell), nbformat.v4.new_code_cell(block(version, wheel).rstrip("\n")))
     return nb
 
 
