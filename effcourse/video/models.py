@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, ResNet
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 WIDTHS = (16, 32, 64, 128)
 
@@ -30,12 +30,15 @@ class SmallResNet(ResNet):
     """torchvision's ``ResNet`` with narrow widths and a 3x3 stride-2 stem (no max-pool).
 
     Only ``__init__`` differs from torchvision: the forward pass, ``_make_layer`` and the block
-    class are torchvision's own.
+    class (``BasicBlock``, or ``Bottleneck`` with ``block="bottleneck"``) are torchvision's own.
     """
 
     def __init__(self, num_classes: int = 8, in_channels: int = 1, widths: Sequence[int] = WIDTHS,
-                 layers: Sequence[int] = (1, 1, 1, 1)):
+                 layers: Sequence[int] = (1, 1, 1, 1), block: str = "basic"):
         _check_widths(widths, layers)
+        if block not in ("basic", "bottleneck"):
+            raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
+        kind = BasicBlock if block == "basic" else Bottleneck
         nn.Module.__init__(self)
         self._norm_layer = nn.BatchNorm2d
         self.inplanes, self.dilation, self.groups, self.base_width = widths[0], 1, 1, 64
@@ -43,12 +46,12 @@ class SmallResNet(ResNet):
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.Identity()
-        self.layer1 = self._make_layer(BasicBlock, widths[0], layers[0])
-        self.layer2 = self._make_layer(BasicBlock, widths[1], layers[1], stride=2)
-        self.layer3 = self._make_layer(BasicBlock, widths[2], layers[2], stride=2)
-        self.layer4 = self._make_layer(BasicBlock, widths[3], layers[3], stride=2)
+        self.layer1 = self._make_layer(kind, widths[0], layers[0])
+        self.layer2 = self._make_layer(kind, widths[1], layers[1], stride=2)
+        self.layer3 = self._make_layer(kind, widths[2], layers[2], stride=2)
+        self.layer4 = self._make_layer(kind, widths[3], layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(widths[3], num_classes)
+        self.fc = nn.Linear(widths[3] * kind.expansion, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -58,9 +61,10 @@ class SmallResNet(ResNet):
 
 
 def resnet2d(num_classes: int = 8, in_channels: int = 1, widths: Sequence[int] = WIDTHS,
-             layers: Sequence[int] = (1, 1, 1, 1)) -> SmallResNet:
-    """A narrow ResNet-10 (``layers=(1,1,1,1)``) for small frames: ``(B, C, H, W) -> (B, K)``."""
-    return SmallResNet(num_classes, in_channels, widths, layers)
+             layers: Sequence[int] = (1, 1, 1, 1), block: str = "basic") -> SmallResNet:
+    """A narrow ResNet-10 (``layers=(1,1,1,1)``) for small frames: ``(B, C, H, W) -> (B, K)``.
+    ``block="bottleneck"`` builds it from torchvision's ``Bottleneck`` blocks (4x wider outputs)."""
+    return SmallResNet(num_classes, in_channels, widths, layers, block)
 
 
 def conv3d(cin: int, cout: int, kernel_size: int = 3, time_kernel: int = 3, stride=1, padding=0) -> nn.Conv3d:

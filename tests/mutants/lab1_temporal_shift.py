@@ -257,6 +257,103 @@ RESIDUAL_WRONG = {
     "detached_shift": _residual(_STORE, '''        return self.net(temporal_shift(x, self.n_segment, self.fold_div).detach())'''),
 }
 
+# ---------------------------------------------------------------- insert_temporal_shift
+
+_CHECK_PLACE = '''
+    if place not in ("residual", "inplace"):
+        raise ValueError(place)'''
+
+INSERT_CORRECT = {
+    # the official code's make_temporal_shift: place "blockres" wraps b.conv1, "block" wraps each block,
+    # each stage rebuilt as an nn.Sequential of its (wrapped) blocks
+    "official_make_temporal_shift_style": '''
+def insert_temporal_shift(model, shift, n_segment, place="residual"):''' + _CHECK_PLACE + '''
+    def make_block_temporal(stage, this_segment):
+        blocks = list(stage.children())
+        for i, b in enumerate(blocks):
+            if place == "residual":
+                blocks[i].conv1 = shift(b.conv1, this_segment)
+            else:
+                blocks[i] = shift(b, this_segment)
+        return nn.Sequential(*blocks)
+
+    model.layer1 = make_block_temporal(model.layer1, n_segment)
+    model.layer2 = make_block_temporal(model.layer2, n_segment)
+    model.layer3 = make_block_temporal(model.layer3, n_segment)
+    model.layer4 = make_block_temporal(model.layer4, n_segment)
+    return model
+''',
+    "walk_modules_isinstance": '''
+from torchvision.models.resnet import BasicBlock, Bottleneck
+def insert_temporal_shift(model, shift, n_segment, place="residual"):''' + _CHECK_PLACE + '''
+    targets = []
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, (BasicBlock, Bottleneck)):
+                targets.append((parent, name, child))
+    for parent, name, block in targets:
+        if place == "residual":
+            block.conv1 = shift(block.conv1, n_segment)
+        else:
+            setattr(parent, name, shift(block, n_segment))
+    return model
+''',
+    "new_sequential_per_stage": '''
+def insert_temporal_shift(model, shift, n_segment, place="residual"):''' + _CHECK_PLACE + '''
+    for lname in ["layer1", "layer2", "layer3", "layer4"]:
+        stage = getattr(model, lname)
+        new = []
+        for block in stage:
+            if place == "inplace":
+                new.append(shift(block, n_segment))
+            else:
+                block.conv1 = shift(block.conv1, n_segment)
+                new.append(block)
+        setattr(model, lname, nn.Sequential(*new))
+    return model
+''',
+}
+
+
+def _insert(residual="block.conv1 = shift(block.conv1, n_segment)", inplace="stage[i] = shift(block, n_segment)",
+            header='place="residual"', check=_CHECK_PLACE, stages="model.layer1, model.layer2, model.layer3, model.layer4",
+            blocks="enumerate(stage)"):
+    return f'''
+def insert_temporal_shift(model, shift, n_segment, {header}):{check}
+    for stage in ({stages},):
+        for i, block in {blocks}:
+            if place == "residual":
+                {residual}
+            else:
+                {inplace}
+    return model
+'''
+
+
+INSERT_WRONG = {
+    "places_swapped": _insert(residual="stage[i] = shift(block, n_segment)",
+                              inplace="block.conv1 = shift(block.conv1, n_segment)"),
+    "residual_wraps_conv2": _insert(residual="block.conv2 = shift(block.conv2, n_segment)"),
+    "residual_wraps_conv1_and_conv2": _insert(
+        residual="block.conv1 = shift(block.conv1, n_segment); block.conv2 = shift(block.conv2, n_segment)"),
+    "residual_also_shifts_the_shortcut": _insert(
+        residual="block.conv1 = shift(block.conv1, n_segment)\n"
+                 "                if block.downsample is not None:\n"
+                 "                    block.downsample = shift(block.downsample, n_segment)"),
+    "inplace_is_the_residual_placement": _insert(inplace="block.conv1 = shift(block.conv1, n_segment)"),
+    "inplace_shifts_after_the_block": _insert(
+        inplace="stage[i] = nn.Sequential(block, shift(nn.Identity(), n_segment))"),
+    "only_layer1": _insert(stages="model.layer1"),
+    "first_block_of_each_stage_only": _insert(blocks="list(enumerate(stage))[:1]"),
+    "n_segment_fixed_8": _insert(residual="block.conv1 = shift(block.conv1, 8)", inplace="stage[i] = shift(block, 8)"),
+    "default_place_inplace": _insert(header='place="inplace"'),
+    "unknown_place_is_inplace": _insert(check=""),
+    "stage_level_shift_inplace": _insert(inplace="pass").replace(
+        "    return model", "    if place == 'inplace':\n"
+        "        for n in ('layer1', 'layer2', 'layer3', 'layer4'):\n"
+        "            setattr(model, n, shift(getattr(model, n), n_segment))\n    return model"),
+}
+
 # ---------------------------------------------------------------- segment_consensus
 
 CONSENSUS_CORRECT = {
@@ -419,6 +516,8 @@ EXERCISES = {
     "temporal_shift": {"grades": ["test_temporal_shift", "test_temporal_shift_errors"],
                        "correct": SHIFT_CORRECT, "wrong": SHIFT_WRONG},
     "ResidualShift": {"grades": ["test_ResidualShift"], "correct": RESIDUAL_CORRECT, "wrong": RESIDUAL_WRONG},
+    "insert_temporal_shift": {"grades": ["test_insert_temporal_shift"], "correct": INSERT_CORRECT,
+                              "wrong": INSERT_WRONG},
     "segment_consensus": {"grades": ["test_segment_consensus"], "correct": CONSENSUS_CORRECT,
                           "wrong": CONSENSUS_WRONG},
     "online_shift": {"grades": ["test_online_shift"], "correct": ONLINE_CORRECT, "wrong": ONLINE_WRONG},
