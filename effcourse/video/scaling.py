@@ -105,7 +105,6 @@ def measure_allreduce(sizes: Sequence[int], repeats: int = 15, warmup: int = 3,
     return out
 
 
-
 def fit_alpha_beta(ring: Ring, sizes: Sequence[float], seconds: Sequence[float], world_size: int) -> tuple[float, float]:
     """Fit ``(latency, bandwidth)`` of the model ``ring`` to measured all-reduce times.
 
@@ -123,7 +122,7 @@ def fit_alpha_beta(ring: Ring, sizes: Sequence[float], seconds: Sequence[float],
     a = np.array([float(ring(n, world_size, math.inf, 1.0)) for n in sizes])   # seconds per second of latency
     b = np.array([float(ring(n, world_size, 1.0, 0.0)) for n in sizes])        # seconds per (second / byte)
     if not (np.all(a >= 0) and np.all(b > 0)):
-        raise ValueError("ring_allreduce_seconds must grow with the latency and with the bytes sent "
+        raise ValueError("the cost model must grow with the latency and with the bytes sent "
                          f"(latency features {a.tolist()}, bandwidth features {b.tolist()})")
     w = 1.0 / t
     A = np.stack([a * w, b * w], axis=1)
