@@ -609,9 +609,11 @@ _ = plots.table([{"all-reduce": name, "α (µs)": 1e6 * a, "β (GB/s)": b / 1e9}
                 floatfmt=".3g", title="α–β fits, W = 2")
 
 # %% [markdown]
-# Gloo's own all-reduce is not one Python call per chunk: it runs in C++ threads, picks its
-# algorithm by size, and pays Python's overhead once. Your ring pays it on every message, so its α
-# is larger; its β is set by the same loopback copies.
+# Gloo's own all-reduce is one Python call: it runs in C++ threads and picks its algorithm by size.
+# Your ring makes 2(W−1) Python calls, each paying its overhead, so expect its α to be no smaller;
+# both β are set by the same loopback copies. On a busy two-core machine the scheduler's noise can
+# exceed either difference (the QUICK run's medians come from 5 repetitions): read the fits as the
+# order of magnitude of a latency (a hundred microseconds or so) and a bandwidth (GB/s).
 #
 # ## 4. Overlap: all-reduce buckets while backward still runs
 #
@@ -862,8 +864,10 @@ for _i, (_k, _kind, _xs) in enumerate(_cases):
 
 # %% [markdown]
 # Four ranks on this machine, as 2 "nodes" × 2: gloo's flat all-reduce, your ring over all four, and
-# your two-level all-reduce, interleaved. Here every "node boundary" is the same loopback, so the
-# hierarchy cannot win on bandwidth; it shows its cost in messages (3 collectives instead of 1).
+# your two-level all-reduce, interleaved. Here every "node boundary" is the same loopback, so these
+# times say nothing about real nodes: four processes share two cores, and the differences are
+# mostly scheduling. The point is the exactness check, and the message pattern you can now time on
+# a real cluster (docs/DISTRIBUTED.md).
 
 # %% tags=["experiment"]
 H_SIZES = effcourse.pick(full=[2**12, 2**16, 2**20, 2**23], quick=[2**12, 2**20], smoke=[2**12])
