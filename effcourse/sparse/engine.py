@@ -312,7 +312,10 @@ class SparseRunner:
     def _plan(self) -> None:
         self.graph = graph.trace(self.model, (self.sparse_cls,))
         self.modules = dict(self.model.named_modules())
-        self.nodes = list(self.graph.nodes)
+        # constants (get_attr) first: torch.fx creates them at first use, which may fall after a conv
+        # whose epilogue reads them (a time-embedding bias added right after the conv)
+        nodes = list(self.graph.nodes)
+        self.nodes = [n for n in nodes if n.op == "get_attr"] + [n for n in nodes if n.op != "get_attr"]
         layer_calls: dict[str, int] = {}
         for node in self.nodes:
             if node.op == "call_module" and isinstance(self.modules[node.target], self.sparse_cls):
@@ -414,8 +417,14 @@ class SparseRunner:
         self._shape, self._dtype, self._x = tuple(x.shape), x.dtype, x.contiguous()
         return y
 
-    def sparse(self, x: torch.Tensor) -> torch.Tensor:
-        """Incremental run on an edited image of the cached shape; returns the output (a new tensor)."""
+    def sparse(self, x: torch.Tensor, changed: torch.Tensor | None = None) -> torch.Tensor:
+        """Incremental run on an edited image of the cached shape; returns the output (a new tensor).
+
+        ``changed``: an ``(H, W)`` bool mask of the input pixels to treat as changed (the engine
+        only), instead of comparing ``x`` with the cached image. Pixels outside it are taken as
+        unchanged even if they differ (with ``masks="per_resolution"`` every resolution's mask is
+        made from it: SIGE's one edit mask, reused through all denoising steps in Lab 8, and the
+        output outside the mask is the cached output exactly)."""
         if self._shape is None:
             raise RuntimeError("sparse run before any full run: call runner.full(original_image) first, "
                                "so that every layer has a cache to compare against")
@@ -425,12 +434,19 @@ class SparseRunner:
                              "call runner.full(new_image) to cache a new image first")
         if x.dtype != self._dtype:
             raise ValueError(f"the edited image has dtype {x.dtype}, the cached one {self._dtype}")
+        if changed is not None:
+            if self.kernels is None:
+                raise ValueError("changed= needs the incremental engine: pass kernels= to SparseRunner")
+            if not isinstance(changed, torch.Tensor) or changed.dtype != torch.bool or \
+                    tuple(changed.shape) != self._shape[-2:]:
+                got = (tuple(changed.shape), changed.dtype) if isinstance(changed, torch.Tensor) else type(changed).__name__
+                raise ValueError(f"changed must be an (H, W) = {self._shape[-2:]} bool mask, got {got}")
         self._set("sparse")
         if self.kernels is None:
             with torch.no_grad():
                 return self.model(x)
         with torch.inference_mode():                    # less per-op bookkeeping than no_grad
-            out = self._sparse_engine(x)
+            out = self._sparse_engine(x, changed)
         return tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out)
 
     # -- the engine: full run -------------------------------------------------------------------------
@@ -546,13 +562,13 @@ class SparseRunner:
             _write_pixels(buf, prev, _pixels(self.ref[node], prev))
         self._dirty[node] = None
 
-    def _sparse_engine(self, x: torch.Tensor) -> torch.Tensor:
+    def _sparse_engine(self, x: torch.Tensor, changed: torch.Tensor | None = None) -> torch.Tensor:
         K, t = self.kernels, self.tile
         env: dict[fx.Node, Any] = {}
         mask: dict[fx.Node, torch.Tensor] = {}
         live: dict[fx.Node, bool] = {}                  # False: the node's output equals its cache
         self.last_masks = {}
-        changed0 = changed_pixels(x, self._x)
+        changed0 = changed_pixels(x, self._x) if changed is None else changed
         x = _channels_last(x)
         per_res = None
         if self.masks == "per_resolution":
@@ -568,7 +584,14 @@ class SparseRunner:
                 live[node] = bool(mask[node].any())
                 continue
             if kind == "output":
-                out = fx.node.map_arg(node.args[0], lambda n: env[n])
+                if per_res is not None and changed is not None:
+                    # a given mask is the edit region: outside it, the output is the cached one exactly
+                    # (the last conv writes whole tiles, which reach a little past the mask)
+                    out = fx.node.map_arg(node.args[0], lambda n: torch.where(
+                        per_res[tuple(env[n].shape[-2:])], env[n], self.ref[n])
+                        if n in self.spatial and tuple(env[n].shape[-2:]) in per_res else env[n])
+                else:
+                    out = fx.node.map_arg(node.args[0], lambda n: env[n])
                 continue
             if kind == "meta":
                 args, kwargs = self._args(node, env)
@@ -646,11 +669,28 @@ class SparseRunner:
         return out
 
     # -- measurement ----------------------------------------------------------------------------------
-    def executed_macs(self, x: torch.Tensor) -> int:
-        """MACs executed by ``sparse(x)`` (convs on the gathered blocks; FLOPs / 2)."""
+    def executed_macs(self, x: torch.Tensor, changed: torch.Tensor | None = None) -> int:
+        """MACs executed by ``sparse(x, changed)`` (convs on the gathered blocks; FLOPs / 2)."""
         with FlopCounterMode(display=False) as counter:
-            self.sparse(x)
+            self.sparse(x, changed)
         return counter.get_total_flops() // 2
+
+    def cache_bytes(self) -> int:
+        """Bytes this runner keeps for its cached run: the cached activations, the persistent
+        buffers, the cached input and the frozen normalisation statistics (after ``full``)."""
+        seen, total = set(), 0
+        tensors = list(getattr(self, "ref", {}).values()) + list(getattr(self, "_bufs", {}).values())
+        tensors += [getattr(self, "_x", None)] + list(self._inputs.values())
+        for m in self.model.modules():
+            if isinstance(m, FrozenNorm):
+                tensors += [m.scale, m.shift]
+            if isinstance(m, self.sparse_cls):
+                tensors += [v for v in vars(m).values() if isinstance(v, torch.Tensor)]
+        for t in tensors:
+            if isinstance(t, torch.Tensor) and t.data_ptr() not in seen:
+                seen.add(t.data_ptr())
+                total += t.numel() * t.element_size()
+        return total
 
     def dense_macs(self, x: torch.Tensor) -> int:
         """MACs of the original model on ``x``."""
