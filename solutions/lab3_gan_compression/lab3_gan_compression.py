@@ -396,10 +396,11 @@ GAN Compression trains the student with an adversarial term, a reconstruction te
 #
 # where $\operatorname{softplus}(-\ell) = -\log \sigma(\ell)$ is the non-saturating generator loss
 # averaged over the PatchGAN's logits. That adversarial loss is this lab's choice (the pix2pix
-# paper's): the official GAN Compression code selects it with `--gan_mode`, whose default is `hinge`
-# for its pix2pix models ($-\operatorname{mean} D$ for the generator) and `lsgan` for CycleGAN
-# ($\operatorname{mean}(D - 1)^2$); the experiments below run without D, so the choice does not move
-# any number here. The weights: the official defaults are $\lambda_\text{recon} = 100$ and
+# paper's), written into the contract below: the official GAN Compression code selects its loss with
+# `--gan_mode`, whose default is `hinge` (`options/train_options.py`; for the generator
+# $-\operatorname{mean} D$) and which its CycleGAN models set to `lsgan` (for the generator
+# $\operatorname{mean}(D - 1)^2$). The experiments below run without D, so the choice moves no
+# number in QUICK mode. The weights: the official defaults are $\lambda_\text{recon} = 100$ and
 # $\lambda_\text{distill} = 1$ (`--lambda_recon`, `--lambda_distill` in
 # `distillers/base_resnet_distiller.py`); this lab keeps 100 and distils with
 # $\lambda_\text{distill} = 10$, its own choice (not the paper's), so that in a run of minutes the
