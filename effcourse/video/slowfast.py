@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..bench import count_macs
+from torch.utils.flop_counter import FlopCounterMode
 
 
 def _unit(cin: int, cout: int, kt: int, stride: int) -> nn.Sequential:
@@ -84,6 +84,14 @@ class SlowFastNet(nn.Module):
                     s = self.fuse(s, f, self.laterals[i], self.alpha)
         feats = [s.mean((2, 3, 4))] + ([f.mean((2, 3, 4))] if self.mode == "slowfast" else [])
         return self.head(torch.cat(feats, 1))
+
+
+def count_macs(model: nn.Module, *args) -> int:
+    """MACs of ``model(*args)`` (``torch.utils.flop_counter`` FLOPs / 2, under no_grad); the same count as
+    ``effcourse.bench.count_macs``, here because ``video`` sits below ``bench`` in the package's layers."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(*args)
+    return counter.get_total_flops() // 2
 
 
 def match_width(make: Callable[[int], nn.Module], target_macs: float, clip: torch.Tensor, lo: int = 1,

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..bench import count_macs
+from .slowfast import count_macs
 from .train import TensorClips, accuracy, train_classifier
 
 AXES = ("frames", "res", "width", "depth")

@@ -799,12 +799,12 @@ print(f"QUICK={QUICK}: the notebook ran in {time.perf_counter() - t_start:.0f} s
 # %% [markdown] nbgrader={"grade": true, "grade_id": "q1_slowfast", "locked": false, "points": 10, "schema_version": 3, "solution": true, "task": false}
 # Slow-only has no temporal extent (1×3×3 kernels) and pools over its 2 frames: it is a bag of frames,
 # and TemporalDigits' reversal pairs have the same frame sets, so it can name the kind of motion but
-# not its direction: about 50 % at best (QUICK run: 42 %). The fast pathway + laterals take about 60 %
-# of SlowFast's MACs here (the paper: about 20 %; our slow pathway is unusually cheap) and bring motion
-# into the slow pathway: SlowFast reaches about 72 %. The single pathway at the same MACs had to run
-# 3×3×3 convs on all 8 frames, so its width was only 3 channels — too narrow to learn much in 100
-# steps (49 %); SlowFast spends the MACs asymmetrically (channels where frames are few, frames where
-# channels are few). (A learner whose single pathway won should say why: e.g. the data's spatial
+# not its direction: about 50 % at best (full run: 48.5 %; QUICK: 42 %). The fast pathway + laterals
+# take about 60 % of SlowFast's MACs here (the paper: about 20 %; our slow pathway is unusually cheap)
+# and bring motion into the slow pathway: SlowFast reaches 92 % (QUICK: 72 %). The single pathway at the
+# same MACs had to run 3×3×3 convs on all 8 frames, so its width was only 3 channels — too narrow
+# (76 %; QUICK: 49 %); SlowFast spends the MACs asymmetrically (channels where frames are few, frames
+# where channels are few). (A learner whose single pathway won should say why: e.g. the data's spatial
 # content is trivial, so channels for spatial semantics buy little.)
 
 # %% [markdown]
