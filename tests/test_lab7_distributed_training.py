@@ -120,7 +120,7 @@ def test_the_ring_probe_reports_outputs_and_counts_and_judges_nothing():
     assert torch.equal(out["ranks"][3][0]["out"], sum(xs)) and out["ranks"][0][1] is None
     assert torch.equal(out["ranks"][3][1]["out"], xs[0] + xs[1]) and torch.equal(out["ranks"][2][2]["out"], xs[0])
     counts = lab7.last_counts("ring")
-    assert counts[0][0] == {"sends": 6, "recvs": 6, "collectives": {}, "all_reduce_during_backward": 0}
+    assert counts[0][0] == {"world": 4, "sends": 6, "recvs": 6, "collectives": {}, "all_reduce_during_backward": 0}
     assert counts[1][1]["sends"] == 2 and counts[2][2]["sends"] == 0
     lab7.probe_ring(_flat, cases[:1], 4, count=True, timeout=60)
     assert lab7.last_counts("ring")[0][0]["collectives"] == {"all_reduce": 1}

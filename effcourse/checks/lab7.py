@@ -320,7 +320,7 @@ def _ring_rank(rank, world, cases, fn, count):
             finally:
                 if spy is not None:
                     spy.on = False
-            out.append({"out": t, **(spy.report() if spy is not None else {})})
+            out.append({"out": t, "world": len(members), **(spy.report() if spy is not None else {})})
         else:
             out.append(None)
         dist.barrier()
@@ -333,10 +333,10 @@ def probe_ring(ring_allreduce, cases: list, world_size: int = 4, count: bool = F
     ``cases``: ``[{"ranks": None (the whole world) or a list of ranks (a group), "inputs": [one tensor
     per member, in rank order]}]``. Every rank creates every case's group, then each member calls
     ``ring_allreduce(its input's copy, group)`` (``group`` None for the world). Returns ``{"error":
-    None or why the ranks failed, "ranks": [[{"out": the tensor after the call} or None (not a
-    member) per case] per rank]}``; with ``count=True`` each entry also holds the calls the rank
-    made during the call: ``sends``, ``recvs`` and ``collectives`` (a dict of counts), and
-    ``last_counts("ring")`` returns them afterwards."""
+    None or why the ranks failed, "ranks": [[{"out": the tensor after the call, "world": the group's
+    size} or None (not a member) per case] per rank]}``; with ``count=True`` each entry also holds
+    the calls the rank made during the call: ``sends``, ``recvs`` and ``collectives`` (a dict of
+    counts), and ``last_counts("ring")`` returns them (with ``"world"``) afterwards."""
     _LAST_COUNTS.pop("ring", None)
     err, ranks = _launch(_ring_rank, world_size, list(cases), ring_allreduce, bool(count), timeout=timeout)
     if count and not err:
