@@ -47,7 +47,7 @@ WRONG_SRC = '''def segment_consensus(logits, n_segment):
 '''
 CRASH_SRC = "import os\nos._exit(1)   # the kernel dies here\n"
 PROBE = ("import os\nprint('sandbox probe:', 'EFFCOURSE_SANDBOX=%s' % os.environ.get('EFFCOURSE_SANDBOX'), "
-         "'uid=%d' % os.getuid(), 'course dir visible=%s' % os.path.exists({course!r}), "
+         "'uid=%d' % os.getuid(), 'solutions visible=%s' % os.path.exists({solutions!r}), "
          "'gradebook visible=%s' % os.path.exists({gradebook!r}))")
 GRADE_TIMEOUT = 600
 
@@ -237,7 +237,7 @@ def test_hub_release_to_feedback():
         solution = _solution()
         course = hub.course
         alice_nb = nbformat.from_dict(solution)
-        alice_nb.cells.append(nbformat.v4.new_code_cell(PROBE.format(course=str(course),
+        alice_nb.cells.append(nbformat.v4.new_code_cell(PROBE.format(solutions=str(course / "solutions"),
                                                                      gradebook=str(course / "gradebook.db"))))
         answers = {"alice": alice_nb, "bob": _with_exercise(solution, WRONG_FUNC, WRONG_SRC)}
         users = {}
@@ -343,7 +343,7 @@ def test_hub_release_to_feedback():
         probe = next(o.get("text", "") for c in nbformat.read(course / "autograded" / "alice" / LAB / f"{LAB}.ipynb",
                                                              as_version=4).cells
                      if c.cell_type == "code" and "sandbox probe" in c.source for o in c.outputs)
-        assert "EFFCOURSE_SANDBOX=1" in probe and "course dir visible=False" in probe \
+        assert "EFFCOURSE_SANDBOX=1" in probe and "solutions visible=False" in probe \
             and "gradebook visible=False" in probe, f"alice's grading kernel was not sandboxed: {probe!r}"
         if os.geteuid() == 0:
             assert "uid=65534" in probe, probe
