@@ -582,7 +582,7 @@ train_indexed = TensorClips(add_frame_index(train_set.tensors()[0]), train_set.t
 test_indexed = TensorClips(add_frame_index(test_set.tensors()[0]), test_set.tensors()[1])
 results["TSN + frame index"] = build(in_channels=IN_CHANNELS + 1)
 curves["TSN + frame index"] = train(results["TSN + frame index"], "TSN + frame index", dataset=train_indexed,
-                                   eval_set=test_indexed)
+                                   eval_set=test_indexed, evals=1)          # only the final accuracy is used
 index_acc = curves["TSN + frame index"][1][-1] / 100
 effcourse.record("index_bag_acc", index_acc)
 if DATASET == "temporal_digits":
@@ -618,10 +618,13 @@ if DATASET == "temporal_digits":
 # the main path. This costs a few evaluations and runs in QUICK too.
 
 # %% tags=["experiment"]
-def pair_accuracy(model, dataset=None):
-    """How often the model names the right pair of classes (the kind of motion), ignoring direction."""
-    pred = video.predict(model, dataset if dataset is not None else test_set, device=device).argmax(1).cpu()
-    return (pred // 2 == test_set.tensors()[1] // 2).float().mean().item()
+def pair_accuracy(model):
+    """How often the model names the right pair of classes (the kind of motion), ignoring direction.
+    (On a real data set, which has no time-reversal pairs, this is plain accuracy.)"""
+    pred = video.predict(model, test_set, device=device).argmax(1).cpu()
+    if DATASET != "temporal_digits":
+        return (pred == labels).float().mean().item()
+    return (pred // 2 == labels // 2).float().mean().item()
 
 
 placed = {"none": pair_accuracy(results["TSN"])}
@@ -787,7 +790,7 @@ assert_close(f"streaming network vs clip-at-once network {_at}", call(f"video.st
 
 # %% tags=["experiment"]
 online = build(video.online_wrapper(online_shift))
-curves["online TSM"] = train(online, "online TSM")
+curves["online TSM"] = train(online, "online TSM", evals=1)          # only the final accuracy is used
 online_acc = curves["online TSM"][1][-1] / 100
 effcourse.record("online_tsm_acc", online_acc)
 
