@@ -848,9 +848,14 @@ colors = {"no augmentation": "tab:red", "augment reals only": "tab:orange", "aug
 runs = {}
 
 
+last_samples = {}
+
+
 def frechet_of(G_ema):
-    """Digit-feature Fréchet distance of the EMA generator's samples to all real digits."""
-    return metrics.frechet_distance(all_digits, G_ema.sample(N_SAMPLES, generator=torch.Generator().manual_seed(SEED + 1)))
+    """Digit-feature Fréchet distance of the EMA generator's samples to all real digits (the samples are
+    kept: the last evaluation's are the run's samples)."""
+    last_samples["G_ema"] = G_ema.sample(N_SAMPLES, generator=torch.Generator().manual_seed(SEED + 1))
+    return metrics.frechet_distance(all_digits, last_samples["G_ema"])
 
 
 def run(name, iters):
@@ -860,7 +865,7 @@ def run(name, iters):
     G_ema, hist = dcgan.train_gan(G, D, data.images, d_loss, g_loss, **setups[name], heldout=heldout, iters=iters,
                                   lr=LR, probe_every=PROBE_EVERY, seed=SEED, device=device, desc=name,
                                   evaluate=frechet_of, eval_every=min(EVAL_EVERY, iters))
-    samples = G_ema.sample(N_SAMPLES, generator=torch.Generator().manual_seed(SEED + 1))
+    samples = last_samples["G_ema"]                       # train_gan evaluates at the last iteration too
     runs[name] = {"hist": hist, "samples": samples, "fd": hist.evals[-1], "iters": iters}
     print(f"{name}: {iters} iterations in {time.perf_counter() - t0:.0f} s")
 
