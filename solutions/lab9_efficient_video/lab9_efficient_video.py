@@ -354,7 +354,8 @@ plt.show()
 # **What it picks, and why.** Two frames taken at the ends of the clip already show the direction of
 # motion, and an 8×8 digit at 8×8 pixels still shows its shape, so on this data more frames or
 # pixels add cost but little information: the search spends its budget on capacity (depth and
-# width), which the short training rewards. X3D on Kinetics found the opposite kind of network —
+# width), which the short training rewards (full run, seed 0: X0 51 % → depth 68 % → width 74 % →
+# width 75 %, at 6.3× X0's MACs; the next step would break the 12× budget). X3D on Kinetics found the opposite kind of network —
 # "networks with high spatiotemporal resolution can perform well, while being extremely light in
 # terms of network width and parameters" (X3D abstract) — because there the information lives in
 # fine detail and longer context. The greedy search does not know any of this in advance; it
