@@ -229,3 +229,24 @@ WRONG_EDIT_MASK = '''def edit_mask(x0, x0_edit, dilation):
 @pytest.mark.notebook
 def test_nbgrader_roundtrip():
     harness.check_roundtrip(LAB, "edit_mask", WRONG_EDIT_MASK, loses={"test_edit_mask"})
+
+
+def test_reusing_one_mask_skips_restores_and_changes_nothing(monkeypatch):
+    net = lab8.tiny_unet(5)
+    r = runner(net)
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        r.full(x)
+    m1 = torch.zeros(32, 32, dtype=torch.bool)
+    m1[4:12, 6:14] = True
+    m2 = torch.zeros(32, 32, dtype=torch.bool)
+    m2[18:30, 16:28] = True
+    edits = [(x + 0.5 * m1, m1), (x + 0.5 * m1, m1.clone()), (x - 0.3 * m2, m2), (x + 0.5 * m1, m1), (x, m1)]
+    got = {}
+    for flag in (False, True):
+        monkeypatch.setattr(SparseRunner, "reuse_mask", flag)
+        with torch.no_grad():
+            r.full(x)
+            got[flag] = [r.sparse(e, changed=m) for e, m in edits]
+    for a, b in zip(got[False], got[True]):
+        assert torch.equal(a, b)

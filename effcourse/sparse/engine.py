@@ -280,6 +280,11 @@ class SparseRunner:
     engine only). Inputs are ``(N, C, H, W)``; everything runs under ``torch.no_grad()``.
     """
 
+    #: the engine: when a sparse call gets the same edit mask as the last one (a diffusion edit reuses
+    #: one mask at every step), reuse the per-resolution masks and skip restoring the tiles and pixels
+    #: that are about to be rewritten. False: restore and rebuild every call (the ablation).
+    reuse_mask = True
+
     def __init__(self, model: nn.Module, sparse_cls: type, tile: int = 8, kernels: Mapping[str, Callable] | None = None,
                  norms: str = "exact", masks: str = "reach", dilation: int = 1):
         self.dense_model = model.eval()
@@ -455,6 +460,11 @@ class SparseRunner:
         self.kind, self.spatial, self.ref, self.maps = {}, set(), {}, {}
         self._bufs: dict[fx.Node, torch.Tensor] = {}
         self._dirty: dict[fx.Node, torch.Tensor | None] = {}
+        # the mask each buffer was last written with: the same mask again writes the same tiles or
+        # pixels, so restoring them from the cache first is skipped (an edit mask reused every step)
+        self._dirty_by: dict[fx.Node, torch.Tensor] = {}
+        self._per_res_key: torch.Tensor | None = None
+        self._per_res: dict | None = None
         self._empty: dict[tuple, torch.Tensor] = {}
         self._resolutions: set[tuple[int, int]] = set()
         out = None
@@ -572,7 +582,12 @@ class SparseRunner:
         x = _channels_last(x)
         per_res = None
         if self.masks == "per_resolution":
-            per_res = resolution_masks(changed0, sorted(self._resolutions), self.dilation)
+            key = self._per_res_key
+            if self.reuse_mask and key is not None and key.shape == changed0.shape and torch.equal(key, changed0):
+                per_res = self._per_res                 # the same edit mask: the same mask objects
+            else:
+                per_res = resolution_masks(changed0, sorted(self._resolutions), self.dilation)
+                self._per_res_key, self._per_res = changed0.clone(), per_res
         out = None
         for node in self.nodes:
             if node in self.fused:
@@ -613,13 +628,14 @@ class SparseRunner:
                 k, s, p = GEOMETRY[layer]
                 buf = self._buffer(end)
                 prev = self._dirty.pop(end, None)
-                if prev is not None and len(prev):
+                if prev is not None and len(prev) and (not self.reuse_mask or self._dirty_by.get(end) is not m_in):
                     K["scatter"](ref, K["gather"](ref, prev, 1, 1, 0, t), prev, t, out=buf)
                 env[end] = layer(env[src], changed=m_in, out=buf, epilogue=self._epilogue(node, env))
                 tiles = getattr(layer, "tiles", None)
                 if not isinstance(tiles, torch.Tensor):
                     tiles = K["active_tiles"](m_in, k, s, p, t)
                 self._dirty[end] = tiles
+                self._dirty_by[end] = m_in
                 if per_res is not None:
                     mask[end] = per_res[size]
                     live[end] = True
@@ -639,7 +655,10 @@ class SparseRunner:
                     for n in spatial_in:
                         if live[n]:
                             m_out = mask[n] if m_out is None else m_out | mask[n]
-                idx = m_out.view(-1).nonzero().squeeze(1)
+                if self.reuse_mask and self._dirty_by.get(end) is m_out and self._dirty.get(end) is not None:
+                    idx = self._dirty[end]                 # the same mask as the last write
+                else:
+                    idx = m_out.view(-1).nonzero().squeeze(1)
                 args, kwargs = self._args(node, env, lambda n: _pixels(env[n], idx) if n in self.spatial else env[n])
                 vals = graph.call_node(node, args, kwargs, self.modules, self.model)
                 ep = self._epilogue(node, env)
@@ -662,9 +681,10 @@ class SparseRunner:
                 live[end] = bool(mask[end].any())
                 continue
             buf = self._buffer(end)
-            self._restore_pixels(end, buf)
+            if not self.reuse_mask or self._dirty_by.get(end) is not m_out:
+                self._restore_pixels(end, buf)
             _write_pixels(buf, idx, vals)
-            self._dirty[end] = idx
+            self._dirty[end], self._dirty_by[end] = idx, m_out
             env[end], mask[end], live[end] = buf, m_out, idx.numel() > 0
         return out
 
