@@ -101,6 +101,7 @@ def prepare(root: Path, labs: list[str], instructor: str, students: list[str]) -
     # the grading kernel's folder (connection file, Unix sockets, the judge's socket): short, since a
     # Unix socket path has at most 107 bytes
     kernel_dir = Path(tempfile.mkdtemp(prefix="efhub-", dir="/tmp"))
+    (root / "hub" / "kernel_dir").write_text(str(kernel_dir), encoding="utf-8")     # for whoever cleans up
     return {"EFFCOURSE_HUB_ROOT": str(root), "EFFCOURSE_HUB_KERNEL_DIR": str(kernel_dir),
             "EFFCOURSE_HUB_INSTRUCTOR": instructor, "EFFCOURSE_HUB_STUDENTS": ",".join(students),
             "EFFCOURSE_HUB_PROXY": str(PROXY)}

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,6 +137,9 @@ class Hub:
             except (ProcessLookupError, PermissionError):
                 pass
         self._log.close()
+        marker = self.root / "hub" / "kernel_dir"          # the grading kernel's socket folder in /tmp
+        if marker.exists():
+            shutil.rmtree(marker.read_text().strip(), ignore_errors=True)
 
     def _pids_under_root(self) -> list[int]:
         """Processes whose environment or command line names this hub's root (servers, kernels)."""
@@ -187,14 +191,23 @@ class User:
     def login(self) -> float:
         """Log in at /hub/login and wait until JupyterLab of the user's own server has loaded."""
         t0 = time.monotonic()
+        self.login_start()
+        self.login_wait()
+        return time.monotonic() - t0
+
+    def login_start(self) -> None:
+        """Submit the login form (the hub starts the user's server); ``login_wait`` waits for it."""
         page = self.page
         page.goto(f"{self.hub.url}/hub/login", timeout=UI)
         page.fill("input[name=username]", self.name)
         page.fill("input[name=password]", self.hub.password)
-        page.click("input[type=submit], button[type=submit]")
+        with page.expect_navigation(timeout=UI):
+            page.click("input[type=submit], button[type=submit]")
+
+    def login_wait(self) -> None:
+        page = self.page
         page.wait_for_url(re.compile(rf"/user/{re.escape(self.name)}/lab"), timeout=SPAWN_TIMEOUT * 1000)
         page.locator(".jp-LabShell, #jp-main-dock-panel").first.wait_for(timeout=SPAWN_TIMEOUT * 1000)
-        return time.monotonic() - t0
 
     def api(self, path: str, method: str = "GET", data=None):
         """The user's server's REST API through the browser's cookies (XSRF header from the cookie)."""
