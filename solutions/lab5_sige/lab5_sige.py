@@ -1361,16 +1361,16 @@ plots.table([
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "q1_where_time_goes", "locked": false, "points": 5, "schema_version": 3, "solution": true, "task": false}
 # (a) $o$ = (whole engine call − conv on the blocks) / dense time and $R$ = dense / executed MACs
-# (the notebook prints both after the table; in the reference run $o$ is a few per cent of the dense
-# time and $R \approx 37$, so $1/(1 + oR)$ is well below 1). The measured realized fraction of
-# section 7 is close but not equal: the formula assumes the convs on the blocks run at the dense
+# (the notebook prints both after the table; in the reference QUICK run $o \approx 4.6\,\%$ and
+# $R \approx 37$, so $1/(1 + oR) \approx 0.37$, against a measured realized fraction of 0.31 at 1.2 %).
+# Close but not equal: the formula assumes the convs on the blocks run at the dense
 # conv's speed per MAC (the printed ratio says they do not quite — the halo and small batches cost),
 # that the fixed cost is the same in both measurements (load and timing noise move it), and it counts
 # the restores and masks as constant. (b) Removing one piece of cost $c$ (as a share of dense time)
-# leaves $o' = o - c$ and a predicted speedup $R/(1 + o'R)$; with the reference run's numbers the
-# largest piece (the layer's scatter or the reach) is a sizeable part of $o$, so the prediction rises
-# noticeably but stays far below $R$ — the rest is spread over many small ops. (c) The realized
-# fraction grows with the edited area: $R$ falls as the edit grows, so $oR$ shrinks and $1/(1 + oR)$
+# leaves $o' = o - c$ and a predicted speedup $R/(1 + o'R)$; the largest non-conv piece is only a
+# part of $o$, so the prediction rises but stays far below $R$ — the rest is spread over many small
+# ops. (c) The realized
+# fraction grows with the edited area (reference run: 0.26 at 0.5 %, 0.31 at 1.2 %, 0.55 at 25 %): $R$ falls as the edit grows, so $oR$ shrinks and $1/(1 + oR)$
 # rises towards 1; at small edits the fixed per-op cost dominates (the speedup flattens while $R$
 # keeps growing).
 
