@@ -1063,8 +1063,8 @@ plots.table([
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "q2_memorisation", "locked": false, "points": 8, "schema_version": 3, "solution": true, "task": false}
 # (a) Read from the gap panel (the reference QUICK run ends with a no-augmentation gap of about 1.6
-# logits, DiffAugment's 0.02): the gap keeps growing after it passes 1; the Fréchet distance,
-# measured every 500 iterations, improves more slowly and unevenly from there (noisy at this size). (b) The
+# logits, DiffAugment's 0.02): the learner reads the probe where it passes 1 and compares the
+# Fréchet points after it with those before it (every 500 iterations; noisy at this size). (b) The
 # no-augmentation D scores its training reals as real and held-out reals markedly lower (the gap): a
 # held-out digit drawn perfectly by G would be called more fake than a copy of a training image, so
 # G is pushed towards the 100 images rather than towards digits. DiffAugment's D scores both alike,
