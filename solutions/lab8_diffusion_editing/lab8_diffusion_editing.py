@@ -150,7 +150,7 @@ for _T in [1000, 1, 2, 7, int(torch.randint(3, 400, (1,), generator=_g))]:
     assert_close(_what + " alphas_cumprod", _abar, _ref.alphas_cumprod, atol=1e-6, rtol=1e-4)
 ### END HIDDEN TESTS
 
-# %% nbgrader={"grade": true, "grade_id": "test_q_sample", "locked": true, "points": 8, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "test_q_sample", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
 import time
 
 import torch
@@ -609,7 +609,7 @@ def edit_mask(x0, x0_edit, dilation):
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_edit_mask", "locked": true, "points": 7, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "test_edit_mask", "locked": true, "points": 8, "schema_version": 3, "solution": false, "task": false}
 import time
 
 import torch
@@ -706,7 +706,7 @@ def sparse_edit(caches, x0_edit, mask, start, timesteps, alphas_cumprod, noise):
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_sige_steps", "locked": true, "points": 23, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "test_sige_steps", "locked": true, "points": 25, "schema_version": 3, "solution": false, "task": false}
 import time
 
 import torch
