@@ -126,7 +126,7 @@ gc.freeze()          # the parent's objects stay shared with every fork (no copy
 from effcourse.judge.server import Judge, judge_code
 from effcourse.judge.nbgrader import kernel_stub
 codes = {c["id"]: judge_code(c["source"]) for c in cells if c["kind"] == "grade"}
-for name, patch in spec["mutants"]:
+for name, patch, only in spec["mutants"]:
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -134,8 +134,15 @@ for name, patch in spec["mutants"]:
         result = {}
         judge = Judge(codes, timeout=spec["timeout"]).start()
         os.environ["EFFCOURSE_JUDGE_SOCKET"] = judge.path
+        left = None if only is None else set(only)
         for c in cells[first:]:
+            if left is not None and not left:
+                break                              # every grade cell this mutant is judged on is done
             if c["kind"] == "grade":
+                if left is not None and c["id"] not in left:
+                    continue
+                if left is not None:
+                    left.discard(c["id"])
                 run(kernel_stub(c["id"]))
                 v = judge.verdicts.get(c["id"])
                 result[c["id"]] = "never reached the judge" if v is None else None if v.passed else v.message
@@ -169,12 +176,14 @@ for name, patch in spec["mutants"]:
 '''
 
 
-def grade(lab: str, mutants: list[tuple[str, dict[str, str]]], timeout: float = 300) -> dict[str, dict]:
-    """Grade ``mutants`` (``[(name, {solution grade_id: source})]``; ``{}`` is the solution itself).
+def grade(lab: str, mutants: list[tuple], timeout: float = 300) -> dict[str, dict]:
+    """Grade ``mutants`` (``[(name, {solution grade_id: source})]``, or ``(name, patch, only)`` to
+    judge only the grade cells in ``only`` and stop after the last of them; ``{}`` is the solution).
 
     Returns ``{name: {grade_id: None if it passed else the error}}``; a mutant that timed out or
     crashed its process maps to ``None``.
     """
+    mutants = [(m[0], m[1], m[2] if len(m) > 2 else None) for m in mutants]
     spec = {"cwd": str(ROOT / "solutions" / lab), "cells": cells(lab), "mutants": mutants, "timeout": timeout}
     env = {**os.environ, "EFFCOURSE_SMOKE": "1", "MPLBACKEND": "Agg", "EFFCOURSE_THREADS": "1",
            "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
@@ -189,7 +198,7 @@ def grade(lab: str, mutants: list[tuple[str, dict[str, str]]], timeout: float = 
         if "setup_error" in msg:
             raise RuntimeError(f"{lab}: a set-up cell failed under the smoke profile: {msg['setup_error']}")
         results[msg["mutant"]] = msg["result"]
-    missing = [n for n, _ in mutants if n not in results]
+    missing = [m[0] for m in mutants if m[0] not in results]
     if missing:
         raise RuntimeError(f"{lab}: the mutant worker stopped before {missing[:3]}:\n{proc.stderr[-2000:]}")
     return results
@@ -200,6 +209,8 @@ def judge(lab: str, timeout: float = 300) -> tuple[list[str], dict]:
 
     Problems: the solution or a correct mutant that loses any point (on any grade cell), a wrong
     mutant that keeps every point of its exercise's grade cells. Counts: ``{exercise: (correct, wrong)}``.
+    A wrong mutant is judged on its own exercise's grade cells only (the verdict asked of it), and
+    its run stops after the last of them: the lab's later cells cost nothing for it.
     """
     exercises = load(lab)
     points = {c["id"]: c["points"] for c in cells(lab) if c["kind"] == "grade"}
@@ -209,7 +220,7 @@ def judge(lab: str, timeout: float = 300) -> tuple[list[str], dict]:
         for verdict in ("correct", "wrong"):
             for name, src in spec.get(verdict, {}).items():
                 key = f"{ex}/{verdict}/{name}"
-                todo.append((key, _as_patch(ex, src)))
+                todo.append((key, _as_patch(ex, src), spec["grades"] if verdict == "wrong" else None))
                 meta[key] = (ex, verdict)
     results = grade(lab, todo, timeout)
     problems = []
