@@ -4,65 +4,29 @@ In the examples below a clip has T = 3 frames of C = 4 channels (1x1 pixels) and
 so ``fold = 1``: channel 0 is shifted one way, channel 1 the other, channels 2-3 stay. Frame t of
 the input holds ``10*t + [1, 2, 3, 4]``.
 
-``FrameBlend`` is a stand-in "shift" for the placement tests: every frame takes the average of itself
-and the next frame of its clip (the last frame keeps itself), then the layer it wraps is called. It
-is no temporal shift (the shift is the learner's), but like one it moves values between frames, and
-it does not commute with a block's ReLUs and biases, so where it sits in a residual block shows in
-the output.
-``toy_resnet(seed, ...)`` builds the same small ResNet (basic or bottleneck blocks, random BatchNorm
-statistics) wherever it is called with the same arguments.
+``FrameBlend`` (in ``effcourse.video.surgery``) is a stand-in "shift" for the placement tests: every
+frame takes the average of itself and the next frame of its clip (the last frame keeps itself), then
+the layer it wraps is called. It is no temporal shift (the shift is the learner's), but like one it
+moves values between frames, and it does not commute with a block's ReLUs and biases, so where it
+sits in a residual block shows in the output. ``toy_resnet(seed, ...)`` (in
+``effcourse.video.models``) builds the same small ResNet (basic or bottleneck blocks, random
+BatchNorm statistics) wherever it is called with the same arguments. Both live outside this module:
+the kernel runs them for the hidden tests, and never runs code of a module that holds the asserts
+(a student's trace function could rebind them there, which the judge flags as tampering).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from ..video.models import resnet2d
+from ..video.models import toy_resnet
+from ..video.surgery import FrameBlend, frame_blend
 from .asserts import CheckFailed, assert_close, assert_shape, assert_true, call, check_tensor, passed
 
 __all__ = ["check_temporal_shift", "check_errors", "check_residual_shift", "check_segment_consensus",
            "check_insert_temporal_shift", "check_online_shift", "check_streaming_matches_offline",
            "FrameBlend", "frame_blend", "toy_resnet"]
 
-
-class FrameBlend(nn.Module):
-    """Stand-in shift for placement tests: ``forward(x) = net(b(x))`` with
-    ``b(x)_t = (x_t + x_{t+1}) / 2`` inside each clip (``b(x)_{T-1} = x_{T-1}``).
-
-    ``x`` is ``(N*T, C, H, W)`` with a clip's T = ``n_segment`` frames consecutive."""
-
-    def __init__(self, net: nn.Module, n_segment: int):
-        super().__init__()
-        self.net, self.n_segment = net, int(n_segment)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = x.reshape(-1, self.n_segment, *x.shape[1:])                 # (N, T, C, H, W)
-        out = v.clone()
-        out[:, :-1] = (v[:, :-1] + v[:, 1:]) / 2
-        return self.net(out.reshape_as(x))
-
-
-def frame_blend():
-    """The ``FrameBlend`` class itself (for ``judge.build``, which calls what it is given)."""
-    return FrameBlend
-
-
-def toy_resnet(seed: int, block: str = "basic", widths=(8, 8, 16, 16), layers=(1, 1, 1, 1), num_classes: int = 5,
-               in_channels: int = 1) -> nn.Module:
-    """A small torchvision ResNet (``effcourse.video.resnet2d``) whose weights and BatchNorm statistics
-    are drawn from ``seed`` alone (the global RNG is left as it was); returned in eval mode.
-    Input ``(B, in_channels, H, W)``, output ``(B, num_classes)``."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        model = resnet2d(num_classes, in_channels, tuple(widths), tuple(layers), block)
-        with torch.no_grad():
-            for m in model.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.running_mean.normal_(0, 0.3)
-                    m.running_var.uniform_(0.5, 2.0)
-                    m.weight.uniform_(0.5, 1.5)
-                    m.bias.normal_(0, 0.2)
-    return model.eval()
 
 _X = torch.tensor([[1., 2., 3., 4.], [11., 12., 13., 14.], [21., 22., 23., 24.]]).view(3, 4, 1, 1)
 # offline bi-directional: channel 0 takes frame t+1, channel 1 takes frame t-1, zeros at the ends

@@ -5,6 +5,8 @@
   torchvision ResNets (Lab 2's inflation) works on it. Input ``(B, C, H, W)``, output ``(B, K)``.
 * ``resnet3d``: the same depth and widths with ``t x 3 x 3`` convolutions everywhere (the shape of an
   inflated I3D ResNet), built fresh. Input ``(N, C, T, H, W)``, output ``(N, K)``.
+* ``toy_resnet(seed, ...)``: a small ``resnet2d`` whose weights and BatchNorm statistics come from
+  ``seed`` alone (the same network in any process; for hidden tests that build it twice).
 * ``ClipClassifier``: runs a 2D backbone on every frame of a clip and fuses the per-frame logits
   with a consensus function (the learner's ``segment_consensus``). Input ``(N, T, C, H, W)``.
 """
@@ -171,3 +173,21 @@ class ClipClassifier(nn.Module):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(f"consensus must return (N, K) = ({clips.shape[0]}, K), got {got}")
         return out
+
+
+def toy_resnet(seed: int, block: str = "basic", widths=(8, 8, 16, 16), layers=(1, 1, 1, 1), num_classes: int = 5,
+               in_channels: int = 1) -> SmallResNet:
+    """A small torchvision ResNet (``effcourse.video.resnet2d``) whose weights and BatchNorm statistics
+    are drawn from ``seed`` alone (the global RNG is left as it was); returned in eval mode.
+    Input ``(B, in_channels, H, W)``, output ``(B, num_classes)``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = resnet2d(num_classes, in_channels, tuple(widths), tuple(layers), block)
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.running_mean.normal_(0, 0.3)
+                    m.running_var.uniform_(0.5, 2.0)
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.normal_(0, 0.2)
+    return model.eval()

@@ -9,6 +9,8 @@ The shift functions themselves are the learner's; everything here takes them as 
   of clips ``(N*T, C, H, W)`` it applies the learner's ``online_shift`` frame after frame inside the
   clip (the offline *past-only* shift); in streaming mode it sees one frame ``(N, C, H, W)`` per call
   and keeps the cache between calls.
+* ``FrameBlend(net, n_segment)``: a stand-in "shift" for placement tests (each frame averaged with the
+  next one of its clip, then ``net``); not TSM's shift, which is the learner's.
 * ``stream(backbone, clips)`` runs a backbone with ``OnlineShift`` modules frame by frame and
   returns the per-frame logits ``(N, T, K)``.
 """
@@ -76,6 +78,28 @@ def insert_shift(model: nn.Module, wrapper: Callable[[nn.Module, int], nn.Module
             setattr(parent, name, wrapped)
         block._effcourse_shifted = True
     return model
+
+
+class FrameBlend(nn.Module):
+    """Stand-in shift for placement tests: ``forward(x) = net(b(x))`` with
+    ``b(x)_t = (x_t + x_{t+1}) / 2`` inside each clip (``b(x)_{T-1} = x_{T-1}``).
+
+    ``x`` is ``(N*T, C, H, W)`` with a clip's T = ``n_segment`` frames consecutive."""
+
+    def __init__(self, net: nn.Module, n_segment: int):
+        super().__init__()
+        self.net, self.n_segment = net, int(n_segment)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = x.reshape(-1, self.n_segment, *x.shape[1:])                 # (N, T, C, H, W)
+        out = v.clone()
+        out[:, :-1] = (v[:, :-1] + v[:, 1:]) / 2
+        return self.net(out.reshape_as(x))
+
+
+def frame_blend():
+    """The ``FrameBlend`` class itself (for ``judge.build``, which calls what it is given)."""
+    return FrameBlend
 
 
 class OnlineShift(nn.Module):

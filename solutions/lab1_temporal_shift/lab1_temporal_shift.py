@@ -413,9 +413,9 @@ for i, (kw, T_, N, H) in enumerate(_cases):
     for place in ("residual", "inplace"):
         what = f"insert_temporal_shift(toy ResNet {kw}, shift, n_segment={T_}, place={place!r})"
         ref = _ref_insert(lab1.toy_resnet(_seed + i, **kw), T_, place).eval()
-        mine = judge.build("effcourse.checks.lab1.toy_resnet", _seed + i, **kw)     # where your code runs
+        mine = judge.build("effcourse.video.models.toy_resnet", _seed + i, **kw)     # where your code runs
         n_params = sum(p.numel() for p in lab1.toy_resnet(_seed + i, **kw).parameters())
-        out = call(f"{what} {_at}", insert_temporal_shift, mine, judge.build("effcourse.checks.lab1.frame_blend"),
+        out = call(f"{what} {_at}", insert_temporal_shift, mine, judge.build("effcourse.video.surgery.frame_blend"),
                    T_, place=place)
         assert_true(judge.isinstance_of(out, "torch.nn.Module"), f"{what} must return the model {_at}")
         call(f"{what}.eval() {_at}", out.eval)
@@ -430,9 +430,9 @@ for i, (kw, T_, N, H) in enumerate(_cases):
         assert_true(got_params == n_params, f"{what}: the model must keep its {n_params} parameter values, "
                                             f"got {got_params} {_at}")
 # the default place is "residual"; an unknown place is a ValueError
-mine = judge.build("effcourse.checks.lab1.toy_resnet", _seed)
+mine = judge.build("effcourse.video.models.toy_resnet", _seed)
 out = call(f"insert_temporal_shift(model, shift, 4) {_at}", insert_temporal_shift, mine,
-           judge.build("effcourse.checks.lab1.frame_blend"), 4)
+           judge.build("effcourse.video.surgery.frame_blend"), 4)
 call(f"insert_temporal_shift(model, shift, 4).eval() {_at}", out.eval)
 x = torch.randn(8, 1, 12, 12, generator=_g)
 with torch.no_grad():
@@ -441,8 +441,8 @@ with torch.no_grad():
                  _ref_insert(lab1.toy_resnet(_seed), 4, "residual").eval()(x), atol=1e-4, rtol=1e-4)
 for _bad in ("in-place", "Residual", "block"):
     assert_raises(f"insert_temporal_shift(model, shift, 4, place={_bad!r}) {_at}",
-                  lambda _bad=_bad: insert_temporal_shift(judge.build("effcourse.checks.lab1.toy_resnet", _seed),
-                                                          judge.build("effcourse.checks.lab1.frame_blend"), 4,
+                  lambda _bad=_bad: insert_temporal_shift(judge.build("effcourse.video.models.toy_resnet", _seed),
+                                                          judge.build("effcourse.video.surgery.frame_blend"), 4,
                                                           place=_bad), ValueError)
 ### END HIDDEN TESTS
 
