@@ -264,8 +264,11 @@ def test_hub_release_to_feedback():
         t = time.monotonic()
         text = validate(bob, mine["bob"], "06-bob-validate-kernel-died")
         timings["bob validate (kernel dies)"] = time.monotonic() - t
-        assert re.search(r"error|died|dead", text, re.I), f"Validate did not report the dead kernel:\n{text[:2000]}"
-        lines.append(f"bob's kernel died mid-validate; the dialog said: {' '.join(text.split())[:160]!r}")
+        assert "There was an error running the validate command" in text and re.search(r"DeadKernelError|Kernel died", text), \
+            f"Validate did not report the dead kernel:\n{text[-2000:]}"
+        last = [ln for ln in text.splitlines() if re.search(r"DeadKernelError|Kernel died", ln)][-1].strip()
+        lines.append(f"bob's kernel died mid-validate; the Validate dialog: 'There was an error running the validate "
+                     f"command' ... {last[:120]!r}")
         bob.page.goto(f"{bob.base}/lab")
         bob.page.locator(".jp-LabShell").first.wait_for()
         assert bob.api("api/status"), "bob's server did not survive his kernel's death"
