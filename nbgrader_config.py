@@ -6,7 +6,7 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
                                     SaveCells)
 
 from effcourse.grading.feedback import SanitizeFeedback, ShortenGradeTracebacks
-from effcourse.grading.feedback_page import TEMPLATES, GetGradesAndStatus, SummarizeGrades
+from effcourse.grading.feedback_page import GetGradesAndStatus, SummarizeGrades, template_dirs
 from effcourse.judge.nbgrader import ApplyVerdicts, CappedExecute, JudgeGradeCells
 
 c = get_config()  # noqa: F821  (provided by nbgrader)
@@ -47,4 +47,4 @@ c.Autograde.autograde_preprocessors = [JudgeGradeCells, CappedExecute, ApplyVerd
 # effcourse's "feedback" template name each exercise and keep ungraded written answers out of the total
 c.GenerateFeedback.preprocessors = [GetGradesAndStatus, SummarizeGrades, CSSHTMLHeaderPreprocessor, ClearHiddenTests,
                                     ShortenGradeTracebacks, SanitizeFeedback]
-c.HTMLExporter.extra_template_basedirs = [str(TEMPLATES)]
+c.HTMLExporter.extra_template_basedirs = template_dirs()      # ours first, then formgrader's

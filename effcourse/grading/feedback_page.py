@@ -19,6 +19,14 @@ from nbgrader.preprocessors import GetGrades, NbGraderPreprocessor
 
 #: the template folder; its ``feedback/`` template replaces nbgrader's of the same name
 TEMPLATES = Path(__file__).with_name("templates")
+
+
+def template_dirs() -> list[str]:
+    """``c.HTMLExporter.extra_template_basedirs`` for the course: effcourse's templates first (its
+    ``feedback``), then nbgrader's own (formgrader's ``formgrade`` view of a submission needs them)."""
+    import nbgrader
+
+    return [str(TEMPLATES), str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates")]
 _MESSAGE_CHARS = 400
 
 

@@ -90,14 +90,6 @@ def prepare(root: Path, labs: list[str], instructor: str, students: list[str]) -
     _write(spec, json.dumps({"argv": [sys.executable, str(HERE / "grader_kernel.py"), "{connection_file}"],
                              "display_name": "Python 3 (effcourse grader, sandboxed)", "language": "python",
                              "interrupt_mode": "message"}, indent=1))
-    # formgrader renders submissions with nbgrader's 'formgrade' nbconvert template, which it finds
-    # through HTMLExporter.extra_template_basedirs; the course's config sets that list to its own
-    # feedback template folder only, so the instructor's JUPYTER_PATH carries 'formgrade' too
-    import nbgrader.server_extensions.formgrader.handlers as fg
-    link = root / "config" / "grader" / "nbconvert" / "templates" / "formgrade"
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.exists():
-        link.symlink_to(Path(fg.template_path) / "formgrade")
     # the grading kernel's folder (connection file, Unix sockets, the judge's socket): short, since a
     # Unix socket path has at most 107 bytes
     kernel_dir = Path(tempfile.mkdtemp(prefix="efhub-", dir="/tmp"))
