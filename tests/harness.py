@@ -64,9 +64,15 @@ def strip_solution_markers(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """What a student who solved everything submits: the solution with the markers and hidden tests gone."""
     nb = nbformat.from_dict(nb)
     for cell in nb.cells:
-        src = re.sub(r"\s*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS", "", cell.source, flags=re.S)
-        src = re.sub(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", "", src, flags=re.M)
-        cell.source = src
+        kept, hidden = [], False                  # line by line, as nbgrader's ClearHiddenTests removes them
+        for line in cell.source.split("\n"):
+            if "### BEGIN HIDDEN TESTS" in line:
+                hidden = True
+            elif "### END HIDDEN TESTS" in line:
+                hidden = False
+            elif not hidden:
+                kept.append(line)
+        cell.source = re.sub(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", "", "\n".join(kept), flags=re.M)
     return nb
 
 
