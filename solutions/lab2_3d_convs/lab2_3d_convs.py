@@ -30,6 +30,27 @@
 # Neither makes time cheap — that is what Lab 1's shift did.
 
 # %%
+# >>> effcourse bootstrap (hosted notebooks: docs/HOSTED.md)
+# On Colab or a JupyterHub without effcourse this cell installs it; everywhere else it does nothing.
+EFFCOURSE_VERSION, EFFCOURSE_WHEEL = "0.1.0", None  # wheel: a URL or path your instructor may set
+import importlib.util
+if importlib.util.find_spec("effcourse") is None:  # not installed: install the kit's wheel, keep torch
+    import glob, importlib.metadata, re, subprocess, sys
+    pattern = f"effcourse-{EFFCOURSE_VERSION}-*.whl"
+    found = glob.glob(pattern) + glob.glob(f"../../wheels/{pattern}") + [None]
+    wheel = EFFCOURSE_WHEEL or found[0]
+    if wheel is None:
+        raise ModuleNotFoundError(f"no effcourse here and no {pattern} beside this notebook: docs/HOSTED.md")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run(pip + ["--no-deps", wheel], check=True)
+    importlib.invalidate_caches()
+    skip = ("torch", "torchvision", "jupyterlab", "nbgrader", "papermill")  # the platform's torch stays
+    needs = [r for r in importlib.metadata.requires("effcourse") or []
+             if "extra ==" not in r and re.match(r"[\w.-]+", r)[0].lower() not in skip]
+    subprocess.run(pip + needs, check=True)
+# <<< effcourse bootstrap
+
+# %%
 import copy
 import time
 
