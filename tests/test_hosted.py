@@ -38,9 +38,16 @@ def _labs() -> list[str]:
 
 
 # ---- the bootstrap's text ----------------------------------------------------------------------------
+def _bare(lab: str) -> str:
+    """The lab's source without its bootstrap cell (what a lab looked like before the script ran)."""
+    src = (ROOT / "solutions" / lab / f"{lab}.py").read_text(encoding="utf-8")
+    return re.sub(r"# %%\n" + re.escape(hosted.BEGIN) + r".*?" + re.escape(hosted.END) + r"\n\n", "", src, flags=re.S)
+
+
 @pytest.mark.parametrize("lab", _labs())
 def test_add_bootstrap_is_idempotent_and_lands_in_the_set_up_cell(lab):
-    src = (ROOT / "solutions" / lab / f"{lab}.py").read_text(encoding="utf-8")
+    src = _bare(lab)
+    assert hosted.BEGIN not in src
     once = hosted.apply_to_source(src, VERSION)
     assert hosted.apply_to_source(once, VERSION) == once
     assert once.count(hosted.BEGIN) == 1 and once.count(hosted.END) == 1
@@ -63,7 +70,7 @@ def test_the_script_writes_every_lab_once(tmp_path):
     course = tmp_path / "course"
     for lab in _labs()[:2]:
         (course / "solutions" / lab).mkdir(parents=True)
-        shutil.copy2(ROOT / "solutions" / lab / f"{lab}.py", course / "solutions" / lab / f"{lab}.py")
+        (course / "solutions" / lab / f"{lab}.py").write_text(_bare(lab), encoding="utf-8")
     shutil.copy2(ROOT / "pyproject.toml", course / "pyproject.toml")
     script = [sys.executable, str(ROOT / "scripts" / "add_bootstrap.py"), "--root", str(course)]
     assert subprocess.run(script + ["--check"], capture_output=True, text=True).returncode == 1
