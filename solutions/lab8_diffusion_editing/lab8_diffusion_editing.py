@@ -31,7 +31,8 @@
 # embedding added to every block; no attention) trained by the instructor as a DDPM with $T = 1000$
 # linear-schedule steps on random 4 × 4 grids (32 × 32 px) of the bundled 8 × 8 digits: 1200 Adam
 # steps of batch 32 on one thread of a busy 2-core CPU, 26 minutes, final loss 0.083
-# (`data_scripts/train_lab8_ddpm.py`; the config printed below says exactly). The network is fully convolutional, so we run it on 128 × 128 pictures (16 × 16 digits).
+# (the course's instructor script `train_lab8_ddpm.py`; the config printed below says exactly). The
+# network is fully convolutional, so we run it on 128 × 128 pictures (16 × 16 digits).
 # The paper's models are Stable-Diffusion-scale UNets on 256–512 px images; ours is a miniature that
 # keeps the structure (many steps, GroupNorm, a UNet), not the quality.
 
@@ -508,15 +509,18 @@ effcourse.record("sdedit_tradeoff", [[r["t0"], r["faithfulness: PSNR outside edi
 # (GroupNorm statistics frozen at `full`, one mask per resolution made from the `changed` mask it is
 # given); `unet.at_step(t)` is the UNet with its time fixed (a one-input network);
 # `runner.full(x)` runs densely and fills the cache, `runner.sparse(x, changed=mask)` reruns the
-# masked region only. Lab 5's kernels (`active_tiles`, `gather`, `scatter`, `SparseConv2d`) are
-# given below, as Lab 5's solution wrote them.
+# masked region only. The tiles are yours: paste your Lab 5 `active_tiles`, `gather`, `scatter` and
+# `SparseConv2d` into the next cell (Lab 5 grades them; here they only run). Paste the code itself:
+# the grader runs this notebook on its own, without your Lab 5 file.
 #
 # **Exercises.** `edit_mask(x0, x0_edit, dilation)`; `cache_original(...)` (rule 1 and 3) and
 # `sparse_edit(...)` (rule 2).
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "lab5_kernels", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# Your Lab 5 kernels, as you wrote them there: active_tiles, gather, scatter and SparseConv2d.
+### BEGIN SOLUTION
 def active_tiles(changed, kernel_size, stride, padding, tile):
-    """Lab 5's exercise, given: the (n, 2) output tiles whose input block holds a changed pixel."""
+    """Lab 5: the (n, 2) output tiles whose input block holds a changed pixel."""
     H, W = changed.shape
     k, s, p, t = kernel_size, stride, padding, tile
     Ho, Wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
@@ -536,7 +540,7 @@ def active_tiles(changed, kernel_size, stride, padding, tile):
 
 
 def gather(x, tiles, kernel_size, stride, padding, tile):
-    """Lab 5's exercise, given: the (N*n, C, b, b) input blocks of the tiles, zeros outside the image."""
+    """Lab 5: the (N*n, C, b, b) input blocks of the tiles, zeros outside the image."""
     N, C, H, W = x.shape
     n, b, step = tiles.shape[0], (tile - 1) * stride + kernel_size, tile * stride
     rows = x.permute(0, 2, 3, 1).reshape(N * H * W, C)
@@ -556,7 +560,7 @@ def gather(x, tiles, kernel_size, stride, padding, tile):
 
 
 def scatter(y_cached, y_tiles, tiles, tile, out=None):
-    """Lab 5's exercise, given: y_cached with the tiles written in (into out, in place, when given)."""
+    """Lab 5: y_cached with the tiles written in (into out, in place, when given)."""
     N, C, H, W = y_cached.shape
     n = tiles.shape[0]
     out = y_cached.clone() if out is None else out
@@ -578,7 +582,7 @@ def scatter(y_cached, y_tiles, tiles, tile, out=None):
 
 
 class SparseConv2d(nn.Module):
-    """Lab 5's exercise, given: an nn.Conv2d that recomputes only the active tiles in sparse mode."""
+    """Lab 5: an nn.Conv2d that recomputes only the active tiles in sparse mode."""
 
     def __init__(self, conv, tile=8):
         super().__init__()
@@ -600,8 +604,10 @@ class SparseConv2d(nn.Module):
                      c.groups)
         y = epilogue(y) if epilogue is not None else y
         return scatter(self.y_cache, y, self.tiles, self.tile, out=out)
+### END SOLUTION
 
 
+# %%
 KERNELS = {"active_tiles": active_tiles, "gather": gather, "scatter": scatter}
 
 

@@ -337,7 +337,48 @@ SIGE_WRONG = {
         "noise, alphas_cumprod)\n    for", "torch.randn_like(noise), alphas_cumprod)\n    for", 1)),
 }
 
+# ---------------------------------------------------------------- lab5_kernels (the learner's Lab 5 code)
+
+
+def _lab5_kernels() -> str:
+    """The solution's lab5_kernels cell (Lab 5's kernels), read from the percent script."""
+    import re
+    from pathlib import Path
+
+    src = (Path(__file__).resolve().parents[2] / "solutions" / "lab8_diffusion_editing"
+           / "lab8_diffusion_editing.py").read_text(encoding="utf-8")
+    cell = src[src.index('"grade_id": "lab5_kernels"'):]
+    return re.search(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", cell, re.S).group(1)
+
+
+_KERNELS = _lab5_kernels()
+_SCATTER = _KERNELS[_KERNELS.index("def scatter("):_KERNELS.index("class SparseConv2d")]
+KERNELS_CORRECT = {
+    # a plain loop over tiles, edge tiles cropped: another correct Lab 5 scatter
+    "scatter_by_tile_loop": _KERNELS.replace(_SCATTER, '''def scatter(y_cached, y_tiles, tiles, tile, out=None):
+    N, C, H, W = y_cached.shape
+    out = y_cached.clone() if out is None else out
+    blocks = y_tiles.view(N, -1, C, tile, tile)
+    for k, (i, j) in enumerate(tiles.tolist()):
+        h, w = min(tile, H - i * tile), min(tile, W - j * tile)
+        out[:, :, i * tile:i * tile + h, j * tile:j * tile + w] = blocks[:, k, :, :h, :w]
+    return out
+
+
+'''),
+}
+KERNELS_WRONG = {
+    # the recomputed tiles are never written back: the edit never shows
+    "scatter_never_writes": _KERNELS.replace(_SCATTER, '''def scatter(y_cached, y_tiles, tiles, tile, out=None):
+    return y_cached.clone() if out is None else out
+
+
+'''),
+}
+
 EXERCISES = {
+    "lab5_kernels": {"grades": ["test_sige_steps"], "correct": KERNELS_CORRECT, "wrong": KERNELS_WRONG,
+                     "fewer_because": "Lab 5's own mutants judge these kernels; here they only have to run"},
     "linear_schedule": {"grades": ["test_linear_schedule"], "correct": SCHEDULE_CORRECT, "wrong": SCHEDULE_WRONG},
     "q_sample": {"grades": ["test_q_sample"], "correct": QSAMPLE_CORRECT, "wrong": QSAMPLE_WRONG},
     "ddim_timesteps": {"grades": ["test_ddim_timesteps"], "correct": TIMESTEPS_CORRECT, "wrong": TIMESTEPS_WRONG},
