@@ -158,12 +158,17 @@ def _html_text(html: str) -> str:
 def _hidden_lines() -> list[str]:
     """Distinctive lines of the lab's hidden tests (long enough not to occur by chance, and not also
     public: in the release or in the ``effcourse`` package a student installs, whose frames a
-    traceback may quote). Feedback must not show them: not in a cell's source, not in a traceback."""
+    traceback may quote, nor in a solution block, which a student who solved it submits as their
+    own). Feedback must not show them: not in a cell's source, not in a traceback."""
     release = nbformat.read(release_path(LAB), as_version=4)
+    solution = nbformat.read(solution_path(LAB), as_version=4)
     visible = {ln.strip() for cell in release.cells for ln in cell.source.splitlines()}
     visible |= {ln.strip() for f in (ROOT / "effcourse").rglob("*.py") for ln in f.read_text(encoding="utf-8").splitlines()}
+    visible |= {ln.strip() for cell in solution.cells
+                for block in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", cell.source, re.S)
+                for ln in block.splitlines()}
     out = []
-    for cell in nbformat.read(solution_path(LAB), as_version=4).cells:
+    for cell in solution.cells:
         for block in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", cell.source, re.S):
             out += [ln.strip() for ln in block.splitlines() if len(ln.strip()) > 30 and ln.strip() not in visible]
     assert out, f"{LAB} has no hidden tests to look for"
