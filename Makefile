@@ -43,9 +43,11 @@ lab: $(STAMP)
 test: $(STAMP) sandbox
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup -ra --durations=25
 
-# JupyterLab in headless Chromium: every lab opens, runs and renders its widgets (installs chromium via apt)
-test-browser: $(STAMP)
+# JupyterLab in headless Chromium: every lab opens, runs and renders its widgets (installs chromium via apt);
+# then the course on a test JupyterHub, from release to feedback (installs jupyterhub and the proxy)
+test-browser: $(STAMP) sandbox
 	VENV=$(VENV) bash scripts/install_browser.sh
+	VENV=$(VENV) bash scripts/hub/install.sh
 	EFFCOURSE_BROWSER=1 $(PY) -m pytest tests/browser -p no:xdist -ra
 
 test-fast: $(STAMP)
