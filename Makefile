@@ -9,10 +9,11 @@ JOBS   ?= 2
 FULL   ?=
 LABS   ?=
 
-.PHONY: help setup sandbox lab test test-fast test-browser release solutions autograde student-kit bench clean hub
+.PHONY: help setup sandbox lab lint test test-fast test-browser release solutions autograde student-kit bench clean hub
 
 help:
 	@echo "make lab        install if needed, open JupyterLab on labs/"
+	@echo "make lint       ruff over the tree ([tool.ruff] in pyproject.toml)"
 	@echo "make test       install if needed, run every test (unit, notebooks, nbgrader round trips)"
 	@echo "make test-browser  drive JupyterLab in headless Chromium over every lab"
 	@echo "make release    regenerate labs/ from solutions/ with nbgrader"
@@ -39,6 +40,10 @@ sandbox:
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=labs $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+# ruff with the rules of [tool.ruff] in pyproject.toml; CI runs it before the tests
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 test: $(STAMP) sandbox
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup -ra --durations=25
