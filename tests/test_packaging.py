@@ -49,6 +49,7 @@ def test_nbgrader_config_points_at_solutions_and_labs():
 LAYERS = [
     {"runtime", "assets", "learner"},
     {"data"},
+    {"training"},
     {"video", "gan", "sparse", "diffusion"},
     {"bench", "metrics"},
     {"plots"},
