@@ -32,6 +32,7 @@ def _cmd_run_solutions(args) -> int:
     import papermill as pm
 
     from . import grading
+    from .training import no_live_kernels
 
     root = grading.course_root(args.root)
     out = Path(args.out or (root / "_executed" / ("full" if args.full else "quick")))
@@ -41,8 +42,9 @@ def _cmd_run_solutions(args) -> int:
         src = root / "solutions" / lab / f"{lab}.ipynb"
         dst = out / f"{lab}.ipynb"
         print(f"executing {lab} ({'full' if args.full else 'QUICK'}) -> {dst}")
-        pm.execute_notebook(str(src), str(dst), parameters={"QUICK": not args.full}, kernel_name="python3",
-                            cwd=str(src.parent), execution_timeout=args.timeout, progress_bar=False)
+        with no_live_kernels():
+            pm.execute_notebook(str(src), str(dst), parameters={"QUICK": not args.full}, kernel_name="python3",
+                                cwd=str(src.parent), execution_timeout=args.timeout, progress_bar=False)
         subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", str(dst)], check=True,
                        capture_output=True)
         print(f"rendered {dst.with_suffix('.html')}")

@@ -21,6 +21,7 @@ import papermill as pm
 
 from effcourse import grading
 from effcourse.runtime import read_records
+from effcourse.training import no_live_kernels
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "_executed" / "tests"
@@ -41,8 +42,9 @@ def executed(lab: str) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     dst = OUT / f"{lab}.ipynb"
     src = solution_path(lab)
-    pm.execute_notebook(str(src), str(dst), parameters={"QUICK": True}, kernel_name="python3",
-                        cwd=str(src.parent), execution_timeout=CELL_TIMEOUT, progress_bar=False)
+    with no_live_kernels():
+        pm.execute_notebook(str(src), str(dst), parameters={"QUICK": True}, kernel_name="python3",
+                            cwd=str(src.parent), execution_timeout=CELL_TIMEOUT, progress_bar=False)
     return dst
 
 
