@@ -48,7 +48,6 @@ def test_nbgrader_config_points_at_solutions_and_labs():
 # subpackage, and any lower layer; never a higher one (and video, gan, sparse never each other).
 LAYERS = [
     {"runtime", "assets", "learner"},
-    {"training"},
     {"data"},
     {"training"},
     {"video", "gan", "sparse", "diffusion"},
