@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from effcourse.data.digits import few_shot, load_digits
 from effcourse.gan import dcgan
+from effcourse.training import Loop
 
 LAB = "lab6_diffaugment"
 pytestmark = pytest.mark.xdist_group(LAB)
@@ -26,6 +27,10 @@ def _d_loss(D, real, fake, augment):
 
 def _g_loss(D, fake, augment):
     return F.softplus(-D(augment(fake))).mean()
+
+
+def _loop(steps, batch_size):
+    return Loop(steps=steps, batch_size=batch_size, progress=False, live=False)
 
 
 def test_generator_and_discriminator_shapes():
@@ -48,37 +53,41 @@ def test_train_gan_history_ema_and_determinism():
     runs = []
     for _ in range(2):
         G, D = dcgan.make_gan(nz=16, ngf=4, ndf=4, seed=0)
-        G_ema, h = dcgan.train_gan(G, D, fs.images, _d_loss, _g_loss, heldout=fs.heldout_images[:50], iters=12,
-                                   batch_size=8, probe_every=5, progress=False,
-                                   evaluate=lambda g: float(g.sample(4).mean()), eval_every=8)
+        G_ema, h = dcgan.train_gan(G, D, fs.images, _d_loss, _g_loss, heldout=fs.heldout_images[:50],
+                                   loop=Loop(steps=12, batch_size=8, progress=False, live=False),
+                                   opts=dcgan.GANOptions(probe_every=5, eval_every=8),
+                                   evaluate=lambda g: float(g.sample(4).mean()))
         runs.append((G, G_ema, h))
     (G, G_ema, h), (_, G_ema2, h2) = runs
-    assert h.steps == [5, 10, 12] and len(h.d_train) == len(h.d_heldout) == len(h.logit_gap) == 3
-    assert all(0 < v < 1 for v in h.d_train + h.d_heldout)
-    assert h.gap == pytest.approx([a - b for a, b in zip(h.d_train, h.d_heldout)])
-    assert h.eval_steps == [8, 12] and len(h.evals) == 2
-    assert h.d_train == h2.d_train                                      # same seed, same run
+    assert h.steps("d_train") == [5, 10, 12] and len(h["d_train"]) == len(h["d_heldout"]) == len(dcgan.gap(h)) == 3
+    assert all(0 < v < 1 for v in h["d_train"] + h["d_heldout"])
+    assert dcgan.gap(h, logits=False) == pytest.approx([a - b for a, b in zip(h["d_train"], h["d_heldout"])])
+    assert h.steps("eval") == [8, 12] and len(h["eval"]) == 2
+    assert h.steps("d_loss") == list(range(1, 13)) and h.steps("g_loss") == list(range(1, 13))
+    assert h["d_train"] == h2["d_train"] and h["d_loss"] == h2["d_loss"]          # same seed, same run
     assert all(torch.equal(a, b) for a, b in zip(G_ema.state_dict().values(), G_ema2.state_dict().values()))
     assert not all(torch.equal(a, b) for a, b in zip(G.parameters(), G_ema.parameters()))
-    assert len(h.logit_fake) == len(h.logit_fake_aug) == 3 and h.fake_aug_gap == pytest.approx([0.0] * 3)  # no augment
+    assert len(h["logit_fake"]) == len(h["logit_fake_aug"]) == 3
+    assert dcgan.fake_aug_gap(h) == pytest.approx([0.0] * 3)                                     # no augment
 
 
 def test_fake_probes_do_not_change_training():
     """D's logits on G(z) and T(G(z)) are probed on a copy of G with their own random streams: the same run
     with probes at every step and at the end only ends with the same weights."""
     fs = few_shot(20, 16, seed=0)
-    aug = lambda x: x + 0.1 * torch.randn_like(x)          # random, so a probe that drew from the run's stream shows
+    def aug(x):
+        return x + 0.1 * torch.randn_like(x)          # random, so a probe that drew from the run's stream shows
     out = []
     for every in (1, 100):
         G, D = dcgan.make_gan(nz=16, ngf=4, ndf=4, seed=0)
-        _, h = dcgan.train_gan(G, D, fs.images, _d_loss, _g_loss, aug, iters=6, batch_size=8, probe_every=every,
-                               progress=False, probe_fakes=16)
+        _, h = dcgan.train_gan(G, D, fs.images, _d_loss, _g_loss, aug, loop=_loop(6, 8),
+                               opts=dcgan.GANOptions(probe_every=every, probe_fakes=16))
         out.append((G, D, h))
     (G1, D1, h1), (G2, D2, h2) = out
-    assert len(h1.logit_fake) == 6 and len(h2.logit_fake) == 1
+    assert len(h1["logit_fake"]) == 6 and len(h2["logit_fake"]) == 1
     assert all(torch.equal(a, b) for a, b in zip(G1.state_dict().values(), G2.state_dict().values()))
     assert all(torch.equal(a, b) for a, b in zip(D1.state_dict().values(), D2.state_dict().values()))
-    assert h1.logit_fake[-1] == pytest.approx(h2.logit_fake[-1]) and h1.fake_aug_gap[-1] != 0.0
+    assert h1.last("logit_fake") == pytest.approx(h2.last("logit_fake")) and dcgan.fake_aug_gap(h1)[-1] != 0.0
 
 
 def test_train_gan_uses_augment_and_real_transform():
@@ -94,8 +103,7 @@ def test_train_gan_uses_augment_and_real_transform():
         return x
 
     G, D = dcgan.make_gan(nz=16, ngf=4, ndf=4, seed=0)
-    dcgan.train_gan(G, D, fs.images, _d_loss, _g_loss, augment, real_transform, iters=3, batch_size=4,
-                    progress=False)
+    dcgan.train_gan(G, D, fs.images, _d_loss, _g_loss, augment, real_transform, loop=_loop(3, 4))
     assert seen == {"augment": 10, "real": 3}  # D step: reals + fakes, G step: fakes; the probe at step 3: fakes
     assert all(p.requires_grad for p in D.parameters())   # frozen during G's step only
 
@@ -113,8 +121,8 @@ def test_train_gan_can_augment_in_d_step_only():
         return _g_loss(D, fake, augment)
 
     G, D = dcgan.make_gan(nz=16, ngf=4, ndf=4, seed=0)
-    dcgan.train_gan(G, D, fs.images, _d_loss, g_loss_checks_d_frozen, augment, augment_g_step=False, iters=3,
-                    batch_size=4, progress=False)
+    dcgan.train_gan(G, D, fs.images, _d_loss, g_loss_checks_d_frozen, augment, loop=_loop(3, 4),
+                    opts=dcgan.GANOptions(augment_g_step=False))
     assert len(seen) == 7                   # reals and fakes in D's step, nothing in G's step; one probe
     assert all(p.requires_grad for p in D.parameters())
 
@@ -122,14 +130,16 @@ def test_train_gan_can_augment_in_d_step_only():
 def test_train_gan_errors_name_the_problem():
     fs = few_shot(20, 16, seed=0)
     G, D = dcgan.make_gan(nz=16, ngf=4, ndf=4, seed=0)
-    no_detach = lambda D, r, f, a: F.softplus(-D(a(r))).mean() + F.softplus(D(a(f))).mean()
+    def no_detach(D, r, f, a):
+        return F.softplus(-D(a(r))).mean() + F.softplus(D(a(f))).mean()
     with pytest.raises(RuntimeError, match="Detach the fake"):
-        dcgan.train_gan(G, D, fs.images, no_detach, _g_loss, iters=2, batch_size=4, progress=False)
-    per_sample = lambda D, f, a: F.softplus(-D(a(f)))
+        dcgan.train_gan(G, D, fs.images, no_detach, _g_loss, loop=_loop(2, 4))
+    def per_sample(D, f, a):
+        return F.softplus(-D(a(f)))
     with pytest.raises(TypeError, match="scalar"):
-        dcgan.train_gan(G, D, fs.images, _d_loss, per_sample, iters=2, batch_size=4, progress=False)
+        dcgan.train_gan(G, D, fs.images, _d_loss, per_sample, loop=_loop(2, 4))
     with pytest.raises(ValueError, match=r"reals must be \(N, 1, 16, 16\)"):
-        dcgan.train_gan(G, D, fs.images[:, :, :8, :8], _d_loss, _g_loss, iters=2, progress=False)
+        dcgan.train_gan(G, D, fs.images[:, :, :8, :8], _d_loss, _g_loss, loop=_loop(2, 4))
 
 
 def test_artifact_rate():

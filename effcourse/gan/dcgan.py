@@ -4,12 +4,13 @@
   1 -> 4 -> 8 -> 16, BatchNorm, ReLU, ``tanh``).
 * ``Discriminator(ndf)``: images ``(N, 1, 16, 16)`` -> logits ``(N,)`` (strided convs 16 -> 8 -> 4 -> 1,
   LeakyReLU, no normalisation so a sample's logit does not depend on the rest of its batch).
-* ``train_gan(...)``: alternating D / G steps with the learner's ``d_loss``, ``g_loss`` and
-  ``augment`` (in both steps, or in D's step only); keeps an EMA copy of G and tracks D's mean output
+* ``train_gan(G, D, reals, d_loss, g_loss, augment, loop=Loop(...), opts=GANOptions(...))``:
+  alternating D / G steps with the learner's ``d_loss``, ``g_loss`` and ``augment`` (in both
+  steps, or in D's step only); keeps an EMA copy of G and tracks D's mean output
   (sigmoid) on the *training* reals and on *held-out* reals -- the gap between the two is the
   discriminator's memorisation -- and D's mean logit on the same fakes ``G(z)`` un-augmented and
   augmented, ``D(G(z))`` vs ``D(T(G(z)))`` (how far apart D judges what G's step sees and what D's
-  step trains on).
+  step trains on); returns ``(G_ema, History)``; ``gap(hist)`` and ``fake_aug_gap(hist)`` read it.
 * ``artifact_rate(images)``: how many samples show a zeroed square or a zeroed border line (what
   "augment the reals only" teaches the generator to draw).
 
@@ -19,12 +20,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+
+from ..training import EMA, History, Loop, eval_mode
 
 SIZE = 16
 
@@ -49,13 +51,10 @@ class Generator(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, batch_size: int = 500) -> torch.Tensor:
         """``n`` samples ``(n, 1, 16, 16)`` in eval mode (BatchNorm running statistics), on the CPU."""
-        was = self.training
-        self.eval()
         dev = next(self.parameters()).device
         z = torch.randn(n, self.nz, generator=generator)
-        out = torch.cat([self(c.to(dev)).cpu() for c in z.split(batch_size)])
-        self.train(was)
-        return out
+        with eval_mode(self):
+            return torch.cat([self(c.to(dev)).cpu() for c in z.split(batch_size)])
 
 
 class Discriminator(nn.Module):
@@ -99,35 +98,33 @@ def make_gan(nz: int = 64, ngf: int = 32, ndf: int = 32, seed: int = 0,
 
 
 @dataclass
-class History:
-    """What ``train_gan`` measured: iterations at which D was probed and its mean sigmoid outputs."""
+class GANOptions:
+    """``train_gan``'s step-specific options (the shared ones are its ``Loop``).
 
-    steps: list = field(default_factory=list)
-    d_train: list = field(default_factory=list)     # mean sigmoid(D(x)) on the training reals
-    d_heldout: list = field(default_factory=list)   # ... on held-out reals (never trained on)
-    logit_train: list = field(default_factory=list)    # mean logit D(x) on the training reals
-    logit_heldout: list = field(default_factory=list)  # ... on the held-out reals
-    eval_steps: list = field(default_factory=list)  # iterations at which ``evaluate(G_ema)`` ran
-    evals: list = field(default_factory=list)       # its results (e.g. a Fréchet distance)
-    logit_fake: list = field(default_factory=list)      # mean logit D(G(z)) on fixed z, un-augmented
-    logit_fake_aug: list = field(default_factory=list)  # ... D(T(G(z))) on the same fakes, T = ``augment``
-    d_loss: list = field(default_factory=list)      # running mean of the losses since the last probe
-    g_loss: list = field(default_factory=list)
+    ``lr``, ``betas``: Adam for both nets; ``ema_decay``: G_ema's decay (with warm-up);
+    ``augment_g_step``: ``augment`` in G's step too (``False``: D's step only);
+    ``probe_every``: iterations between probes of D; ``eval_every``: between ``evaluate(G_ema)``
+    calls; ``probe_fakes``: fakes per probe."""
 
-    @property
-    def gap(self) -> list:
-        """D's train minus held-out mean output at each probe (0: no memorisation)."""
-        return [a - b for a, b in zip(self.d_train, self.d_heldout)]
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    ema_decay: float = 0.999
+    augment_g_step: bool = True
+    probe_every: int = 100
+    eval_every: int = 500
+    probe_fakes: int = 128
 
-    @property
-    def logit_gap(self) -> list:
-        """D's train minus held-out mean *logit* at each probe (does not saturate like the sigmoid)."""
-        return [a - b for a, b in zip(self.logit_train, self.logit_heldout)]
 
-    @property
-    def fake_aug_gap(self) -> list:
-        """D's mean logit on un-augmented minus augmented fakes at each probe: ``D(G(z)) - D(T(G(z)))``."""
-        return [a - b for a, b in zip(self.logit_fake, self.logit_fake_aug)]
+def gap(hist: History, logits: bool = True) -> list[float]:
+    """D's train minus held-out mean logit (``logits=False``: mean sigmoid output) at each probe of a
+    ``train_gan`` history (0: no memorisation; the logit does not saturate like the sigmoid)."""
+    a, b = ("logit_train", "logit_heldout") if logits else ("d_train", "d_heldout")
+    return [x - y for x, y in zip(hist[a], hist[b])]
+
+
+def fake_aug_gap(hist: History) -> list[float]:
+    """D's mean logit on un-augmented minus augmented fakes at each probe: ``D(G(z)) - D(T(G(z)))``."""
+    return [x - y for x, y in zip(hist["logit_fake"], hist["logit_fake_aug"])]
 
 
 @torch.no_grad()
@@ -149,80 +146,75 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 
 def train_gan(G: Generator, D: nn.Module, reals: torch.Tensor, d_loss: Callable, g_loss: Callable,
               augment: Callable | None = None, real_transform: Callable | None = None, *,
-              augment_g_step: bool = True, heldout: torch.Tensor | None = None, iters: int = 2000, batch_size: int = 32, lr: float = 5e-4,
-              betas: tuple[float, float] = (0.5, 0.999), ema_decay: float = 0.999, probe_every: int = 100,
-              seed: int = 0, device: str | torch.device = "cpu", desc: str = "GAN",
-              evaluate: Callable | None = None, eval_every: int = 500, probe_fakes: int = 128,
-              progress: bool = True) -> tuple[Generator, History]:
+              loop: Loop | None = None, opts: GANOptions | None = None, heldout: torch.Tensor | None = None,
+              evaluate: Callable | None = None) -> tuple[Generator, History]:
     """Train ``G`` and ``D`` on ``reals`` ``(N, 1, 16, 16)``; returns ``(G_ema, history)``.
 
-    Each iteration draws a batch of reals (with replacement) and ``z ~ N(0, I)``, then
+    ``loop`` (default ``Loop(steps=2000, desc="GAN")``): iterations, batch size, seed, device, bar;
+    ``opts`` (default ``GANOptions()``): the GAN's own options. Each iteration draws a batch of reals
+    (with replacement) and ``z ~ N(0, I)``, then
 
     * D step: ``d_loss(D, real, G(z), augment)`` -- the learner's loss; it must detach the fake;
     * G step: ``g_loss(D, G(z), augment)`` on the same fakes (gradients flow through ``augment``),
       with D's parameters frozen (``requires_grad`` off: only G's gradient is computed).
 
     ``augment`` (default: the identity) is what the losses apply to everything D sees: DiffAugment.
-    With ``augment_g_step=False`` G's step gets the identity instead, so ``augment`` acts in D's step
-    only, on reals and (detached) fakes -- the lecture's "augment reals & fakes for D only".
+    With ``opts.augment_g_step=False`` G's step gets the identity instead, so ``augment`` acts in D's
+    step only, on reals and (detached) fakes -- the lecture's "augment reals & fakes for D only".
     ``real_transform`` (default: none) is applied to the real batch *before* ``d_loss``, like a
     classic data-set augmentation: used alone, it shows what augmenting only the reals does.
-    Adam (``lr``, ``betas``) for both nets; ``G_ema`` is an exponential moving average of G's
-    weights (decay ``min(ema_decay, (1 + t) / (10 + t))`` at step t), the copy to sample from. Every ``probe_every`` iterations the history
-    records D's mean sigmoid output (and mean logit) on the training reals and on ``heldout`` reals;
-    every ``eval_every`` iterations (and at the end) ``evaluate(G_ema)``, if given, is recorded too.
-    Each probe also records D's mean logit on ``probe_fakes`` fakes ``G(z)`` (fixed ``z``; G in
-    training mode, as the steps see it, on a copy so its BatchNorm statistics are untouched), as they
-    are and through ``augment``; the probes draw from their own random streams, so a run's training
-    is the same with or without them.
+    Adam for both nets; ``G_ema`` is an ``EMA`` of G's weights with warm-up, the copy to sample from.
+
+    The history's series: ``d_loss``, ``g_loss`` (every ``loop.log_every`` iterations); at every
+    ``opts.probe_every``-th iteration (and the last) D's mean sigmoid output ``d_train`` /
+    ``d_heldout`` and mean logit ``logit_train`` / ``logit_heldout`` on the training reals and on
+    ``heldout`` reals (``gap(hist)``: their difference), and D's mean logit on ``opts.probe_fakes``
+    fakes ``G(z)`` (fixed ``z``; G in training mode, as the steps see it, on a copy so its BatchNorm
+    statistics are untouched), as they are (``logit_fake``) and through ``augment``
+    (``logit_fake_aug``); at every ``opts.eval_every``-th iteration (and the last) ``eval``, the
+    result of ``evaluate(G_ema)`` if given. The probes draw from their own random streams, so a run's
+    training is the same with or without them.
     """
+    loop = loop or Loop(steps=2000, desc="GAN")
+    opts = opts or GANOptions()
     if reals.dim() != 4 or reals.shape[1:] != (1, SIZE, SIZE):
         raise ValueError(f"reals must be (N, 1, {SIZE}, {SIZE}), got {tuple(reals.shape)}")
-    if iters < 1 or batch_size < 1 or probe_every < 1:
-        raise ValueError(f"iters, batch_size and probe_every must be positive, got {iters}, {batch_size}, {probe_every}")
+    if opts.probe_every < 1 or opts.eval_every < 1:
+        raise ValueError(f"probe_every and eval_every must be positive, got {opts.probe_every}, {opts.eval_every}")
     augment = augment or _identity
-    device = torch.device(device)
+    device, seed = torch.device(loop.device), loop.seed
     G, D = G.to(device).train(), D.to(device).train()
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    ema = EMA(G, opts.ema_decay, warmup=True)
     fused = device.type in ("cpu", "cuda")           # one kernel per step instead of ~12 per tensor
-    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=betas, fused=fused)
-    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas, fused=fused)
-    ema_params, g_params = list(G_ema.parameters()), list(G.parameters())
+    opt_g = torch.optim.Adam(G.parameters(), lr=opts.lr, betas=opts.betas, fused=fused)
+    opt_d = torch.optim.Adam(D.parameters(), lr=opts.lr, betas=opts.betas, fused=fused)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)   # the augmentations draw from the global generator
     reals_dev = reals.to(device)
-    z_probe = torch.randn(probe_fakes, G.nz, generator=torch.Generator().manual_seed(seed + 12345)).to(device)
-    hist = History()
-    run_d, run_g, n_run = 0.0, 0.0, 0
+    z_probe = torch.randn(opts.probe_fakes, G.nz, generator=torch.Generator().manual_seed(seed + 12345)).to(device)
+    hist = loop.history()
 
     def probe(step: int) -> None:
-        nonlocal run_d, run_g, n_run
-        D.eval()
-        hist.steps.append(step)
-        on_train = _logits(D, reals)                      # one pass each: the probabilities and logits
-        on_heldout = _logits(D, heldout) if heldout is not None else torch.full((1,), float("nan"))
-        hist.d_train.append(float(torch.sigmoid(on_train).mean()))
-        hist.d_heldout.append(float(torch.sigmoid(on_heldout).mean()))
-        hist.logit_train.append(float(on_train.mean()))
-        hist.logit_heldout.append(float(on_heldout.mean()))
-        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed + step)
-            fakes = copy.deepcopy(G).train()(z_probe)        # a copy: G's BatchNorm running statistics stay
-            hist.logit_fake.append(float(D(fakes).float().mean()))
-            hist.logit_fake_aug.append(hist.logit_fake[-1] if augment is _identity else
-                                       float(D(augment(fakes)).float().mean()))
-        hist.d_loss.append(run_d / max(n_run, 1))
-        hist.g_loss.append(run_g / max(n_run, 1))
-        run_d, run_g, n_run = 0.0, 0.0, 0
-        D.train()
+        with eval_mode(D):
+            on_train = _logits(D, reals)                      # one pass each: the probabilities and logits
+            on_heldout = _logits(D, heldout) if heldout is not None else torch.full((1,), float("nan"))
+            with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(seed + step)
+                fakes = copy.deepcopy(G).train()(z_probe)        # a copy: G's BatchNorm running statistics stay
+                on_fake = float(D(fakes).float().mean())
+                on_fake_aug = on_fake if augment is _identity else float(D(augment(fakes)).float().mean())
+        hist.log(step, d_train=torch.sigmoid(on_train).mean(), d_heldout=torch.sigmoid(on_heldout).mean(),
+                 logit_train=on_train.mean(), logit_heldout=on_heldout.mean(),
+                 logit_fake=on_fake, logit_fake_aug=on_fake_aug)
 
-    bar = tqdm(range(1, iters + 1), desc=desc, disable=not progress, mininterval=1.0)
-    for step in bar:
-        idx = torch.randint(0, len(reals), (batch_size,), generator=gen).to(device)
+    bar = loop.bar()
+    for i in bar:
+        step = i + 1
+        idx = torch.randint(0, len(reals), (loop.batch_size,), generator=gen).to(device)
         real = reals_dev[idx]
         if real_transform is not None:
             real = real_transform(real)
-        z = torch.randn(batch_size, G.nz, generator=gen).to(device)
+        z = torch.randn(loop.batch_size, G.nz, generator=gen).to(device)
         fake = G(z)
 
         loss_d = d_loss(D, real, fake, augment)
@@ -233,7 +225,7 @@ def train_gan(G: Generator, D: nn.Module, reals: torch.Tensor, d_loss: Callable,
 
         D.requires_grad_(False)      # G's step: gradients for G only (D's weight gradients are not needed)
         try:
-            loss_g = g_loss(D, fake, augment if augment_g_step else _identity)
+            loss_g = g_loss(D, fake, augment if opts.augment_g_step else _identity)
             _check_loss("g_loss", loss_g)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
@@ -246,22 +238,16 @@ def train_gan(G: Generator, D: nn.Module, reals: torch.Tensor, d_loss: Callable,
             D.requires_grad_(True)
         opt_g.step()
 
-        with torch.no_grad():
-            decay = min(ema_decay, (1.0 + step) / (10.0 + step))   # warm-up: early on, follow G closely
-            torch._foreach_lerp_(ema_params, g_params, 1.0 - decay)
-            for be, b in zip(G_ema.buffers(), G.buffers()):
-                be.copy_(b)
-        run_d += float(loss_d.detach())
-        run_g += float(loss_g.detach())
-        n_run += 1
-        if step % probe_every == 0 or step == iters:
+        ema.update(G)                # warm-up: early on, G_ema follows G closely
+        if loop.logs(i):
+            hist.log(step, d_loss=loss_d, g_loss=loss_g)
+        if step % opts.probe_every == 0 or step == loop.steps:
             probe(step)
-            bar.set_postfix(D_train=f"{hist.d_train[-1]:.2f}", D_heldout=f"{hist.d_heldout[-1]:.2f}")
-        if evaluate is not None and (step % eval_every == 0 or step == iters):
-            G_ema.eval()
-            hist.eval_steps.append(step)
-            hist.evals.append(evaluate(G_ema))
-    return G_ema.cpu(), hist
+            bar.set_postfix(D_train=f"{hist.last('d_train'):.2f}", D_heldout=f"{hist.last('d_heldout'):.2f}")
+        if evaluate is not None and (step % opts.eval_every == 0 or step == loop.steps):
+            hist.log(step, eval=evaluate(ema.model.eval()))
+    hist.close()
+    return ema.model.cpu(), hist
 
 
 def _check_loss(name: str, loss) -> None:

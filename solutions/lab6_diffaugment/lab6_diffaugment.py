@@ -58,13 +58,13 @@ import time
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 import effcourse
 from effcourse import metrics, plots
 from effcourse.checks import lab6
 from effcourse.data.digits import few_shot, load_digits
 from effcourse.gan import dcgan
+from effcourse.training import Loop
 
 # %% tags=["parameters"]
 QUICK = False
@@ -883,11 +883,13 @@ def run(name, iters):
     """Train one setup from the same initial weights and seed; keep its history and EMA samples."""
     t0 = time.perf_counter()
     G, D = dcgan.make_gan(ngf=NGF, ndf=NDF, seed=SEED)
-    G_ema, hist = dcgan.train_gan(G, D, data.images, d_loss, g_loss, **setups[name], heldout=heldout, iters=iters,
-                                  lr=LR, probe_every=PROBE_EVERY, seed=SEED, device=device, desc=name,
-                                  evaluate=frechet_of, eval_every=min(EVAL_EVERY, iters))
+    setup = dict(setups[name])
+    opts = dcgan.GANOptions(lr=LR, probe_every=PROBE_EVERY, eval_every=min(EVAL_EVERY, iters),
+                            augment_g_step=setup.pop("augment_g_step", True))
+    G_ema, hist = dcgan.train_gan(G, D, data.images, d_loss, g_loss, **setup, heldout=heldout, evaluate=frechet_of,
+                                  loop=Loop(steps=iters, seed=SEED, device=device, desc=name), opts=opts)
     samples = last_samples["G_ema"]                       # train_gan evaluates at the last iteration too
-    runs[name] = {"hist": hist, "samples": samples, "fd": hist.evals[-1], "iters": iters}
+    runs[name] = {"hist": hist, "samples": samples, "fd": hist.last("eval"), "iters": iters}
     print(f"{name}: {iters} iterations in {time.perf_counter() - t0:.0f} s")
 
 
@@ -906,13 +908,14 @@ run("DiffAugment", ITERS)
 fig, (ax1, ax2, ax3, ax4) = plt.subplots(1, 4, figsize=(19, 3.8))
 for name, r in runs.items():
     h = r["hist"]
-    ax1.plot(h.steps, h.d_train, color=colors[name], label=f"{name}: training reals")
-    ax1.plot(h.steps, h.d_heldout, color=colors[name], ls="--", label=f"{name}: held-out reals")
-    ax2.plot(h.steps, h.logit_gap, color=colors[name], label=name)
-    ax3.plot(h.eval_steps, h.evals, color=colors[name], marker="o", label=name)
+    probes = h.steps("d_train")
+    ax1.plot(probes, h["d_train"], color=colors[name], label=f"{name}: training reals")
+    ax1.plot(probes, h["d_heldout"], color=colors[name], ls="--", label=f"{name}: held-out reals")
+    ax2.plot(probes, dcgan.gap(h), color=colors[name], label=name)
+    ax3.plot(h.steps("eval"), h["eval"], color=colors[name], marker="o", label=name)
     if name in ("augment D only", "DiffAugment"):
-        ax4.plot(h.steps, h.logit_fake, color=colors[name], label=f"{name}: D(G(z))")
-        ax4.plot(h.steps, h.logit_fake_aug, color=colors[name], ls="--", label=f"{name}: D(T(G(z)))")
+        ax4.plot(probes, h["logit_fake"], color=colors[name], label=f"{name}: D(G(z))")
+        ax4.plot(probes, h["logit_fake_aug"], color=colors[name], ls="--", label=f"{name}: D(T(G(z)))")
 ax1.set(xlabel="iteration", ylabel="mean sigmoid(D(x))", title="D's output on real digits")
 ax2.set(xlabel="iteration", ylabel="mean logit: training - held-out", title="the memorisation gap")
 ax3.set(xlabel="iteration", ylabel="digit-feature Fréchet distance", title="sample quality (lower is better)",
@@ -955,14 +958,14 @@ floor_memoriser = metrics.frechet_distance(all_digits, memoriser)
 rows, fd, gap, art, on_fake, on_fake_aug = [], {}, {}, {}, {}, {}
 for name, r in runs.items():
     h = r["hist"]
-    n_last = max(1, len(h.steps) // 5)     # average D's logits over the last 20 % of probes
+    n_last = max(1, len(h["d_train"]) // 5)     # average D's logits over the last 20 % of probes
     fd[name] = r["fd"]
-    gap[name] = sum(h.logit_gap[-n_last:]) / n_last
-    on_fake[name] = sum(h.logit_fake[-n_last:]) / n_last
-    on_fake_aug[name] = sum(h.logit_fake_aug[-n_last:]) / n_last
+    gap[name] = sum(dcgan.gap(h)[-n_last:]) / n_last
+    on_fake[name] = h.mean("logit_fake", last=n_last)
+    on_fake_aug[name] = h.mean("logit_fake_aug", last=n_last)
     art[name] = dcgan.artifact_rate(r["samples"])
-    rows.append({"setup": name, "iterations": r["iters"], "Fréchet distance": fd[name], "σ(D) train": h.d_train[-1],
-                 "σ(D) held-out": h.d_heldout[-1], "D logit gap": gap[name], "D(G(z))": on_fake[name],
+    rows.append({"setup": name, "iterations": r["iters"], "Fréchet distance": fd[name], "σ(D) train": h.last("d_train"),
+                 "σ(D) held-out": h.last("d_heldout"), "D logit gap": gap[name], "D(G(z))": on_fake[name],
                  "D(T(G(z)))": on_fake_aug[name], "zero squares %": 100 * art[name]["square"],
                  "zero borders %": 100 * art[name]["edge"]})
 real_art = dcgan.artifact_rate(all_digits)
@@ -972,7 +975,7 @@ rows.append({"setup": "real digits (two halves)", "Fréchet distance": floor_hal
 plots.table(rows, floatfmt=".3g", title="100-shot digits, four ways")
 # DiffAugment's Fréchet distance after as many iterations as the two short runs, for a fair comparison
 h = runs["DiffAugment"]["hist"]
-fd_diffaugment_short = h.evals[min(range(len(h.eval_steps)), key=lambda i: abs(h.eval_steps[i] - SHORT_ITERS))]
+fd_diffaugment_short = h["eval"][min(range(len(h["eval"])), key=lambda i: abs(h.steps("eval")[i] - SHORT_ITERS))]
 print(f"DiffAugment after {SHORT_ITERS} iterations: Fréchet distance {fd_diffaugment_short:.1f}")
 
 effcourse.record("fd_none", fd["no augmentation"])
