@@ -55,7 +55,8 @@ def build(quick: bool = False) -> dict:
             loss.backward()
             opt.step()
             sched.step()
-        print(f"digit_features: {steps} steps, train acc {accuracy(net, x, y):.3f}, test acc {accuracy(net, xt, yt):.3f}")
+        print(f"digit_features: {steps} steps, train acc {accuracy(net, x, y):.3f}, "
+              f"test acc {accuracy(net, xt, yt):.3f}")
         return {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
     finally:
         torch.set_num_threads(threads)

@@ -2,8 +2,9 @@
 the ``"val"`` pairs that the lab's search chooses on and the ``"test"`` pairs stay unseen). Deterministic.
 
 L1 reconstruction (x100) with Adam 5e-4, betas (0.5, 0.999), batch 16, EMA weights (decay 0.999),
-seed 0, one CPU thread. The state dict is stored as int8 weights with per-filter scales (`pix2pix.pack_state`, about 1.4 MB);
-``pix2pix.load_teacher`` unpacks it. ``quick=True`` is a smoke build of a few steps.
+seed 0, one CPU thread. The state dict is stored as int8 weights with per-filter scales
+(`pix2pix.pack_state`, about 1.4 MB); ``pix2pix.load_teacher`` unpacks it. ``quick=True`` is a
+smoke build of a few steps.
 """
 from __future__ import annotations
 
@@ -21,11 +22,13 @@ def recon_only(d_fake_logits, fake, target, teacher_out, distill, paired=True, l
 def build(quick: bool = False) -> dict:
     from effcourse.gan import pix2pix
     from effcourse.runtime import seed_everything
+    from effcourse.training import Loop
 
     torch.set_num_threads(1)
     seed_everything(0)
     edges, digits = pix2pix.edge_digit_pairs("train")
     teacher = pix2pix.ResnetGenerator(ngf=NGF)
-    ema, _ = pix2pix.train_generator(teacher, edges, digits, steps=20 if quick else STEPS, objective=recon_only,
-                                     ema_decay=0.999, seed=0, desc="teacher")
+    ema, _ = pix2pix.train_generator(teacher, edges, digits, objective=recon_only,
+                                     loop=Loop(steps=20 if quick else STEPS, batch_size=16, seed=0, desc="teacher"),
+                                     opts=pix2pix.Pix2PixOptions(ema_decay=0.999))
     return pix2pix.pack_state(ema.state_dict())

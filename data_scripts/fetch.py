@@ -212,7 +212,7 @@ class _Part:
 
     def write(self, data: bytes) -> None:
         if self.fh is None:
-            self.fh = open(self.part, "ab" if self.have else "wb")
+            self.fh = open(self.part, "ab" if self.have else "wb")  # noqa: SIM115 - open across write() calls; close() shuts it
         _write(self.fh, data)
 
     def flush(self) -> None:
@@ -335,7 +335,7 @@ class _Concat:
         out = b""
         while self.i < len(self.paths) and (n < 0 or len(out) < n):
             if self.fh is None:
-                self.fh = open(self.paths[self.i], "rb")
+                self.fh = open(self.paths[self.i], "rb")  # noqa: SIM115 - open across read() calls
             data = self.fh.read(-1 if n < 0 else n - len(out))
             if not data:
                 self.fh.close()
@@ -485,7 +485,8 @@ def _locate_manual(entry: dict[str, Any], downloads: Path, info: dict[str, Any],
             stem = p.name[:-4] if p.name.endswith(".zip") else p.name
             if fnmatch.fnmatch(stem, pattern) and p.is_file():
                 found.setdefault(stem, []).append(p)
-        missing = [pattern.replace("??", f"{i:02d}") for i in range(n) if pattern.replace("??", f"{i:02d}") not in found]
+        wanted = [pattern.replace("??", f"{i:02d}") for i in range(n)]
+        missing = [part for part in wanted if part not in found]
         if missing:
             raise ManualDownloadRequired(f"{name}: {len(missing)} of {n} parts missing in {downloads} "
                                          f"(first missing: {missing[0]}). {where}")
@@ -598,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m data_scripts.fetch", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("names", nargs="*", help="datasets to fetch (see --list)")
-    ap.add_argument("--root", type=Path, help=f"data folder (default $EFFCOURSE_DATA or ~/effcourse_data)")
+    ap.add_argument("--root", type=Path, help="data folder (default $EFFCOURSE_DATA or ~/effcourse_data)")
     ap.add_argument("--manifest", type=Path, help="manifest file (default data_scripts/manifest.json)")
     ap.add_argument("--downloads", type=Path, help="folder holding the archives (default ROOT/NAME/downloads)")
     ap.add_argument("--retries", type=int, default=3, help="resumes after an interrupted transfer (default 3)")

@@ -149,8 +149,9 @@ def _decode_pyav(path: Path, n_frames: int, size: int) -> torch.Tensor:
         stream.thread_type = "AUTO"
         small = []
         try:
+            # a loop, not a comprehension: on a decoding error `small` still counts the frames decoded before it
             for frame in container.decode(stream):
-                small.append(_square_resize(_rgb(frame.to_image()).unsqueeze(0), size)[0])
+                small.append(_square_resize(_rgb(frame.to_image()).unsqueeze(0), size)[0])  # noqa: PERF401
         except Exception as err:  # noqa: BLE001
             raise PrepareError(f"cannot decode {path} (codec {codec}) after {len(small)} frames: {_av_reason(err)} "
                                f"(truncated or corrupt?)") from None

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -148,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--regrade", action="store_true", help="grade everyone again, not only new/changed notebooks")
     p.add_argument("--keep-work", action="store_true", help="keep the per-student work folders (debugging)")
     p.add_argument("--no-sandbox", action="store_true",
-                   help="run kernels without bubblewrap: student code can then read your files (trusted notebooks only)")
+                   help="run kernels without bubblewrap: student code can then read your files "
+                   "(trusted notebooks only)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(fn=_cmd_autograde)
 

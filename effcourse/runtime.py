@@ -96,7 +96,8 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def setup(quick: bool = False, seed: int = 0, device: str = "auto", threads: int | None = None) -> tuple[bool, torch.device]:
+def setup(quick: bool = False, seed: int = 0, device: str = "auto",
+          threads: int | None = None) -> tuple[bool, torch.device]:
     """One call at the top of every lab: resolve the profile and DEVICE, seed everything, set CPU threads.
 
     On CPU a lab uses ``threads`` threads (default 1: on a shared 2-core machine one thread timed

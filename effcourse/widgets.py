@@ -18,6 +18,7 @@ import torch
 from . import bench, plots
 from .diffusion import data as ddata
 from .gan import anycost
+from .training import eval_mode
 
 
 def anycost_preview(G: anycost.AnycostGenerator, ratios: Sequence[float] | None = None, n_samples: int = 16,
@@ -45,22 +46,20 @@ def anycost_preview(G: anycost.AnycostGenerator, ratios: Sequence[float] | None 
         r, res, s = float(ratio.value), int(resolution.value), int(seed_slider.value)
         z = torch.randn(n_samples, G.z_dim, generator=torch.Generator().manual_seed(s))
         old = G.ratios
-        was_training = G.training
-        G.eval()
-        try:
-            images = anycost.sample(G, z, r, res)
-            G.set_ratio(r)
-            macs = bench.count_macs(G, z[:1], res)
-            zb = z[:1].expand(max(1, int(latency_batch)), -1).contiguous()
+        with eval_mode(G):
+            try:
+                images = anycost.sample(G, z, r, res)
+                G.set_ratio(r)
+                macs = bench.count_macs(G, z[:1], res)
+                zb = z[:1].expand(max(1, int(latency_batch)), -1).contiguous()
 
-            def run():
-                with torch.no_grad():
-                    G(zb, res)
+                def run():
+                    with torch.no_grad():
+                        G(zb, res)
 
-            ms = 1e3 * bench.latency(run, min_run_time=min_run_time, warmup=1)
-        finally:
-            G.set_ratio(old)
-            G.train(was_training)
+                ms = 1e3 * bench.latency(run, min_run_time=min_run_time, warmup=1)
+            finally:
+                G.set_ratio(old)
         status.value = (f"<b>ratio {r:g}, {res}x{res} px</b>: {macs / 1e6:.2f} M MACs per image, "
                         f"{ms:.2f} ms per batch of {max(1, int(latency_batch))} (median)")
         with out:
@@ -113,8 +112,8 @@ def diffusion_editor(pic: torch.Tensor, caches: dict, dense_edit, sparse_edit, m
             t1 = time.perf_counter()
             sparse = sparse_edit(edited, mask)
             t2 = time.perf_counter()
-        status.value = (f"<b>cell ({r}, {c}) &larr; digit #{k}</b>: mask {100 * float(mask.float().mean()):.1f} % of the "
-                        f"picture, {len(caches)} steps; one edit dense {1e3 * (t1 - t0):.0f} ms, sparse "
+        status.value = (f"<b>cell ({r}, {c}) &larr; digit #{k}</b>: mask {100 * float(mask.float().mean()):.1f} % "
+                        f"of the picture, {len(caches)} steps; one edit dense {1e3 * (t1 - t0):.0f} ms, sparse "
                         f"{1e3 * (t2 - t1):.0f} ms ({(t1 - t0) / max(t2 - t1, 1e-9):.1f}x); max |sparse - dense| "
                         f"{float((sparse - dense).abs().max()):.3f}")
         with out:

@@ -87,7 +87,8 @@ def main(argv=None) -> int:
     if args.students:
         for lab in labs:
             cpu, wall, _ = grade(lab, root, args.students, args.jobs)
-            print(f"{lab}: {args.students} notebooks, --jobs {args.jobs}: {60 * args.students / wall:.2f} notebooks/min "
+            print(f"{lab}: {args.students} notebooks, --jobs {args.jobs}: "
+                  f"{60 * args.students / wall:.2f} notebooks/min "
                   f"({wall:.0f} s wall, {cpu / args.students:.1f} CPU s per notebook)", flush=True)
     return 0
 

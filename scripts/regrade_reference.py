@@ -48,7 +48,7 @@ def main() -> None:
     args = ap.parse_args()
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
     try:
-        print(f"| lab | full marks | failing cells | seconds |\n|---|---|---|---|")
+        print("| lab | full marks | failing cells | seconds |\n|---|---|---|---|")
         for lab in args.labs or grading.labs():
             start = time.monotonic()
             full, failures = regrade(lab, args.runs)

@@ -10,8 +10,9 @@ Both students are this test's one OS account: nbgrader 0.9 names a submitter aft
 (``pwd``, not ``$USER``), so ``submit`` and ``fetch_feedback`` get ``--CourseDirectory.student_id``
 (nbgrader's explicit-id option; on a JupyterHub each student's account gives it). Every call runs
 with a home folder of its own (``HOME``, ``JUPYTER_*``: nbgrader keeps each student's submission
-cache there) and gets ``--Exchange.root`` (a temporary folder) and ``--CourseDirectory.course_id``. The notebooks run in the smoke profile (nbgrader sets
-``NBGRADER_EXECUTION``). ``EFFCOURSE_EXCHANGE_LAB`` picks the lab (default: the cheapest to grade).
+cache there) and gets ``--Exchange.root`` (a temporary folder) and ``--CourseDirectory.course_id``.
+The notebooks run in the smoke profile (nbgrader sets ``NBGRADER_EXECUTION``).
+``EFFCOURSE_EXCHANGE_LAB`` picks the lab (default: the cheapest to grade).
 """
 from __future__ import annotations
 
@@ -110,7 +111,8 @@ def test_release_fetch_submit_collect_autograde_feedback(tmp_path):
     t_grade = time.monotonic()
     run = grading.autograde(LAB, collected, out=graded, root=ROOT)
     t_grade = time.monotonic() - t_grade
-    rows = {r["student"]: r for r in csv.DictReader(open(os.fspath(run), encoding="utf-8"))}
+    with open(os.fspath(run), encoding="utf-8") as fh:
+        rows = {r["student"]: r for r in csv.DictReader(fh)}
     assert sorted(rows) == sorted(STUDENTS), rows
     maxima = grading.max_scores(graded, LAB)
     auto = {g: pts for g, (pts, is_auto) in maxima.items() if is_auto}
@@ -141,7 +143,8 @@ def test_release_fetch_submit_collect_autograde_feedback(tmp_path):
         html = got[0].read_text(encoding="utf-8")
         text = _html_text(html)
         total = float(rows[who]["autograded_total"])
-        assert re.search(rf"\b{total:g}(\.0+)?\s*/\s*\d", html) or f"{total:g}" in html, f"{who}'s score not in feedback"
+        assert re.search(rf"\b{total:g}(\.0+)?\s*/\s*\d", html) or f"{total:g}" in html, \
+            f"{who}'s score not in feedback"
         leaked = [line for line in hidden if line in text]
         assert not leaked, f"{who}'s feedback shows hidden test code: {leaked[:3]}"
     print(f"\nexchange round trip ({LAB}, 2 students): {time.monotonic() - t0:.0f} s wall, "
@@ -163,7 +166,8 @@ def _hidden_lines() -> list[str]:
     release = nbformat.read(release_path(LAB), as_version=4)
     solution = nbformat.read(solution_path(LAB), as_version=4)
     visible = {ln.strip() for cell in release.cells for ln in cell.source.splitlines()}
-    visible |= {ln.strip() for f in (ROOT / "effcourse").rglob("*.py") for ln in f.read_text(encoding="utf-8").splitlines()}
+    visible |= {ln.strip() for f in (ROOT / "effcourse").rglob("*.py")
+                for ln in f.read_text(encoding="utf-8").splitlines()}
     visible |= {ln.strip() for cell in solution.cells
                 for block in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", cell.source, re.S)
                 for ln in block.splitlines()}

@@ -54,8 +54,8 @@ def make_tiny_course(dest: Path) -> Path:
         _cell("code", "def mul(a, b):\n    ### BEGIN SOLUTION\n    return a * b\n    ### END SOLUTION",
               grade_id="mul", solution=True),
         _cell("code", "assert mul(2, 3) == 6, 'mul(2, 3) should be 6'\n### BEGIN HIDDEN TESTS\n"
-                      "assert mul(2, 3) == 6\nassert mul(0, 5) == 0\n### END HIDDEN TESTS", grade_id="test_mul", grade=True, locked=True,
-              points=5),
+                      "assert mul(2, 3) == 6\nassert mul(0, 5) == 0\n### END HIDDEN TESTS",
+              grade_id="test_mul", grade=True, locked=True, points=5),
         _cell("markdown", "Why? " + "### BEGIN SOLUTION\nBecause.\n### END SOLUTION", grade_id="q_why",
               grade=True, solution=True, points=2),
     ]
@@ -124,7 +124,8 @@ def batch(tmp_path_factory):
     _write(subs, "exits", _with(good, "mul", "import os\nos._exit(3)"))
     _write(subs, "segfault", _with(good, "mul", "import ctypes\nctypes.string_at(0)"))
     _write(subs, "hog", _with(good, "mul", HOG))
-    tampered = _with(_with(good, "add", "def add(a, b):\n    return 0"), "test_add", "assert True  # all good", points=50)
+    tampered = _with(_with(good, "add", "def add(a, b):\n    return 0"), "test_add", "assert True  # all good",
+                     points=50)
     _write(subs, "tamper", _without(_with(tampered, "mul", "def mul(a, b):\n    return 1"), "test_mul"))
     (subs / "nobook").mkdir()
     (subs / "nobook" / "answers.txt").write_text("I did it on paper")
@@ -146,7 +147,8 @@ def batch(tmp_path_factory):
                "attempt(lambda: (out / '.effcourse-state.json').write_text('{}'))\n"
                f"attempt(lambda: (pathlib.Path({str(tmp)!r}) / 'outside.txt').write_text('I was here'))\n"
                "own = pathlib.Path(os.getcwd()).parents[2] / 'gradebook.db'\n"
-               "attempt(lambda: sqlite3.connect(own).execute('UPDATE grade_cells SET max_score = 1000').connection.commit())\n"
+               "attempt(lambda: sqlite3.connect(own).execute('UPDATE grade_cells SET max_score = 1000')"
+               ".connection.commit())\n"
                "def add(a, b):\n    return a + b\n")
     _write(subs, "hostile", _with(good, "add", hostile))
     csv_path = grading.autograde(LAB, subs, out=out, root=course, timeout=TIMEOUT, jobs=2, memory_gb=6,
@@ -360,7 +362,8 @@ def test_tamper_report_compares_with_the_release(tmp_path):
     release = nbformat.read(course / "labs" / LAB / f"{LAB}.ipynb", as_version=4)
     assert grading.tamper_report(release, release) == []
     assert grading.tamper_report(_with(release, "add", "def add(a, b): return a + b"), release) == []
-    assert grading.tamper_report(_with(release, "test_mul", points=99), release) == ["locked cell test_mul edited (points)"]
+    assert grading.tamper_report(_with(release, "test_mul", points=99), release) == [
+        "locked cell test_mul edited (points)"]
     assert grading.tamper_report(_without(release, "test_add"), release) == ["locked cell test_add deleted"]
 
 

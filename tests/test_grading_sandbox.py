@@ -91,7 +91,8 @@ TAMPER = {
     # top level: no-op checks and a patched torch, then a wrong answer
     "noop_checks": WRONG + f"import effcourse.checks.asserts as A\nA.assert_close = {NOOP}\nA.assert_true = {NOOP}\n"
                    "A.call = lambda name, fn, *a, **k: None\n",
-    "patched_torch": WRONG + "import torch\ntorch.equal = lambda *a: True\ntorch.isclose = lambda a, b, **k: torch.ones_like(a, dtype=torch.bool)\n",
+    "patched_torch": WRONG + "import torch\ntorch.equal = lambda *a: True\n"
+                     "torch.isclose = lambda a, b, **k: torch.ones_like(a, dtype=torch.bool)\n",
     "fake_module": WRONG + "import sys, types\nfake = types.ModuleType('effcourse.checks.asserts')\n"
                    f"fake.assert_close = fake.assert_true = {NOOP}\nfake.call = lambda n, f, *a, **k: f(*a, **k)\n"
                    "sys.modules['effcourse.checks.asserts'] = fake\n"
@@ -142,7 +143,8 @@ print('THEFT found:', found)
 SPY = """import os, socket, pathlib, glob
 report = {'uid': os.getuid(), 'cwd_writable': os.access('.', os.W_OK),
           'root_listing': sorted(os.listdir('/')),
-          'course_visible': os.path.exists(%(root)r), 'home_entries': sorted(os.listdir(%(home)r)) if os.path.isdir(%(home)r) else [],
+          'course_visible': os.path.exists(%(root)r),
+          'home_entries': sorted(os.listdir(%(home)r)) if os.path.isdir(%(home)r) else [],
           'solutions_visible': os.path.exists(%(repo)r + '/solutions') or os.path.exists(%(repo)r + '/tests'),
           'other_grading_files': [os.path.join(d, f) for top in glob.glob('/tmp/effcourse-grade-*')
                                   for d, _, files in os.walk(top) for f in files

@@ -87,7 +87,8 @@ x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
 y = shift(x, 1)
 assert_true(y.requires_grad, "the output carries the graph")
 (y * torch.arange(15.0, dtype=torch.float64).view(5, 3)).sum().backward()
-assert_close("grad through the kernel", x.grad, 2 * torch.roll(torch.arange(15.0, dtype=torch.float64).view(5, 3), -1, 0))
+weights = torch.arange(15.0, dtype=torch.float64).view(5, 3)
+assert_close("grad through the kernel", x.grad, 2 * torch.roll(weights, -1, 0))
 lin = torch.nn.Linear(3, 2)
 yours = judge.twin(lin, "torch.nn.Linear", 3, 2)
 out = yours(torch.ones(4, 3))
@@ -153,7 +154,8 @@ def test_a_kernel_that_stops_answering_fails_even_where_an_error_was_expected():
 def test_forged_answers_pass_only_when_they_are_right():
     """A kernel that answers with whatever it likes: a wrong value fails, and a value of the wrong
     type (a forged 'True') cannot stand in for a tensor."""
-    code = "import torch\nfrom effcourse.checks.asserts import assert_close\nx = torch.randn(4)\nassert_close('f(x)', f(x), 2 * x)\n"
+    code = ("import torch\nfrom effcourse.checks.asserts import assert_close\nx = torch.randn(4)\n"
+            "assert_close('f(x)', f(x), 2 * x)\n")
 
     def liar(value):
         with Judge({"test_x": code}, timeout=30) as j:

@@ -19,7 +19,8 @@ def test_environment_yml_mirrors_pyproject():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     have = {_name(r): r.replace(" ", "") for r in pip}
-    assert have == wanted, f"only in pyproject: {set(wanted) - set(have)}; only in environment.yml: {set(have) - set(wanted)}"
+    assert have == wanted, \
+        f"only in pyproject: {set(wanted) - set(have)}; only in environment.yml: {set(have) - set(wanted)}"
 
 
 def test_torch_pins_admit_the_local_wheels():

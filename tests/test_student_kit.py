@@ -57,7 +57,8 @@ def _first(lab: str, kind: str) -> nbformat.NotebookNode:
         if kind == "exercise" and cell.cell_type == "code" and meta.get("solution") and "def " in cell.source:
             return cell
         if kind == "hidden" and "### BEGIN HIDDEN TESTS" in cell.source \
-                and len(leaks.significant_lines(leaks.HIDDEN_BLOCK.search(cell.source).group(1))) >= leaks.MIN_HIDDEN_LINES:
+                and len(leaks.significant_lines(leaks.HIDDEN_BLOCK.search(cell.source).group(1))) \
+                >= leaks.MIN_HIDDEN_LINES:
             return cell
         if kind == "written" and cell.cell_type == "markdown" and meta.get("solution"):
             return cell
@@ -80,8 +81,8 @@ def test_answers_are_the_defs_around_and_inside_solution_blocks():
         "fn": 'def f(x):\n    """Doc."""\n    ### BEGIN SOLUTION\n    y = x.reshape(2, -1).mean(dim=1)\n    return y\n'
               '    ### END SOLUTION\n\n\ndef given(x):\n    return x\n',
         "method": 'class M(nn.Module):\n    def __init__(self, k):\n        super().__init__()\n        self.k = k\n\n'
-                  '    def forward(self, x):\n        ### BEGIN SOLUTION\n        return torch.roll(x, self.k, dims=1)\n'
-                  '        ### END SOLUTION\n',
+                  '    def forward(self, x):\n        ### BEGIN SOLUTION\n'
+                  '        return torch.roll(x, self.k, dims=1)\n        ### END SOLUTION\n',
         "body": 'class N(nn.Module):\n    """Doc."""\n\n    ### BEGIN SOLUTION\n    def __init__(self, net):\n'
                 '        super().__init__()\n        self.net = net\n\n    def forward(self, x):\n'
                 '        return self.net(x.flip(0))\n    ### END SOLUTION\n',
@@ -212,7 +213,8 @@ def test_kit_layout(real_kit, tmp_path):
         assert {"README.md", "Makefile", "KIT.json"} <= rel
         wheels = [n for n in rel if n.startswith("wheels/")]
         assert wheels == [f"wheels/effcourse-{ver}-py3-none-any.whl"]
-        assert not [n for n in rel if n.startswith(("solutions/", "tests/", "data_scripts/asset_", "data_scripts/build_"))]
+        instructor_only = ("solutions/", "tests/", "data_scripts/asset_", "data_scripts/build_")
+        assert not [n for n in rel if n.startswith(instructor_only)]
         kit_json = json.loads(zf.read(top + "KIT.json"))
         assert kit_json["labs"] == labs and kit_json["version"] == ver
         readme, makefile = zf.read(top + "README.md").decode(), zf.read(top + "Makefile").decode()

@@ -134,7 +134,8 @@ def autograde(lab: str, submissions: str | Path, out: str | Path | None = None, 
             try:
                 nb = load_notebook(sub.path)
             except (ValueError, OSError) as err:
-                results[sub.sid] = Result(sub.student, sub.sid, "not graded", [f"unreadable notebook: {err}", *sub.notes], None)
+                notes = [f"unreadable notebook: {err}", *sub.notes]
+                results[sub.sid] = Result(sub.student, sub.sid, "not graded", notes, None)
                 continue
             digest = _sha(nbformat.writes(nb).encode() + (sub.timestamp or "").encode())
             old = state["students"].get(sub.sid)
@@ -182,8 +183,8 @@ def autograde(lab: str, submissions: str | Path, out: str | Path | None = None, 
                 print(f"effcourse autograde: generate_feedback failed; run `effcourse feedback {lab} --out {out}`:\n"
                       + "\n".join((fb.stdout + fb.stderr).splitlines()[-10:]), file=sys.stderr)
         state_path.write_text(json.dumps(state, indent=1, ensure_ascii=False), encoding="utf-8")
-        path = write_csv(out / "grades.csv", lab, [results[k] for k in sorted(results, key=lambda s: results[s].student)],
-                         maxima)
+        rows = [results[k] for k in sorted(results, key=lambda s: results[s].student)]
+        path = write_csv(out / "grades.csv", lab, rows, maxima)
         return AutogradeRun(path, out, len(graded), sum(r.unchanged for r in results.values()), use_sandbox)
     finally:
         if ziptmp is not None:

@@ -54,8 +54,8 @@ def clean_html(html: str) -> str:
 
 def safe_markdown(source: str) -> str:
     """Markdown rendered to HTML (nbconvert's renderer, the one the feedback template uses), its
-    equations as MathML, cleaned, as one line inside a ``<div>``: the template's own markdown pass then keeps it as a raw
-    HTML block, unchanged (a line break inside ``<pre>`` survives as ``&#10;``)."""
+    equations as MathML, cleaned, as one line inside a ``<div>``: the template's own markdown pass
+    then keeps it as a raw HTML block, unchanged (a line break inside ``<pre>`` survives as ``&#10;``)."""
     from nbconvert.filters.markdown import markdown2html
 
     html = clean_html(mathml.render_math(markdown2html(source or ""))).replace("\r", "")

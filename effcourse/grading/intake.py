@@ -136,8 +136,8 @@ def find_submissions(submissions: str | Path, lab: str, name_regexp: str | None 
             if preferred:
                 add(entry.name, preferred[0], timestamp=timestamp)
             elif len(nbs) == 1:
-                add(entry.name, nbs[0], notes=[f"wrong file name {nbs[0].name!r} (expected {lab}.ipynb); graded anyway"],
-                    timestamp=timestamp)
+                note = f"wrong file name {nbs[0].name!r} (expected {lab}.ipynb); graded anyway"
+                add(entry.name, nbs[0], notes=[note], timestamp=timestamp)
             elif nbs:
                 add(entry.name, None, f"several notebooks, none named {lab}.ipynb: "
                     + ", ".join(p.name for p in nbs[:5]))
@@ -207,7 +207,8 @@ def tamper_report(nb: nbformat.NotebookNode, release_nb: nbformat.NotebookNode) 
             problems.append(f"locked cell {gid} deleted")
         else:
             tsrc, tpts, tgrade = theirs[gid]
-            what = [w for w, bad in (("source", tsrc != src), ("points", tpts != pts), ("grade flag", tgrade != grade)) if bad]
+            changed = (("source", tsrc != src), ("points", tpts != pts), ("grade flag", tgrade != grade))
+            what = [w for w, bad in changed if bad]
             if what:
                 problems.append(f"locked cell {gid} edited ({', '.join(what)})")
     return problems

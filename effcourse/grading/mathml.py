@@ -37,7 +37,8 @@ def latex_to_mathml(latex: str, display: bool = False) -> str | None:
         from latex2mathml.converter import convert
 
         return convert(latex.strip(), display="block" if display else "inline")
-    except Exception:                      # an unreadable formula (or no latex2mathml) stays as LaTeX
+    # an unreadable formula (or no latex2mathml) stays as LaTeX: the parser raises many kinds of error
+    except Exception:  # noqa: BLE001 - on odd input, and the feedback page must render all the same
         return None
 
 

@@ -136,7 +136,8 @@ def command(argv: list[str], *, notebook_dir: Path, kernel_dir: Path, drop_uid: 
     cmd += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
             "--perms", "1777", *size, "--tmpfs", "/dev/shm", "--perms", "1777", *size, "--tmpfs", "/tmp",
             "--perms", "0755", "--dir", "/var", "--symlink", "../tmp", "/var/tmp"]
-    binds = [("--ro-bind", r) for r in python_roots()] + [("--ro-bind", Path(notebook_dir)), ("--bind", Path(kernel_dir))]
+    binds = [("--ro-bind", r) for r in python_roots()]
+    binds += [("--ro-bind", Path(notebook_dir)), ("--bind", Path(kernel_dir))]
     made = {Path("/"), Path("/tmp"), Path("/var"), Path("/var/tmp"), Path("/proc"), Path("/dev"),
             *map(Path, SYSTEM_DIRS)}
     for _, target in binds:          # bwrap would create missing parents as 0700: unreadable once we drop to nobody

@@ -254,7 +254,7 @@ def grade_one(ctx: Context, sub: Submission, nb: nbformat.NotebookNode) -> Resul
     seconds, peak = 0.0, 0.0
     graded = False
     tampered: list[str] = []
-    for attempt in range(ctx.passes):
+    for _ in range(ctx.passes):
         for f in (progress, *(Path(f"{progress}.{x}") for x in ("fault", "hang", "mem", "guard"))):
             f.unlink(missing_ok=True)
         expected = fingerprint(work / "gradebook.db", lab)

@@ -10,5 +10,5 @@ every grade cell's verdict into the graded notebook — is ``nbgrader.py``.
 from .api import build, get, in_judge, in_kernel, isinstance_of, manual_seed, twin, type_of, value
 from .remote import JudgeAbort, Remote, StudentError
 
-__all__ = ["build", "twin", "in_kernel", "get", "isinstance_of", "type_of", "value", "manual_seed", "in_judge", "Remote",
-           "StudentError", "JudgeAbort"]
+__all__ = ["build", "twin", "in_kernel", "get", "isinstance_of", "type_of", "value", "manual_seed", "in_judge",
+           "Remote", "StudentError", "JudgeAbort"]

@@ -127,7 +127,7 @@ class Session:
                     with torch.no_grad():
                         t.copy_(new.to(t.dtype))
         states = reply.get("generators") or []
-        for (key, gen), item in zip(gens, states):
+        for (_, gen), item in zip(gens, states):
             new = dec(item[1]) if isinstance(item, list) and len(item) == 2 else None
             if isinstance(new, torch.Generator):
                 gen.set_state(new.get_state())

@@ -58,9 +58,10 @@ def free_names(code: str) -> set[str]:
     """Names the code reads but never binds at module level (and that are not builtins)."""
     tree = ast.parse(code)
     bound: set[str] = set()
+    scopes = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
     for node in tree.body:
-        for sub in ast.walk(node) if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else [node]:
-            if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        for sub in [node] if isinstance(node, scopes) else ast.walk(node):
+            if isinstance(sub, scopes):
                 bound.add(sub.name)
             elif isinstance(sub, ast.Name) and isinstance(sub.ctx, (ast.Store, ast.Del)):
                 bound.add(sub.id)

@@ -60,7 +60,8 @@ def recv(sock: socket.socket) -> tuple[dict, list[bytes]]:
         raise WireError(f"a message header of {n} bytes is too large")
     header = json.loads(_recv_exact(sock, n))
     sizes = header.get("blobs", [])
-    if not isinstance(header, dict) or not isinstance(sizes, list) or not all(isinstance(s, int) and s >= 0 for s in sizes):
+    if not isinstance(header, dict) or not isinstance(sizes, list) \
+            or not all(isinstance(s, int) and s >= 0 for s in sizes):
         raise WireError("a message header is malformed")
     if sum(sizes) > MAX_MESSAGE:
         raise WireError(f"a message of {sum(sizes)} bytes is larger than the {MAX_MESSAGE} byte limit")

@@ -112,8 +112,9 @@ def build_wheel(dest: str | Path, root: str | Path | None = None, readme: str | 
         src = Path(tmp) / "src"
         src.mkdir()
         shutil.copy2(root / "pyproject.toml", src / "pyproject.toml")
-        (src / "README.md").write_text(readme if readme is not None else (root / "README.md").read_text(encoding="utf-8"),
-                                       encoding="utf-8")
+        if readme is None:
+            readme = (root / "README.md").read_text(encoding="utf-8")
+        (src / "README.md").write_text(readme, encoding="utf-8")
         shutil.copytree(root / "effcourse", src / "effcourse", ignore=_IGNORE)
         out = Path(tmp) / "out"
         base = [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "-w", str(out), "-q",
@@ -183,7 +184,8 @@ class ScanReport:
     @property
     def problems(self) -> list[str]:
         return [str(f) for f in self.leaks] + [
-            f"{name}: points students to {path}, which only the instructor's repository has" for name, path in self.pointers]
+            f"{name}: points students to {path}, which only the instructor's repository has"
+            for name, path in self.pointers]
 
 
 def answers(root: str | Path | None = None) -> leaks.Answers:

@@ -298,10 +298,12 @@ def _units(text: str, name: str) -> tuple[list[tuple[str, ast.AST]], list[str], 
         if tree is None:
             continue
         defs.append((cell, tree))
-        for node in ast.walk(tree):
-            if isinstance(node, _DEFS):
-                defs.append((f"{cell}: {node.name} (line {node.lineno})", node))
-    lines = significant_lines(text) if name.endswith(".md") else [ln for _, src in codes for ln in significant_lines(src)]
+        defs.extend((f"{cell}: {node.name} (line {node.lineno})", node)
+                    for node in ast.walk(tree) if isinstance(node, _DEFS))
+    if name.endswith(".md"):
+        lines = significant_lines(text)
+    else:
+        lines = [ln for _, src in codes for ln in significant_lines(src)]
     return defs, lines, _prose(prose)
 
 
@@ -385,7 +387,6 @@ def pointers(files: Mapping[str, str], shipped: Iterable[str]) -> list[tuple[str
     for name, text in sorted(files.items()):
         if not name.endswith((".ipynb", ".md")):
             continue
-        for path in sorted(set(POINTER.findall(text))):
-            if not any(s == path or s.endswith("/" + path) for s in shipped):
-                out.append((name, path))
+        out.extend((name, path) for path in sorted(set(POINTER.findall(text)))
+                   if not any(s == path or s.endswith("/" + path) for s in shipped))
     return out

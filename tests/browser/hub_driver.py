@@ -10,7 +10,6 @@ Used by ``tests/browser/test_hub.py``; reuses ``jlab`` (Chromium path and flags,
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -87,7 +86,7 @@ class Hub:
         for lab in self.labs:
             cmd += ["--lab", lab]
         env = jlab._env()
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - the hub's log for its life; stop() closes it
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         deadline = time.monotonic() + HUB_START_TIMEOUT

@@ -118,7 +118,7 @@ class LabServer:
                "--ContentsManager.allow_hidden=False"]
         if hasattr(os, "getuid") and os.getuid() == 0:
             cmd.append("--allow-root")
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - the server's log for its life; stop() closes it
         cwd = self.root_dir if self.root_dir.is_dir() else self.state
         self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
@@ -288,7 +288,8 @@ class Notebook:
         deadline = time.monotonic() + UI_TIMEOUT * 2
         while self.state().get("ncells", 0) < ncells:
             if time.monotonic() > deadline:
-                raise AssertionError(f"{self.path.name}: JupyterLab shows {self.state().get('ncells')} of {ncells} cells")
+                shown = self.state().get("ncells")
+                raise AssertionError(f"{self.path.name}: JupyterLab shows {shown} of {ncells} cells")
             self.page.wait_for_timeout(250)
         self.wait_kernel_idle(UI_TIMEOUT * 2)
         return self
@@ -322,7 +323,8 @@ class Notebook:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.dismiss_dialogs()
-            if self.kernel_status() == "idle" and self.page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"\|\s*Idle")).count():
+            idle_bar = self.page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"\|\s*Idle"))
+            if self.kernel_status() == "idle" and idle_bar.count():
                 return
             self.page.wait_for_timeout(250)
         raise AssertionError(f"kernel of {self.path.name} not idle after {timeout:.0f} s "
@@ -332,8 +334,8 @@ class Notebook:
         """Click ``top`` in the menu bar, then ``item`` in the menu it opens."""
         self.page.locator(".lm-MenuBar-item", has_text=re.compile(rf"^{re.escape(top)}$")).first.click(
             timeout=UI_TIMEOUT * 1000)
-        entry = self.page.locator(".lm-Menu .lm-Menu-item:not(.lm-mod-disabled)",
-                                  has=self.page.locator(".lm-Menu-itemLabel", has_text=re.compile(rf"^{re.escape(item)}$")))
+        label = self.page.locator(".lm-Menu-itemLabel", has_text=re.compile(rf"^{re.escape(item)}$"))
+        entry = self.page.locator(".lm-Menu .lm-Menu-item:not(.lm-mod-disabled)", has=label)
         entry.first.click(timeout=UI_TIMEOUT * 1000)
 
     def run_all(self, timeout: float = RUN_TIMEOUT) -> float:
@@ -369,7 +371,8 @@ class Notebook:
           const out = [];
           const root = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
           if (!root) return ['no notebook panel'];
-          for (const el of root.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')) {
+          const stderr = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]';
+          for (const el of root.querySelectorAll(stderr)) {
             const t = el.textContent || '';
             if (/Traceback|Error\\b|Exception\\b/.test(t)) out.push(t.slice(0, 2000));
           }
@@ -409,11 +412,16 @@ JS_OUTPUT_SNAPSHOT = """(view) => {
   // what a widget drives: everything in the same cell's output area except the control itself
   const area = view.closest('.jp-OutputArea') || view.parentElement;
   const parts = [];
-  for (const el of area.querySelectorAll('img, canvas, svg, .widget-output, .widget-html-content, .jp-RenderedText, .jp-RenderedHTMLCommon, .widget-label, .widget-valid, .widget-readout')) {
+  const driven = 'img, canvas, svg, .widget-output, .widget-html-content, .jp-RenderedText, '
+    + '.jp-RenderedHTMLCommon, .widget-label, .widget-valid, .widget-readout';
+  for (const el of area.querySelectorAll(driven)) {
     if (view.contains(el) || el.contains(view)) continue;
-    if (el.tagName === 'IMG') parts.push('img:' + (el.getAttribute('src') || '').length + ':' + (el.getAttribute('src') || '').slice(-200));
+    const src = el.getAttribute('src') || '';
+    if (el.tagName === 'IMG') parts.push('img:' + src.length + ':' + src.slice(-200));
     else if (el.tagName === 'CANVAS') { try { parts.push('canvas:' + el.toDataURL().slice(-200)); } catch (e) {} }
-    else if (el.tagName === 'svg' || el.tagName === 'SVG') parts.push('svg:' + el.innerHTML.length + el.innerHTML.slice(-200));
+    else if (el.tagName === 'svg' || el.tagName === 'SVG') {
+      parts.push('svg:' + el.innerHTML.length + el.innerHTML.slice(-200));
+    }
     else parts.push(el.className + ':' + (el.textContent || '').slice(0, 2000));
   }
   return parts.join('\\n');
@@ -429,7 +437,8 @@ def widget_report(nb: Notebook) -> dict:
         "sliders": p.locator(f".jp-OutputArea-output :is({SLIDER})").count(),
         "dropdowns": p.locator(".jp-OutputArea-output .widget-dropdown select").count(),
         "errors": p.locator(".jp-OutputArea-output", has_text="Error displaying widget").count(),
-        "unrendered": p.locator(".jp-OutputArea-output", has_text=re.compile(r"Loading widget|Widget Javascript not detected")).count(),
+        "unrendered": p.locator(".jp-OutputArea-output",
+                                has_text=re.compile(r"Loading widget|Widget Javascript not detected")).count(),
     }
 
 
@@ -462,7 +471,8 @@ def move_sliders(nb: Notebook, timeout: float = 120) -> list[dict]:
         slider = sliders.nth(i)
         slider.scroll_into_view_if_needed(timeout=UI_TIMEOUT * 1000)
         nb.wait_kernel_idle(timeout)
-        label = slider.locator(".widget-label").first.inner_text() if slider.locator(".widget-label").count() else f"slider {i}"
+        labels = slider.locator(".widget-label")
+        label = labels.first.inner_text() if labels.count() else f"slider {i}"
         before_value, before = _readout(slider), slider.evaluate(JS_OUTPUT_SNAPSHOT)
         handle = slider.locator(".noUi-handle, input[type=range], .ui-slider-handle").first
         handle.focus(timeout=UI_TIMEOUT * 1000)

@@ -23,7 +23,6 @@ cheapest to grade; autograding runs the smoke profile as always).
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 import shutil
@@ -264,7 +263,8 @@ def test_hub_release_to_feedback():
         t = time.monotonic()
         text = validate(bob, mine["bob"], "06-bob-validate-kernel-died")
         timings["bob validate (kernel dies)"] = time.monotonic() - t
-        assert "There was an error running the validate command" in text and re.search(r"DeadKernelError|Kernel died", text), \
+        assert "There was an error running the validate command" in text \
+            and re.search(r"DeadKernelError|Kernel died", text), \
             f"Validate did not report the dead kernel:\n{text[-2000:]}"
         last = [ln for ln in text.splitlines() if re.search(r"DeadKernelError|Kernel died", ln)][-1].strip()
         lines.append(f"bob's kernel died mid-validate; the Validate dialog: 'There was an error running the validate "
@@ -390,7 +390,7 @@ def test_hub_release_to_feedback():
             u.page.wait_for_load_state()
             text = u.page.inner_text("body")
             u.shot(f"17-{who}-feedback")
-            for gid, score in fg[who]["cells"].items():
+            for gid in fg[who]["cells"]:
                 assert gid.removeprefix("test_") in text, f"{who}'s feedback does not name {gid}"
             total = fg[who]["total"]
             assert re.search(rf"\b{total:g}(\.0+)?\b", text), f"{who}'s feedback does not show the total {total:g}"
@@ -414,7 +414,8 @@ def test_hub_release_to_feedback():
             (cli / "subs" / who).mkdir(parents=True)
             shutil.copy2(collected / who / LAB / f"{LAB}.ipynb", cli / "subs" / who / f"{LAB}.ipynb")
         out = grading.autograde(LAB, cli / "subs", out=cli / "out", root=jlab.ROOT, jobs=2)
-        rows = {r["student"]: r for r in csv.DictReader(open(os.fspath(out), encoding="utf-8"))}
+        with open(os.fspath(out), encoding="utf-8") as fh:
+            rows = {r["student"]: r for r in csv.DictReader(fh)}
         timings["effcourse autograde (2 notebooks)"] = time.monotonic() - t
         for who in ("alice", "bob"):
             assert rows[who]["status"] == "ok", rows[who]
@@ -425,7 +426,8 @@ def test_hub_release_to_feedback():
         assert fg["bob"]["cells"][wrong_cell] == 0 and all(
             s > 0 for g, s in fg["bob"]["cells"].items() if g != wrong_cell), fg["bob"]
 
-        lines += [f"effcourse autograde: { {w: rows[w]['autograded_total'] + '/' + rows[w]['autograded_max'] for w in rows} }"]
+        scores = {w: rows[w]["autograded_total"] + "/" + rows[w]["autograded_max"] for w in rows}
+        lines += [f"effcourse autograde: {scores}"]
     finally:
         try:
             if browser is not None:
@@ -435,7 +437,8 @@ def test_hub_release_to_feedback():
             hub.stop()
             shutil.copy2(hub.log_path, shots / "hub.log") if hub.log_path.exists() else None
             lines += [f"timings (s): { {k: round(v, 1) for k, v in timings.items()} }",
-                      f"wall: {time.monotonic() - t0:.0f} s; screenshots: {sorted(p.name for p in shots.glob('*.png'))}"]
+                      f"wall: {time.monotonic() - t0:.0f} s; "
+                      f"screenshots: {sorted(p.name for p in shots.glob('*.png'))}"]
             (shots / "summary.txt").write_text("\n".join(lines) + "\n")
             print("\n" + "\n".join(lines))
             shutil.rmtree(root, ignore_errors=True)

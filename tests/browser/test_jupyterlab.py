@@ -103,7 +103,8 @@ PROBE_CELLS = [
     ("code", "def wave(freq=2):\n    x = np.linspace(0, 1, 200)\n    fig, ax = plt.subplots(figsize=(4, 2))\n"
              "    ax.plot(x, np.sin(2 * np.pi * freq * x))\n    ax.set_title(f'freq {freq}')\n    plt.show()\n\n"
              "widgets.interact(wave, freq=widgets.IntSlider(value=2, min=1, max=5, description='freq'));"),
-    ("code", "out = widgets.Output()\nletter = widgets.Dropdown(options=['a', 'b', 'c'], value='a', description='letter')\n"
+    ("code", "out = widgets.Output()\n"
+             "letter = widgets.Dropdown(options=['a', 'b', 'c'], value='a', description='letter')\n"
              "def picked(change):\n    with out:\n        out.clear_output()\n        print('picked', change['new'])\n"
              "letter.observe(picked, names='value')\nwith out:\n    print('picked a')\n"
              "display(widgets.VBox([letter, out]))"),
@@ -166,7 +167,8 @@ def test_widget_probe(page, lab_server, artifacts, summary):
     nb.page.screenshot(path=str(artifacts / "widget_probe_validate.png"))
     assert "Success" in text or "passes" in text, f"nbgrader Validate did not report success:\n{text}"
     dialog.first.locator("button").last.click()
-    summary.append(f"widget probe: Run All {secs:.0f} s; sliders {[(r['slider'], r['keys'], r['value']) for r in sliders]}; "
+    slid = [(r["slider"], r["keys"], r["value"]) for r in sliders]
+    summary.append(f"widget probe: Run All {secs:.0f} s; sliders {slid}; "
                    f"dropdowns {[(r['dropdown'], r['to']) for r in dropdowns]}; outputs changed; Validate: "
                    f"{_norm(text)[:80]!r}")
 
@@ -236,7 +238,8 @@ def test_solution_runs(lab, page, lab_server, artifacts, summary):
     errors = nb.errors()
     assert not errors, f"{lab}: error output after Run All Cells:\n" + "\n---\n".join(errors)
     text = nb.text()
-    assert "smoke (grading) mode" in text, f"{lab}: the notebook did not report the smoke profile (EFFCOURSE_SMOKE not applied?)"
+    assert "smoke (grading) mode" in text, \
+        f"{lab}: the notebook did not report the smoke profile (EFFCOURSE_SMOKE not applied?)"
     figures = nb.figures()
     assert figures >= 1, f"{lab}: no rendered matplotlib figure (<img> in an output)"
     report = jlab.widget_report(nb)
