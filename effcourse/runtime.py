@@ -13,8 +13,9 @@ Three run profiles size every experiment:
 A notebook sizes its experiments with ``pick(full=..., quick=..., smoke=...)`` after ``setup``.
 
 ``record(name, value)`` publishes a result that tests read back from an executed
-notebook. The value is shown to the learner as a short line and stored in the
-output's metadata under the key ``effcourse_record`` (no files are written), so
+notebook. The learner sees a short line (numbers to 4 significant digits; rows or records
+as a few aligned rows, never a repr); the exact value is stored in the output's metadata
+under the key ``effcourse_record`` (no files are written), so
 ``effcourse.runtime.read_records(notebook)`` recovers every recorded value from a
 papermill or nbgrader output notebook.
 """
@@ -138,6 +139,93 @@ def _jsonable(value: Any) -> Any:
 
 _RECORDED: dict[str, Any] = {}
 
+# what the learner sees of a recorded value: numbers to 4 significant digits, a long list cut in the
+# middle, a table of at most _ROWS rows (the exact value stays in the output's metadata)
+_ROWS, _WIDTH, _LIST = 8, 100, 8
+
+
+def _num(x: Any) -> str:
+    if isinstance(x, bool) or x is None:
+        return str(x)
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        return f"{x:,.0f}" if 1e4 <= abs(x) < 1e15 else f"{x:.4g}"
+    return str(x)
+
+
+def _scalar(x: Any) -> bool:
+    return x is None or isinstance(x, (bool, int, float, str))
+
+
+def _inline(x: Any) -> str:
+    """One value on one line: numbers formatted, a long list as its ends and its length."""
+    if isinstance(x, list):
+        items = [_inline(v) for v in x]
+        if len(items) > _LIST:
+            items = [*items[:3], "…", *items[-2:]]
+            return f"[{', '.join(items)}] ({len(x)} values)"
+        return f"[{', '.join(items)}]"
+    if isinstance(x, dict):
+        return "{" + ", ".join(f"{k}: {_inline(v)}" for k, v in x.items()) + "}"
+    return _num(x)
+
+
+def _numeric(cell: str) -> bool:
+    try:
+        float(cell.replace(",", ""))
+    except ValueError:
+        return False
+    return True
+
+
+def _table(header: list[str] | None, rows: list[list[str]]) -> list[str]:
+    """The first ``_ROWS`` rows as aligned text columns (numbers right-aligned), each line cut at
+    ``_WIDTH`` characters."""
+    more = len(rows) - _ROWS
+    rows = rows[:_ROWS]
+    grid = ([header] if header else []) + rows
+    ncol = max(map(len, grid), default=0)
+    widths = [max(len(r[i]) if i < len(r) else 0 for r in grid) for i in range(ncol)]
+    right = [all(_numeric(r[i]) for r in rows if i < len(r) and r[i]) for i in range(ncol)]
+
+    def line(r: list[str]) -> str:
+        cells = [c.rjust(w) if right[i] else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        text = "  " + "  ".join(cells).rstrip()
+        return text if len(text) <= _WIDTH else text[:_WIDTH - 1] + "…"
+
+    out = [line(r) for r in grid]
+    if header:
+        out.insert(1, "  " + "  ".join("-" * w for w in widths)[:_WIDTH - 2])
+    if more > 0:
+        out.append(f"  … {more} more row{'s' if more > 1 else ''}")
+    return out
+
+
+def _values(data: Any) -> list[Any]:
+    return list(data.values()) if isinstance(data, dict) else list(data) if isinstance(data, list) else []
+
+
+def show_record(name: str, data: Any) -> str:
+    """The text ``record`` shows for ``data`` (already JSON-able): a line, or a line and a short table."""
+    one = f"recorded {name} = {_inline(data)}"
+    if _scalar(data) or (len(one) <= _WIDTH and not any(isinstance(v, (list, dict)) for v in _values(data))):
+        return one if len(one) <= _WIDTH + 20 else one[:_WIDTH + 19] + "…"
+    rows = list(data.items() if isinstance(data, dict) else enumerate(data))
+    if all(isinstance(v, dict) and all(_scalar(x) for x in v.values()) for _, v in rows):   # records
+        cols = list(dict.fromkeys(k for _, v in rows for k in v))
+        lead = [] if isinstance(data, list) else [""]
+        body = [([str(k)] if lead else []) + [_num(v.get(c, "")) for c in cols] for k, v in rows]
+        table = _table(lead + cols, body)
+    elif isinstance(data, list) and all(isinstance(v, list) and all(map(_scalar, v)) for v in data):  # rows
+        table = _table(None, [[_num(x) for x in v] for v in data])
+    else:                                                                   # name -> value
+        table = _table(None, [[str(k), _inline(v)] for k, v in rows])
+    n = len(rows)
+    size = f"{n} row{'s' * (n != 1)}" if isinstance(data, list) else f"{n} entr{'ies' if n != 1 else 'y'}"
+    return "\n".join([f"recorded {name} ({size}):", *table])
+
+
 
 def record(name: str, value: Any) -> Any:
     """Publish a result for the tests (and show it). Returns ``value`` unchanged."""
@@ -146,10 +234,7 @@ def record(name: str, value: Any) -> Any:
     data = _jsonable(value)
     json.dumps(data)  # fail here, clearly, if the value cannot be stored
     _RECORDED[name] = data
-    shown = f"{data:.4g}" if isinstance(data, float) else json.dumps(data)
-    if len(shown) > 120:
-        shown = shown[:117] + "..."
-    text = f"recorded {name} = {shown}"
+    text = show_record(name, data)
     try:
         from IPython import get_ipython
         from IPython.display import display
