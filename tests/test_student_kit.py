@@ -308,6 +308,8 @@ def test_make_check_runs_the_visible_checks_without_experiments(tmp_path):
     assert re.search(r"✘ test_neg .*fails\s+AssertionError: neg\(2\) should be -2", out), out
     assert "1 of 3 visible checks pass" in out and "experiments must not run" not in out
     assert path.read_bytes() == before                                    # the student's file is untouched
+    assert proc.stderr.strip() == "", proc.stderr    # no kernel warning (plain TCP: the check uses IPC sockets)
+    assert not [p for p in folder.iterdir() if p.name.startswith("kernel")]    # ... and leaves none behind
     nb.cells[4].source = "def mul(a, b):\n    return a * b"
     nb.cells[7].source = "def neg(a):\n    return -a"
     nbformat.write(nb, path)
@@ -362,5 +364,6 @@ def test_the_kits_make_check_on_this_python(real_kit, tmp_path):
     out = check.stdout
     assert f"{lab}  (labs/{lab}/{lab}.ipynb)" in out and "visible checks pass" in out, out[-3000:]
     assert "not done yet" in out and "set-up cell failed" not in out, out[-3000:]     # a fresh release: to do
+    assert "WARNING" not in check.stderr and "encryption" not in check.stderr, check.stderr[-3000:]
     print(f"\nkit on CPython {platform.python_version()}: make setup {t_setup:.1f} s (torch reused), "
           f"make check LAB={lab} {t_check:.1f} s")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 EXPERIMENT_TAG = "experiment"
@@ -42,6 +43,19 @@ def _error(cell) -> tuple[str, str] | None:
     return None
 
 
+def _ipc_config(sockets: str):
+    """Kernel-manager settings for local IPC sockets (files under ``sockets``, an absolute path: the
+    kernel runs in the notebook's folder) where the platform has them: the check never leaves this
+    machine, and ipykernel has no plain-TCP warning to print into the student's terminal. Empty
+    (TCP on localhost, nbclient's default) where zmq has no IPC."""
+    import zmq
+    from traitlets.config import Config
+
+    if not zmq.has("ipc"):
+        return Config()
+    return Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
+
+
 def check_notebook(path: str | Path, timeout: int = 600) -> list[dict]:
     """Run one notebook's non-experiment code cells; ``[{grade_id, points, status, message}]`` for
     every autograded cell, status ``pass``, ``todo`` or ``fail``. A set-up cell that fails is
@@ -59,8 +73,9 @@ def check_notebook(path: str | Path, timeout: int = 600) -> list[dict]:
     os.environ.update(EFFCOURSE_SMOKE="1", MPLBACKEND="Agg")
     try:
         kernel = nb.metadata.get("kernelspec", {}).get("name") or "python3"
-        NotebookClient(run, timeout=timeout, kernel_name=kernel, allow_errors=True,
-                       resources={"metadata": {"path": str(path.parent.resolve())}}).execute()
+        with tempfile.TemporaryDirectory(prefix="effcourse-check-") as sockets:
+            NotebookClient(run, config=_ipc_config(sockets), timeout=timeout, kernel_name=kernel, allow_errors=True,
+                           resources={"metadata": {"path": str(path.parent.resolve())}}).execute()
     finally:
         for k, v in old.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
