@@ -51,6 +51,7 @@ import sys
 import weakref
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
@@ -216,7 +217,7 @@ def resolution_masks(changed: torch.Tensor, sizes, dilation: int = 1, threshold:
     ``sige/utils.py``): the input's ``(H, W)`` mask resized bilinearly to each ``(h, w)`` of
     ``sizes``, thresholded at ``min(threshold, max - 1e-3)`` and dilated by ``dilation`` pixels."""
     H, W = changed.shape
-    src = changed.view(1, 1, H, W).to(torch.float32)
+    src = changed.view(1, 1, H, W).to(torch.float32)                 # (1, 1, H, W)
     out = {}
     for h, w in sizes:
         m = src if (h, w) == (H, W) else F.interpolate(src, size=(h, w), mode="bilinear", align_corners=False)
@@ -232,26 +233,114 @@ CHANNELS_LAST = torch.channels_last
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
-    """``(N*H*W, C)``: one row per pixel (a view of a channels-last tensor, else a copy)."""
-    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+    """``(N*H*W, C)``: one row per pixel, image-major (a view of a channels-last tensor, else a copy)."""
+    n, c, h, w = t.shape
+    return t.permute(0, 2, 3, 1).reshape(n * h * w, c)                  # (N, H, W, C) -> (N*H*W, C)
+
+
+def _row_view(buf: torch.Tensor) -> torch.Tensor:
+    """``(N*H*W, C)`` view of the channels-last ``buf`` to write rows into (an error, never a copy)."""
+    n, c, h, w = buf.shape
+    return buf.permute(0, 2, 3, 1).view(n * h * w, c)                   # (N, H, W, C) -> (N*H*W, C)
 
 
 def _batch_index(idx: torch.Tensor, n: int, hw: int) -> torch.Tensor:
     """Flat pixel positions ``idx`` in every one of ``n`` images of ``hw`` pixels (image-major)."""
-    return idx if n == 1 else (torch.arange(n)[:, None] * hw + idx).reshape(-1)
+    return idx if n == 1 else (torch.arange(n)[:, None] * hw + idx).reshape(-1)     # (n, P) -> (n*P,)
 
 
 def _pixels(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """``(N, C, P, 1)``: the pixels at flat positions ``idx`` of every image of ``t`` ``(N, C, H, W)``."""
     n, c, h, w = t.shape
-    rows = _rows(t).index_select(0, _batch_index(idx, n, h * w))
-    return rows.view(n, -1, 1, c).permute(0, 3, 1, 2)
+    return _take(t, _batch_index(idx, n, h * w))
 
 
-def _write_pixels(buf: torch.Tensor, idx: torch.Tensor, values: torch.Tensor) -> None:
-    """Write ``values`` ``(N, C, P, 1)`` at flat positions ``idx`` of every image of the channels-last ``buf``."""
-    n, c, h, w = buf.shape
-    buf.permute(0, 2, 3, 1).view(-1, c).index_copy_(0, _batch_index(idx, n, h * w), _rows(values))
+def _take(t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``(N, C, P, 1)``: the pixels at rows ``rows`` (from ``_batch_index``) of ``t`` ``(N, C, H, W)``."""
+    n, c = t.shape[:2]
+    return _rows(t).index_select(0, rows).view(n, -1, 1, c).permute(0, 3, 1, 2)    # (N, P, 1, C) -> (N, C, P, 1)
+
+
+def _tile_mask(tiles: torch.Tensor, tile: int, size: tuple[int, int]) -> torch.Tensor:
+    """``(H, W)`` bool: the pixels of an ``size`` output that the tiles ``(n, 2)`` of side ``tile`` cover."""
+    h, w = size
+    grid = torch.zeros(-(-h // tile), -(-w // tile), dtype=torch.bool)   # (tile rows, tile cols)
+    grid[tiles[:, 0], tiles[:, 1]] = True
+    return grid.repeat_interleave(tile, 0).repeat_interleave(tile, 1)[:h, :w].contiguous()   # (H, W)
+
+
+def _region(m: torch.Tensor, n: int, limit: int = 16) -> list | torch.Tensor:
+    """The set pixels of the ``(H, W)`` mask ``m`` as at most ``limit`` rectangles ``[(y0, y1, x0, x1)]``
+    (consecutive rows with the same runs merged; a square edit is one), else as the rows of ``_rows``
+    in every one of ``n`` images. Rectangles are copied as slices, far faster than indexed rows."""
+    a = m.contiguous().numpy()
+    ys = np.flatnonzero(a.any(1))
+    if ys.size == 0:
+        return []
+    y0, y1 = int(ys[0]), int(ys[-1]) + 1
+    xs = np.flatnonzero(a[y0:y1].any(0))
+    x0, x1 = int(xs[0]), int(xs[-1]) + 1
+    crop = a[y0:y1, x0:x1]
+    if crop.all():
+        return [(y0, y1, x0, x1)]
+    new = np.ones(len(crop), dtype=bool)
+    new[1:] = (crop[1:] != crop[:-1]).any(1)
+    starts = np.flatnonzero(new).tolist() + [len(crop)]
+    rects = []
+    for g0, g1 in zip(starts[:-1], starts[1:]):
+        edges = np.diff(np.concatenate(([0], crop[g0].view(np.int8), [0])))   # (w + 1,): +1 run starts, -1 ends
+        for r0, r1 in zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()):
+            rects.append((y0 + g0, y0 + g1, x0 + r0, x0 + r1))
+        if len(rects) > limit:
+            return _batch_index(m.reshape(-1).nonzero().squeeze(1), n, m.numel())   # (H*W,) -> (n*P,)
+    return rects
+
+
+def _copy_region(dst: torch.Tensor, src: torch.Tensor, region: list | torch.Tensor) -> None:
+    """``dst[region] = src[region]`` for ``(N, C, H, W)`` tensors, ``region`` from ``_region``."""
+    if isinstance(region, list):
+        for y0, y1, x0, x1 in region:
+            dst[:, :, y0:y1, x0:x1].copy_(src[:, :, y0:y1, x0:x1])
+    elif region.numel():
+        _row_view(dst).index_copy_(0, region, _rows(src).index_select(0, region))
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """``torch.equal`` for bool masks, compared 8 pixels at a time when they allow an int64 view."""
+    if a.shape != b.shape:
+        return False
+    if a.is_contiguous() and b.is_contiguous() and a.numel() % 8 == 0:
+        try:
+            return torch.equal(a.reshape(-1).view(torch.int64), b.reshape(-1).view(torch.int64))   # (H*W/8,)
+        except RuntimeError:
+            pass
+    return torch.equal(a, b)
+
+
+class _Plan:
+    """What a sparse run derives from its edit mask alone, kept per mask by ``SparseRunner`` (an edit
+    that alternates between a few masks, or reuses one through every denoising step, derives it
+    once): the per-resolution masks, each op's change mask, liveness and skip flag, the pixels it
+    rewrites (``rows``, ``idx``) and, per predecessor mask, the rows it must restore (``stale``)."""
+
+    __slots__ = ("serial", "key", "per_res", "done", "mask", "live", "skip", "idx", "rows", "written", "stale",
+                 "last_masks")
+
+    def __init__(self, serial: int, key: torch.Tensor, per_res: dict | None):
+        self.serial, self.key, self.per_res, self.done = serial, key, per_res, False
+        self.mask: dict = {}
+        self.live: dict = {}
+        self.skip: dict = {}
+        self.idx: dict = {}
+        self.rows: dict = {}
+        self.written: dict = {}
+        self.stale: dict = {}
+        self.last_masks: dict = {}
+
+    def tensors(self) -> list:
+        out = [self.key] + list((self.per_res or {}).values()) + list(self.mask.values())
+        out += list(self.idx.values()) + list(self.rows.values()) + list(self.written.values())
+        return out + [r for _, r in self.stale.values() if isinstance(r, torch.Tensor)]
 
 
 def _channels_last(t: torch.Tensor) -> torch.Tensor:
@@ -280,10 +369,13 @@ class SparseRunner:
     engine only). Inputs are ``(N, C, H, W)``; everything runs under ``torch.no_grad()``.
     """
 
-    #: the engine: when a sparse call gets the same edit mask as the last one (a diffusion edit reuses
-    #: one mask at every step), reuse the per-resolution masks and skip restoring the tiles and pixels
-    #: that are about to be rewritten. False: restore and rebuild every call (the ablation).
+    #: the engine: remember what a sparse call derives from its edit mask alone (masks, tile rows; a
+    #: ``_Plan``) for the last ``plans`` masks, found again by content; restore only the pixels the last
+    #: call wrote that this one does not rewrite (none when the mask is the same: a diffusion edit
+    #: reuses one mask at every step). False: rebuild every call and restore everything the last call
+    #: wrote before writing (the ablation; the output is the same, bit for bit).
     reuse_mask = True
+    plans = 4
 
     def __init__(self, model: nn.Module, sparse_cls: type, tile: int = 8, kernels: Mapping[str, Callable] | None = None,
                  norms: str = "exact", masks: str = "reach", dilation: int = 1):
@@ -347,6 +439,7 @@ class SparseRunner:
             self.chain[node] = chain
             self.end[node] = cur
         self.fused = fused
+        self.steps = [n for n in self.nodes if n not in fused]
         #: nodes whose change mask some later op reads (not only the output)
         self.masked = {n for n in self.nodes if any(u.op != "output" for u in n.users)}
         self.kind: dict[fx.Node, str] = {}
@@ -444,7 +537,8 @@ class SparseRunner:
                 raise ValueError("changed= needs the incremental engine: pass kernels= to SparseRunner")
             if not isinstance(changed, torch.Tensor) or changed.dtype != torch.bool or \
                     tuple(changed.shape) != self._shape[-2:]:
-                got = (tuple(changed.shape), changed.dtype) if isinstance(changed, torch.Tensor) else type(changed).__name__
+                got = (tuple(changed.shape), changed.dtype) if isinstance(changed, torch.Tensor) \
+                    else type(changed).__name__
                 raise ValueError(f"changed must be an (H, W) = {self._shape[-2:]} bool mask, got {got}")
         self._set("sparse")
         if self.kernels is None:
@@ -459,12 +553,10 @@ class SparseRunner:
         env: dict[fx.Node, Any] = {}
         self.kind, self.spatial, self.ref, self.maps = {}, set(), {}, {}
         self._bufs: dict[fx.Node, torch.Tensor] = {}
-        self._dirty: dict[fx.Node, torch.Tensor | None] = {}
-        # the mask each buffer was last written with: the same mask again writes the same tiles or
-        # pixels, so restoring them from the cache first is skipped (an edit mask reused every step)
-        self._dirty_by: dict[fx.Node, torch.Tensor] = {}
-        self._per_res_key: torch.Tensor | None = None
-        self._per_res: dict | None = None
+        # per buffer, (serial of the plan, rows) of the last write: what the next one must restore
+        self._dirty: dict[fx.Node, tuple[int, torch.Tensor] | None] = {}
+        self._plans: list[_Plan] = []
+        self._serial = getattr(self, "_serial", 0)
         self._empty: dict[tuple, torch.Tensor] = {}
         self._resolutions: set[tuple[int, int]] = set()
         out = None
@@ -521,6 +613,9 @@ class SparseRunner:
                 if kind in ("conv", "pointwise", "resample"):
                     self._bufs[end] = value.clone()         # the persistent buffer, made once, here
             env[end] = value
+        self.spatial_in = {n: [i for i in n.all_input_nodes if i in self.spatial] for n in self.steps}
+        # a plan depends on the edit mask alone unless some op's change mask is read off its values
+        self._plannable = self.masks == "per_resolution" or "dense" not in self.kind.values()
         return out
 
     def _check_spatial(self, node: fx.Node, spatial_in: list, value: Any, kind: str) -> None:
@@ -538,7 +633,7 @@ class SparseRunner:
         ref_in = self.ref[src]
         h, w = ref_in.shape[-2:]
         probe = (torch.arange(1, h * w + 1, dtype=torch.float64).view(1, 1, h, w)
-                 .expand(ref_in.shape[0], 1, h, w).contiguous())
+                 .expand(ref_in.shape[0], 1, h, w).contiguous())               # (N, 1, H, W)
         args, kwargs = self._args(node, env, lambda n: probe if n is src else env[n])
         try:
             got = graph.call_node(node, args, kwargs, self.modules, self.model)
@@ -548,7 +643,7 @@ class SparseRunner:
             return None
         idx = got[0, 0].reshape(-1).round().long() - 1                         # (Ho*Wo,), -1 = zero
         ok = idx >= 0
-        check = _pixels(ref_in, idx.clamp(min=0)) * ok.view(1, 1, -1, 1)
+        check = _pixels(ref_in, idx.clamp(min=0)) * ok.view(1, 1, -1, 1)     # (N, C, Ho*Wo, 1)
         if check.numel() != value.numel() or not torch.equal(check.reshape(value.shape), value):
             return None
         return idx, ok
@@ -566,37 +661,68 @@ class SparseRunner:
             m = self._empty[shape] = torch.zeros(shape, dtype=torch.bool)
         return m
 
-    def _restore_pixels(self, node: fx.Node, buf: torch.Tensor) -> None:
-        prev = self._dirty.get(node)
-        if prev is not None and prev.numel():
-            _write_pixels(buf, prev, _pixels(self.ref[node], prev))
-        self._dirty[node] = None
+    def _plan_of(self, changed0: torch.Tensor) -> _Plan:
+        """The plan of the edit mask ``changed0``: a remembered one with equal content (moved to the
+        front), else a new, empty one that the run fills (remembered once the run completes)."""
+        if self.reuse_mask and self._plannable:
+            for i, plan in enumerate(self._plans):
+                if _same(plan.key, changed0):
+                    if i:
+                        self._plans.insert(0, self._plans.pop(i))
+                    return plan
+        self._serial += 1
+        key = changed0.clone()
+        per_res = resolution_masks(key, sorted(self._resolutions), self.dilation) \
+            if self.masks == "per_resolution" else None
+        return _Plan(self._serial, key, per_res)
+
+    def _remember(self, plan: _Plan) -> None:
+        if plan.done or not (self.reuse_mask and self._plannable):
+            return
+        plan.done = True
+        self._plans.insert(0, plan)
+        del self._plans[self.plans:]
+
+    def _restore(self, end: fx.Node, buf: torch.Tensor, plan: _Plan | None) -> None:
+        """Put the cached values back into ``buf`` where the last write to it left other values.
+
+        ``plan`` None (the ablation, before writing): every pixel the last write touched. Otherwise
+        (after writing ``plan.written[end]``): only the last write's pixels that this one did not
+        rewrite, remembered per predecessor plan (an edit alternating between a few masks)."""
+        prev = self._dirty.get(end)
+        if prev is None:
+            return
+        serial, done = prev
+        if plan is None:
+            region = _region(done, buf.shape[0])
+        elif serial == plan.serial:
+            return                                          # the same mask wrote the same pixels
+        else:
+            memo = plan.stale.get(end)
+            if memo is not None and memo[0] == serial:
+                region = memo[1]
+            else:
+                region = _region(done & ~plan.written[end], buf.shape[0])
+                plan.stale[end] = (serial, region)
+        _copy_region(buf, self.ref[end], region)
+        self._dirty[end] = None
 
     def _sparse_engine(self, x: torch.Tensor, changed: torch.Tensor | None = None) -> torch.Tensor:
         K, t = self.kernels, self.tile
         env: dict[fx.Node, Any] = {}
-        mask: dict[fx.Node, torch.Tensor] = {}
-        live: dict[fx.Node, bool] = {}                  # False: the node's output equals its cache
-        self.last_masks = {}
         changed0 = changed_pixels(x, self._x) if changed is None else changed
+        plan = self._plan_of(changed0)
+        fresh, reuse = not plan.done, self.reuse_mask
+        mask, live, per_res = plan.mask, plan.live, plan.per_res
         x = _channels_last(x)
-        per_res = None
-        if self.masks == "per_resolution":
-            key = self._per_res_key
-            if self.reuse_mask and key is not None and key.shape == changed0.shape and torch.equal(key, changed0):
-                per_res = self._per_res                 # the same edit mask: the same mask objects
-            else:
-                per_res = resolution_masks(changed0, sorted(self._resolutions), self.dilation)
-                self._per_res_key, self._per_res = changed0.clone(), per_res
         out = None
-        for node in self.nodes:
-            if node in self.fused:
-                continue
+        for node in self.steps:
             kind, end = self.kind[node], self.end.get(node, node)
             if kind == "input":
                 env[node] = x
-                mask[node] = per_res[tuple(x.shape[-2:])] if per_res else changed0
-                live[node] = bool(mask[node].any())
+                if fresh:
+                    mask[node] = per_res[tuple(x.shape[-2:])] if per_res else plan.key
+                    live[node] = bool(mask[node].any())
                 continue
             if kind == "output":
                 if per_res is not None and changed is not None:
@@ -614,78 +740,104 @@ class SparseRunner:
                 continue
             ref = self.ref[end]
             size = tuple(ref.shape[-2:])
-            spatial_in = [n for n in node.all_input_nodes if n in self.spatial]
-            if not any(live[n] for n in spatial_in):
-                env[end], mask[end], live[end] = ref, self._no_change(size), False
-                if kind == "conv":
-                    self.last_masks[node.target] = mask[node.args[0]]
+            if fresh:
+                plan.skip[end] = not any(live[n] for n in self.spatial_in[node])
+            if plan.skip[end]:
+                env[end] = ref
+                if fresh:
+                    mask[end], live[end] = self._no_change(size), False
+                    if kind == "conv":
+                        plan.last_masks[node.target] = mask[node.args[0]]
                 continue
-            if kind == "conv":
-                src = node.args[0]
-                m_in = mask[src]
-                self.last_masks[node.target] = m_in
-                layer = self.modules[node.target]
-                k, s, p = GEOMETRY[layer]
-                buf = self._buffer(end)
-                prev = self._dirty.pop(end, None)
-                if prev is not None and len(prev) and (not self.reuse_mask or self._dirty_by.get(end) is not m_in):
-                    K["scatter"](ref, K["gather"](ref, prev, 1, 1, 0, t), prev, t, out=buf)
-                env[end] = layer(env[src], changed=m_in, out=buf, epilogue=self._epilogue(node, env))
-                tiles = getattr(layer, "tiles", None)
-                if not isinstance(tiles, torch.Tensor):
-                    tiles = K["active_tiles"](m_in, k, s, p, t)
-                self._dirty[end] = tiles
-                self._dirty_by[end] = m_in
-                if per_res is not None:
-                    mask[end] = per_res[size]
-                    live[end] = True
-                elif end not in self.masked:                 # only the output reads it: no mask needed
-                    mask[end], live[end] = self._no_change(size), True
-                else:
-                    reach = K["active_tiles"](m_in, k, s, p, 1)
-                    m_out = torch.zeros(size, dtype=torch.bool)
-                    m_out.view(-1).index_fill_(0, reach[:, 0] * size[1] + reach[:, 1], True)
-                    mask[end], live[end] = m_out, reach.shape[0] > 0
-                continue
-            if kind == "pointwise":
-                if per_res is not None:
-                    m_out = per_res[size]
-                else:
-                    m_out = None
-                    for n in spatial_in:
-                        if live[n]:
-                            m_out = mask[n] if m_out is None else m_out | mask[n]
-                if self.reuse_mask and self._dirty_by.get(end) is m_out and self._dirty.get(end) is not None:
-                    idx = self._dirty[end]                 # the same mask as the last write
-                else:
-                    idx = m_out.view(-1).nonzero().squeeze(1)
-                args, kwargs = self._args(node, env, lambda n: _pixels(env[n], idx) if n in self.spatial else env[n])
-                vals = graph.call_node(node, args, kwargs, self.modules, self.model)
-                ep = self._epilogue(node, env)
-                vals = ep(vals) if ep is not None else vals
-            elif kind == "resample":
-                src = spatial_in[0]
-                pix, ok = self.maps[node]
-                if per_res is not None:
-                    m_flat = per_res[size].view(-1) & ok
-                else:
-                    m_flat = ok & mask[src].view(-1)[pix.clamp(min=0)]
-                m_out = m_flat.view(size)
-                idx = m_flat.nonzero().squeeze(1)
-                vals = _pixels(env[src], pix[idx])
-            else:                                                               # dense
+            if kind == "dense":
                 args, kwargs = self._args(node, env)
                 value = graph.call_node(node, args, kwargs, self.modules, self.model)
                 env[end] = value
-                mask[end] = per_res[size] if per_res is not None else (value != ref).any(dim=1).any(dim=0)
-                live[end] = bool(mask[end].any())
+                if per_res is None:                       # (then plans are off: value-dependent)
+                    mask[end] = (value != ref).any(dim=1).any(dim=0)
+                    live[end] = bool(mask[end].any())
+                elif fresh:
+                    mask[end], live[end] = per_res[size], bool(per_res[size].any())
                 continue
             buf = self._buffer(end)
-            if not self.reuse_mask or self._dirty_by.get(end) is not m_out:
-                self._restore_pixels(end, buf)
-            _write_pixels(buf, idx, vals)
-            self._dirty[end], self._dirty_by[end] = idx, m_out
-            env[end], mask[end], live[end] = buf, m_out, idx.numel() > 0
+            if not reuse:
+                self._restore(end, buf, None)
+            if kind == "conv":
+                src = node.args[0]
+                m_in = mask[src]
+                layer = self.modules[node.target]
+                env[end] = layer(env[src], changed=m_in, out=buf, epilogue=self._epilogue(node, env))
+                if end not in plan.written:
+                    k, s, p = GEOMETRY[layer]
+                    tiles = getattr(layer, "tiles", None)
+                    if not isinstance(tiles, torch.Tensor):
+                        tiles = K["active_tiles"](m_in, k, s, p, t)
+                    plan.written[end] = _tile_mask(tiles, t, size)
+                if fresh:
+                    plan.last_masks[node.target] = m_in
+                    if per_res is not None:
+                        mask[end], live[end] = per_res[size], True
+                    elif end not in self.masked:            # only the output reads it: no mask needed
+                        mask[end], live[end] = self._no_change(size), True
+                    else:
+                        k, s, p = GEOMETRY[layer]
+                        reach = K["active_tiles"](m_in, k, s, p, 1)
+                        m_out = torch.zeros(size, dtype=torch.bool)
+                        m_out.view(-1).index_fill_(0, reach[:, 0] * size[1] + reach[:, 1], True)   # (H*W,)
+                        mask[end], live[end] = m_out, reach.shape[0] > 0
+            else:
+                if fresh:
+                    if kind == "pointwise":
+                        if per_res is not None:
+                            m_out = per_res[size]
+                        else:
+                            m_out = None
+                            for n in self.spatial_in[node]:
+                                if live[n]:
+                                    m_out = mask[n] if m_out is None else m_out | mask[n]
+                        idx = m_out.view(-1).nonzero().squeeze(1)                      # (H*W,) -> (P,)
+                    else:                                                       # resample
+                        pix, ok = self.maps[node]
+                        src = self.spatial_in[node][0]
+                        if per_res is not None:
+                            m_flat = per_res[size].view(-1) & ok                       # (Ho*Wo,)
+                        else:
+                            m_flat = ok & mask[src].view(-1)[pix.clamp(min=0)]         # (Ho*Wo,)
+                        m_out = m_flat.view(size)                                      # (Ho, Wo)
+                        idx = m_flat.nonzero().squeeze(1)
+                        src_hw = self.ref[src].shape[-2] * self.ref[src].shape[-1]
+                        plan.idx[end] = _batch_index(pix[idx], ref.shape[0], src_hw)
+                    plan.rows[end] = _batch_index(idx, ref.shape[0], size[0] * size[1])
+                    plan.written[end] = m_out
+                    mask[end], live[end] = m_out, idx.numel() > 0
+                    if kind == "pointwise":
+                        region = _region(m_out, ref.shape[0], limit=1)
+                        plan.idx[end] = region[0] if isinstance(region, list) and region else None
+                rows = plan.rows[end]
+                if kind == "pointwise":
+                    box = plan.idx[end]
+                    if box is not None:                     # one rectangle: run on slices, write a slice
+                        y0, y1, x0, x1 = box
+                        args, kwargs = self._args(node, env, lambda n, b=box: env[n][:, :, b[0]:b[1], b[2]:b[3]]
+                                                  if n in self.spatial else env[n])
+                    else:
+                        args, kwargs = self._args(node, env, lambda n, take=rows: _take(env[n], take)
+                                                  if n in self.spatial else env[n])
+                    vals = graph.call_node(node, args, kwargs, self.modules, self.model)
+                    ep = self._epilogue(node, env)
+                    vals = ep(vals) if ep is not None else vals
+                    if box is not None:
+                        buf[:, :, y0:y1, x0:x1].copy_(vals)
+                    else:
+                        _row_view(buf).index_copy_(0, rows, _rows(vals))
+                else:
+                    _row_view(buf).index_copy_(0, rows, _rows(_take(env[self.spatial_in[node][0]], plan.idx[end])))
+                env[end] = buf
+            if reuse:
+                self._restore(end, buf, plan)
+            self._dirty[end] = (plan.serial, plan.written[end])
+        self.last_masks = dict(plan.last_masks)
+        self._remember(plan)
         return out
 
     # -- measurement ----------------------------------------------------------------------------------
@@ -733,7 +885,8 @@ class SparseRunner:
             def hook(mod, args, name):
                 masks[name] = (args[0] != self._inputs[name]).any(dim=1).any(dim=0)
 
-            hooks = [m.register_forward_pre_hook(lambda mod, args, name=n: hook(mod, args, name)) for n, m in self.layers]
+            hooks = [m.register_forward_pre_hook(lambda mod, args, name=n: hook(mod, args, name))
+                     for n, m in self.layers]
             try:
                 self.sparse(x)
             finally:

@@ -54,7 +54,6 @@ if importlib.util.find_spec("effcourse") is None:  # not installed: install the 
 # %%
 import os
 import time
-from pathlib import Path
 
 import matplotlib.patches as patches
 import matplotlib.pyplot as plt
@@ -250,10 +249,14 @@ def active_tiles(changed, kernel_size, stride, padding, tile):
     if Ho < 1 or Wo < 1:
         raise ValueError(f"a {H}x{W} input is too small for kernel {k}, padding {p}")
     b, step = (t - 1) * s + k, t * s
-    where = changed.nonzero()
-    if where.shape[0] == 0:
-        return where                                                   # (0, 2), int64
-    (r0, c0), (r1, c1) = where.min(0).values.tolist(), where.max(0).values.tolist()
+    # the changed pixels' bounding box from two 1-D maxima: on the CPU a uint8 max is several times
+    # faster than nonzero() over the whole mask
+    u8 = (changed if changed.dtype == torch.bool else changed != 0).view(torch.uint8)
+    cols = u8.amax(0).nonzero()                                        # (n_cols, 1): changed columns
+    if cols.shape[0] == 0:
+        return torch.zeros(0, 2, dtype=torch.long)
+    c0, c1 = cols[[0, -1], 0].tolist()
+    r0, r1 = u8[:, c0:c1 + 1].amax(1).nonzero()[[0, -1], 0].tolist()
     # only the tiles whose blocks can meet the changed pixels' bounding box
     i0, i1 = max(0, -((b - 1 - r0 - p) // step)), min(-(-Ho // t) - 1, (r1 + p) // step)
     j0, j1 = max(0, -((b - 1 - c0 - p) // step)), min(-(-Wo // t) - 1, (c1 + p) // step)

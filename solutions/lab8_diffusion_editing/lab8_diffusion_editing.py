@@ -521,62 +521,90 @@ effcourse.record("sdedit_tradeoff", [[r["t0"], r["faithfulness: PSNR outside edi
 ### BEGIN SOLUTION
 def active_tiles(changed, kernel_size, stride, padding, tile):
     """Lab 5: the (n, 2) output tiles whose input block holds a changed pixel."""
+    if changed.dim() != 2:
+        raise ValueError(f"changed must be an (H, W) mask, got rank {changed.dim()}")
     H, W = changed.shape
     k, s, p, t = kernel_size, stride, padding, tile
     Ho, Wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"a {H}x{W} input is too small for kernel {k}, padding {p}")
     b, step = (t - 1) * s + k, t * s
-    where = changed.nonzero()
-    if where.shape[0] == 0:
-        return where
-    (r0, c0), (r1, c1) = where.min(0).values.tolist(), where.max(0).values.tolist()
+    # the changed pixels' bounding box from two 1-D maxima: on the CPU a uint8 max is several times
+    # faster than nonzero() over the whole mask
+    u8 = (changed if changed.dtype == torch.bool else changed != 0).view(torch.uint8)
+    cols = u8.amax(0).nonzero()                                        # (n_cols, 1): changed columns
+    if cols.shape[0] == 0:
+        return torch.zeros(0, 2, dtype=torch.long)
+    c0, c1 = cols[[0, -1], 0].tolist()
+    r0, r1 = u8[:, c0:c1 + 1].amax(1).nonzero()[[0, -1], 0].tolist()
+    # only the tiles whose blocks can meet the changed pixels' bounding box
     i0, i1 = max(0, -((b - 1 - r0 - p) // step)), min(-(-Ho // t) - 1, (r1 + p) // step)
     j0, j1 = max(0, -((b - 1 - c0 - p) // step)), min(-(-Wo // t) - 1, (c1 + p) // step)
-    if i0 > i1 or j0 > j1:
+    if i0 > i1 or j0 > j1:                                             # no block reads a changed pixel
         return torch.zeros(0, 2, dtype=torch.long)
-    y0, y1, x0_, x1 = i0 * step - p, i1 * step - p + b, j0 * step - p, j1 * step - p + b
-    crop = changed[max(y0, 0):min(y1, H), max(x0_, 0):min(x1, W)].to(torch.float32)
-    crop = F.pad(crop[None, None], (max(0, -x0_), max(0, x1 - W), max(0, -y0), max(0, y1 - H)))
-    return F.max_pool2d(crop, b, step)[0, 0].nonzero() + torch.tensor([i0, j0])
+    y0, y1 = i0 * step - p, i1 * step - p + b                          # input rows of their blocks (end excluded)
+    x0, x1 = j0 * step - p, j1 * step - p + b
+    crop = changed[max(y0, 0):min(y1, H), max(x0, 0):min(x1, W)].to(torch.float32)
+    crop = F.pad(crop[None, None], (max(0, -x0), max(0, x1 - W), max(0, -y0), max(0, y1 - H)))   # zeros outside
+    hit = F.max_pool2d(crop, b, step)[0, 0]                            # one value per tile of the box
+    return hit.nonzero() + torch.tensor([i0, j0])
 
 
 def gather(x, tiles, kernel_size, stride, padding, tile):
     """Lab 5: the (N*n, C, b, b) input blocks of the tiles, zeros outside the image."""
     N, C, H, W = x.shape
     n, b, step = tiles.shape[0], (tile - 1) * stride + kernel_size, tile * stride
-    rows = x.permute(0, 2, 3, 1).reshape(N * H * W, C)
+    pixel_rows = x.permute(0, 2, 3, 1).reshape(N * H * W, C)          # one row per pixel; a view if channels-last
     if n == 0:
         return x.new_zeros(0, C, b, b)
-    top_left = tiles * step - padding
-    r = top_left[:, :1] + torch.arange(b)
-    c = top_left[:, 1:] + torch.arange(b)
-    inside = ((r >= 0) & (r < H))[:, :, None] & ((c >= 0) & (c < W))[:, None, :]
-    pix = (r.clamp(0, H - 1)[:, :, None] * W + c.clamp(0, W - 1)[:, None, :]).reshape(n, b * b)
+    top_left = tiles * step - padding                                   # (n, 2): first input row, col of each block
+    (r0, c0), (r1, c1) = (v.tolist() for v in torch.aminmax(top_left, dim=0))
+    if r0 < 0 or c0 < 0 or r1 + b > H or c1 + b > W:
+        # some blocks stick out of the image: clamp the positions, zero what lies outside below
+        r = top_left[:, :1] + torch.arange(b)                           # (n, b) rows
+        c = top_left[:, 1:] + torch.arange(b)                           # (n, b) cols
+        inside = ((r >= 0) & (r < H))[:, :, None] & ((c >= 0) & (c < W))[:, None, :]
+        pix = (r.clamp(0, H - 1)[:, :, None] * W + c.clamp(0, W - 1)[:, None, :]).reshape(n, b * b)
+    else:
+        inside = None
+        window = torch.arange(b)[:, None] * W + torch.arange(b)         # (b, b) offsets inside a block
+        pix = (top_left[:, 0] * W + top_left[:, 1]).unsqueeze(1) + window.reshape(-1)   # (n, b*b)
     if N > 1:
-        pix = (torch.arange(N)[:, None, None] * (H * W) + pix).reshape(N * n, b * b)
-    blocks = rows.index_select(0, pix.reshape(-1)).view(N * n, b, b, C)
-    if not bool(inside.all()):
+        pix = (torch.arange(N)[:, None, None] * (H * W) + pix).reshape(N * n, b * b)     # image-major
+    blocks = pixel_rows.index_select(0, pix.reshape(-1)).view(N * n, b, b, C)
+    if inside is not None:
         blocks.masked_fill_(~inside.repeat(N, 1, 1).unsqueeze(-1), 0)
-    return blocks.permute(0, 3, 1, 2)
+    return blocks.permute(0, 3, 1, 2)                                   # (N*n, C, b, b), channels-last
 
 
 def scatter(y_cached, y_tiles, tiles, tile, out=None):
     """Lab 5: y_cached with the tiles written in (into out, in place, when given)."""
     N, C, H, W = y_cached.shape
     n = tiles.shape[0]
-    out = y_cached.clone() if out is None else out
+    if out is None:
+        out = y_cached.clone()
     if n == 0:
         return out
-    vals = y_tiles.permute(0, 2, 3, 1).reshape(N * n * tile * tile, C)
-    r = tiles[:, :1] * tile + torch.arange(tile)
-    c = tiles[:, 1:] * tile + torch.arange(tile)
-    keep = ((r < H)[:, :, None] & (c < W)[:, None, :]).reshape(1, -1).expand(N, -1).reshape(-1)
-    pix = (r.clamp(max=H - 1)[:, :, None] * W + c.clamp(max=W - 1)[:, None, :]).reshape(1, -1)
-    pix = (torch.arange(N)[:, None] * (H * W) + pix).reshape(-1)
-    if not bool(keep.all()):
+    vals = y_tiles.permute(0, 2, 3, 1).reshape(N * n * tile * tile, C)     # one row per output pixel
+    r1, c1 = tiles.amax(dim=0).tolist()
+    if (r1 + 1) * tile > H or (c1 + 1) * tile > W:
+        # tiles at the bottom/right edge stick out: keep their pixels inside the image only
+        r = tiles[:, :1] * tile + torch.arange(tile)                    # (n, t) rows
+        c = tiles[:, 1:] * tile + torch.arange(tile)
+        keep = ((r < H)[:, :, None] & (c < W)[:, None, :]).reshape(1, n * tile * tile).expand(N, -1).reshape(-1)
+        pix = (r[:, :, None] * W + c[:, None, :]).reshape(n, tile * tile)
+    else:
+        keep = None
+        window = torch.arange(tile)[:, None] * W + torch.arange(tile)   # (t, t) offsets inside a tile
+        pix = ((tiles[:, 0] * W + tiles[:, 1]) * tile).unsqueeze(1) + window.reshape(-1)   # (n, t*t)
+    if N > 1:
+        pix = torch.arange(N)[:, None, None] * (H * W) + pix            # image-major, like y_tiles
+    pix = pix.reshape(-1)
+    if keep is not None:
         pix, vals = pix[keep], vals[keep]
     if out.is_contiguous(memory_format=torch.channels_last):
-        out.permute(0, 2, 3, 1).view(N * H * W, C).index_copy_(0, pix, vals)
-    else:
+        out.permute(0, 2, 3, 1).view(N * H * W, C).index_copy_(0, pix, vals)    # whole rows, in place
+    else:                                                               # another layout: index the 4-D view
         out.permute(0, 2, 3, 1)[pix // (H * W), pix % (H * W) // W, pix % W] = vals
     return out
 
