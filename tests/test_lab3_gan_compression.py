@@ -10,9 +10,14 @@ from torch import nn
 
 from effcourse import bench, metrics
 from effcourse.gan import pix2pix
+from effcourse.training import Loop
 
 LAB = "lab3_gan_compression"
 pytestmark = pytest.mark.xdist_group(LAB)
+
+
+def _loop(steps, batch_size):
+    return Loop(steps=steps, batch_size=batch_size, progress=False, live=False)
 
 
 def _recon(d_fake, fake, target, teacher_out, distill, paired=True, lambda_recon=100.0, lambda_distill=1.0):
@@ -89,19 +94,6 @@ def test_patch_discriminator():
     assert loss.item() < 1e-6
 
 
-def test_ema():
-    m = nn.Linear(2, 2)
-    ema = pix2pix.EMA(m, decay=0.75)
-    w0 = m.weight.detach().clone()
-    with torch.no_grad():
-        m.weight.add_(4.0)
-    ema.update(m)
-    assert torch.allclose(ema.model.weight, w0 + 1.0)
-    assert not any(p.requires_grad for p in ema.model.parameters())
-    with pytest.raises(ValueError):
-        pix2pix.EMA(m, decay=1.0)
-
-
 # ------------------------------------------------------------------------------------- training
 def test_train_generator_with_distillation_calls_the_learner_functions():
     edges, digits = pix2pix.edge_digit_pairs("train", n=24)
@@ -116,19 +108,21 @@ def test_train_generator_with_distillation_calls_the_learner_functions():
         seen.append((len(s), tuple(s[0].shape), tuple(t[0].shape)))
         return sum(F.mse_loss(f(a), b) for f, a, b in zip(maps, s, t))
 
-    ema, hist = pix2pix.train_generator(student, edges, digits, 3, _recon, distill=distill, mappers=mappers,
-                                        teacher_features=t_feats, batch_size=5, lambda_distill=10.0)
+    ema, hist = pix2pix.train_generator(student, edges, digits, _recon, distill=distill, mappers=mappers,
+                                        teacher_features=t_feats, loop=_loop(3, 5),
+                                        opts=pix2pix.Pix2PixOptions(lambda_distill=10.0))
     assert seen == [(4, (5, 8, 8, 8), (5, 16, 8, 8))] * 3
     assert any(not torch.equal(a, m.weight) for a, m in zip(m0, mappers)), "the mappers must train"
-    assert hist["step"][-1] == 3 and len(hist["loss"]) == len(hist["step"])
+    assert hist.steps("loss") == [1, 2, 3] and len(hist["loss"]) == 3
     assert isinstance(ema, pix2pix.ResnetGenerator) and not ema.training
     # unpaired: the teacher's outputs are needed; with a discriminator the loop also runs
+    unpaired = pix2pix.Pix2PixOptions(paired=False)
     with pytest.raises(ValueError, match="teacher_outputs"):
-        pix2pix.train_generator(student, edges, digits, 1, _recon, paired=False)
-    pix2pix.train_generator(student, edges, digits, 2, _recon, paired=False, teacher_outputs=t_out,
-                            discriminator=pix2pix.PatchDiscriminator(4), batch_size=4)
+        pix2pix.train_generator(student, edges, digits, _recon, loop=_loop(1, 4), opts=unpaired)
+    pix2pix.train_generator(student, edges, digits, _recon, opts=unpaired, teacher_outputs=t_out,
+                            discriminator=pix2pix.PatchDiscriminator(4), loop=_loop(2, 4))
     with pytest.raises(ValueError, match="mappers"):
-        pix2pix.train_generator(student, edges, digits, 1, _recon, distill=distill)
+        pix2pix.train_generator(student, edges, digits, _recon, distill=distill, loop=_loop(1, 4))
 
 
 def test_train_generator_is_deterministic():
@@ -136,7 +130,8 @@ def test_train_generator_is_deterministic():
     outs = []
     for _ in range(2):
         torch.manual_seed(0)
-        ema, _ = pix2pix.train_generator(pix2pix.ResnetGenerator(2), edges, digits, 3, _recon, batch_size=4, seed=1)
+        ema, _ = pix2pix.train_generator(pix2pix.ResnetGenerator(2), edges, digits, _recon,
+                                         loop=Loop(steps=3, batch_size=4, seed=1, progress=False, live=False))
         outs.append(pix2pix.generate(ema, edges[:4]))
     assert torch.equal(outs[0], outs[1])
 
@@ -144,8 +139,8 @@ def test_train_generator_is_deterministic():
 def test_objective_must_return_a_scalar():
     edges, digits = pix2pix.edge_digit_pairs("train", n=8)
     with pytest.raises(TypeError, match="scalar"):
-        pix2pix.train_generator(pix2pix.ResnetGenerator(2), edges, digits, 1,
-                                lambda d, f, t, to, di, **kw: (f - t).abs(), batch_size=2)
+        pix2pix.train_generator(pix2pix.ResnetGenerator(2), edges, digits,
+                                lambda d, f, t, to, di, **kw: (f - t).abs(), loop=_loop(1, 2))
 
 
 # ------------------------------------------------------------------------------------- supernet
@@ -203,9 +198,9 @@ def test_train_supernet_calls_the_step_once_per_batch_and_trains_supernet_and_ma
         seen.append((tuple(s[0].shape), tuple(t[0].shape)))
         return sum(F.mse_loss(f(a), b) for f, a, b in zip(maps, s, t))
 
-    ema, hist = pix2pix.train_supernet(net, edges, digits, 6, configs, _stand_in_step, _recon, distill, mappers,
-                                       t_feats, batch_size=2, log_every=1, lambda_distill=10.0)
-    assert hist["step"] == [1, 2, 3, 4, 5, 6] and not ema.training
+    ema, hist = pix2pix.train_supernet(net, edges, digits, configs, _stand_in_step, _recon, distill, mappers,
+                                       t_feats, loop=_loop(6, 2), opts=pix2pix.Pix2PixOptions(lambda_distill=10.0))
+    assert hist.steps("loss") == [1, 2, 3, 4, 5, 6] and not ema.training
     assert seen == [((2, 4, 8, 8), (2, 12, 8, 8))] * 6
     assert all(c in configs for c in hist["config"])
     assert any(not torch.equal(a, m.weight) for a, m in zip(m0, mappers)), "the mappers must train"
@@ -217,14 +212,14 @@ def test_train_supernet_calls_the_step_once_per_batch_and_trains_supernet_and_ma
         return supernet(x, drawn[-1]).mean()
 
     many = pix2pix.config_space(net.widths, fractions=(0.5, 1.0))
-    pix2pix.train_supernet(net, edges, digits, 20, many, recording, _recon, distill, mappers, t_feats, batch_size=2)
+    pix2pix.train_supernet(net, edges, digits, many, recording, _recon, distill, mappers, t_feats, loop=_loop(20, 2))
     assert len(drawn) == 20 and len(set(drawn)) > 3 and all(c in many for c in drawn)
     with pytest.raises(TypeError, match="scalar"):
-        pix2pix.train_supernet(net, edges, digits, 1, many, lambda *a, **k: torch.zeros(2), _recon, distill, mappers,
-                               t_feats)
+        pix2pix.train_supernet(net, edges, digits, many, lambda *a, **k: torch.zeros(2), _recon, distill, mappers,
+                               t_feats, loop=_loop(1, 2))
     with pytest.raises(ValueError, match="one entry per"):
-        pix2pix.train_supernet(net, edges, digits, 1, many, _stand_in_step, _recon, distill, mappers,
-                               [f[:3] for f in t_feats])
+        pix2pix.train_supernet(net, edges, digits, many, _stand_in_step, _recon, distill, mappers,
+                               [f[:3] for f in t_feats], loop=_loop(1, 2))
 
 
 def test_mobile_block_is_depthwise_separable_and_cheaper():

@@ -17,7 +17,9 @@ from .asserts import (
     assert_true,
     call,
     check_tensor,
+    clock_seed,
     passed,
+    seed_in_failures,
 )
 
 
@@ -326,6 +328,8 @@ def executed_ops(fn, *args, **kwargs) -> list:
 
 
 __all__ = [
+    "clock_seed",
+    "seed_in_failures",
     "CheckFailed",
     "Lookup",
     "OnePass",

@@ -9,7 +9,8 @@ discriminator, training loops with EMA weights, and a once-for-all supernet.
   convs back to 32x32, a 3x3 head and ``tanh``; InstanceNorm throughout. ``forward(x,
   return_features=True)`` also returns the outputs of the residual blocks (what distillation matches).
 * ``PatchDiscriminator``: a conditional PatchGAN, logits ``(N, 1, h, w)`` for ``(condition, image)``.
-* ``train_generator``: the training loop; the learner's ``objective`` (and ``distill``) are passed in.
+* ``train_generator(..., loop=Loop(...), opts=Pix2PixOptions(...))``: the training loop (an ``EMA`` of
+  the weights, a ``History`` of the loss); the learner's ``objective`` (and ``distill``) are passed in.
 * ``SuperGenerator(conv_cls, widths)``: a channel-elastic generator whose convs are ``conv_cls``
   instances called as ``conv(x, out_channels)`` (the learner's ``SuperConv2d``); ``forward(x, config)``
   runs the sub-network with the widths in ``config``; ``train_supernet`` runs the learner's
@@ -19,14 +20,15 @@ The answers to the lab's exercises are not here: every learner function is an ar
 """
 from __future__ import annotations
 
-import copy
 import itertools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+
+from ..training import EMA, History, Loop, eval_mode
 
 SIZE = 32
 EDGE_THRESHOLD = 0.25
@@ -177,7 +179,8 @@ class PatchDiscriminator(nn.Module):
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(ndf, 2 * ndf, 4, stride=2, padding=1), nn.InstanceNorm2d(2 * ndf), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf, 2 * ndf, 4, stride=2, padding=1), nn.InstanceNorm2d(2 * ndf),
+            nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(2 * ndf, 4 * ndf, 3, padding=1), nn.InstanceNorm2d(4 * ndf), nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(4 * ndf, 1, 3, padding=0))
 
@@ -191,32 +194,25 @@ def discriminator_loss(d_real_logits: torch.Tensor, d_fake_logits: torch.Tensor)
 
 
 # ------------------------------------------------------------------------------------------ training
-class EMA:
-    """Exponential moving average of a model's weights: ``ema = decay * ema + (1 - decay) * w``.
-    ``.model`` is the averaged copy (eval mode, no gradients); buffers are copied as they are."""
+@dataclass
+class Pix2PixOptions:
+    """The generator loops' own options (the shared ones are their ``Loop``): Adam's ``lr`` (betas
+    (0.5, 0.999)), the objective's ``lambda_recon`` and ``lambda_distill``, the ``EMA`` decay
+    ``ema_decay``, and ``paired`` (reconstruct the target; ``False``: the teacher's output)."""
 
-    def __init__(self, model: nn.Module, decay: float = 0.995):
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
-        self.decay = float(decay)
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        for e, p in zip(self.model.parameters(), model.parameters()):
-            e.lerp_(p.detach(), 1.0 - self.decay)
-        for e, b in zip(self.model.buffers(), model.buffers()):
-            e.copy_(b)
+    lr: float = 5e-4
+    lambda_recon: float = 100.0
+    lambda_distill: float = 1.0
+    ema_decay: float = 0.995
+    paired: bool = True
 
 
 @torch.no_grad()
 def generate(model: nn.Module, x: torch.Tensor, batch_size: int = 256, return_features: bool = False, **kwargs):
     """Run ``model`` in eval mode over ``x`` in batches (no gradients); returns the outputs, or
     ``(outputs, [features per block])`` with ``return_features=True``. The model's mode is restored."""
-    was = model.training
-    model.eval()
     outs, feats = [], []
-    try:
+    with eval_mode(model):
         for chunk in x.split(batch_size):
             if return_features:
                 o, f = model(chunk, return_features=True, **kwargs)
@@ -224,8 +220,6 @@ def generate(model: nn.Module, x: torch.Tensor, batch_size: int = 256, return_fe
             else:
                 o = model(chunk, **kwargs)
             outs.append(o.detach())
-    finally:
-        model.train(was)
     out = torch.cat(outs)
     if not return_features:
         return out
@@ -251,20 +245,23 @@ def _adversarial_step(discriminator: nn.Module, opt_d: torch.optim.Optimizer, x:
     return discriminator(x, fake)
 
 
-def train_generator(generator: nn.Module, edges: torch.Tensor, targets: torch.Tensor, steps: int,
-                    objective: Callable, *, distill: Callable | None = None, mappers: nn.Module | None = None,
-                    teacher_features: Sequence[torch.Tensor] | None = None,
-                    teacher_outputs: torch.Tensor | None = None, paired: bool = True,
-                    discriminator: nn.Module | None = None, lambda_recon: float = 100.0,
-                    lambda_distill: float = 1.0, lr: float = 5e-4, batch_size: int = 16,
-                    ema_decay: float = 0.995, seed: int = 0, device: torch.device | str = "cpu",
-                    desc: str = "train", log_every: int = 50) -> tuple[nn.Module, dict[str, list]]:
-    """Train ``generator`` for ``steps`` Adam steps (lr, betas (0.5, 0.999)) on random batches of the
-    pairs ``(edges, targets)``; returns ``(ema_generator, history)``.
+def _check_sizes(edges: torch.Tensor, targets: torch.Tensor) -> None:
+    if edges.shape[0] != targets.shape[0]:
+        raise ValueError(f"edges and targets must pair up, got {edges.shape[0]} and {targets.shape[0]} images")
+
+
+def train_generator(generator: nn.Module, edges: torch.Tensor, targets: torch.Tensor, objective: Callable, *,
+                    loop: Loop, opts: Pix2PixOptions | None = None, distill: Callable | None = None,
+                    mappers: nn.Module | None = None, teacher_features: Sequence[torch.Tensor] | None = None,
+                    teacher_outputs: torch.Tensor | None = None,
+                    discriminator: nn.Module | None = None) -> tuple[nn.Module, History]:
+    """Train ``generator`` for ``loop.steps`` Adam steps on random batches of ``loop.batch_size``
+    pairs ``(edges, targets)`` (indices from a generator seeded with ``loop.seed``); returns
+    ``(ema_generator, history)``, the history's ``loss`` logged every ``loop.log_every`` steps.
 
     Each step computes the generator loss as
-    ``objective(d_fake_logits, fake, target, teacher_out, distill_value, paired=paired,
-    lambda_recon=lambda_recon, lambda_distill=lambda_distill)``, where ``d_fake_logits`` is
+    ``objective(d_fake_logits, fake, target, teacher_out, distill_value, paired=opts.paired,
+    lambda_recon=opts.lambda_recon, lambda_distill=opts.lambda_distill)``, where ``d_fake_logits`` is
     ``discriminator(edges, fake)`` or ``None`` when no discriminator is given, ``teacher_out`` is the
     batch of ``teacher_outputs`` (or ``None``), and ``distill_value`` is
     ``distill(student_feats, teacher_feats, mappers)`` when ``distill`` is given (the mappers train
@@ -272,30 +269,28 @@ def train_generator(generator: nn.Module, edges: torch.Tensor, targets: torch.Te
     ``(N, C_t, h, w)`` tensors aligned with ``edges``) are precomputed once: the teacher never runs here.
     With a discriminator, D takes one step per G step on the logistic loss.
     """
-    steps, batch_size = int(steps), int(batch_size)
-    if steps < 1 or batch_size < 1:
-        raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
-    if edges.shape[0] != targets.shape[0]:
-        raise ValueError(f"edges and targets must pair up, got {edges.shape[0]} and {targets.shape[0]} images")
+    opts = opts or Pix2PixOptions()
+    _check_sizes(edges, targets)
     if distill is not None and (mappers is None or teacher_features is None):
         raise ValueError("distillation needs both mappers and teacher_features")
     if teacher_features is not None and any(f.shape[0] != edges.shape[0] for f in teacher_features):
         raise ValueError("teacher_features must have one entry per training pair")
-    if not paired and teacher_outputs is None:
+    if not opts.paired and teacher_outputs is None:
         raise ValueError("unpaired training reconstructs the teacher's output: pass teacher_outputs")
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
+    device = loop.device
+    gen = torch.Generator().manual_seed(loop.seed)
+    torch.manual_seed(loop.seed)
     generator.to(device).train()
     params = list(generator.parameters()) + (list(mappers.parameters()) if (distill and mappers is not None) else [])
-    opt = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
-    opt_d = _discriminator_optimizer(discriminator, lr, device)
+    opt = torch.optim.Adam(params, lr=opts.lr, betas=(0.5, 0.999))
+    opt_d = _discriminator_optimizer(discriminator, opts.lr, device)
     if mappers is not None:
         mappers.to(device).train()
-    ema = EMA(generator, ema_decay)
-    hist: dict[str, list] = {"step": [], "loss": []}
-    bar = tqdm(range(steps), desc=desc, leave=False)
+    ema = EMA(generator, opts.ema_decay)
+    hist = loop.history()
+    bar = loop.bar()
     for step in bar:
-        idx = torch.randint(0, edges.shape[0], (batch_size,), generator=gen)
+        idx = torch.randint(0, edges.shape[0], (loop.batch_size,), generator=gen)
         x, y = edges[idx].to(device), targets[idx].to(device)
         t_out = teacher_outputs[idx].to(device) if teacher_outputs is not None else None
         if distill is not None:
@@ -306,8 +301,8 @@ def train_generator(generator: nn.Module, edges: torch.Tensor, targets: torch.Te
             fake = generator(x)
             distill_value = 0.0
         d_fake = _adversarial_step(discriminator, opt_d, x, y, fake) if discriminator is not None else None
-        loss = objective(d_fake, fake, y, t_out, distill_value, paired=paired, lambda_recon=lambda_recon,
-                         lambda_distill=lambda_distill)
+        loss = objective(d_fake, fake, y, t_out, distill_value, paired=opts.paired, lambda_recon=opts.lambda_recon,
+                         lambda_distill=opts.lambda_distill)
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             raise TypeError(f"objective must return a scalar tensor, got {type(loss).__name__}"
                             + (f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else ""))
@@ -317,70 +312,69 @@ def train_generator(generator: nn.Module, edges: torch.Tensor, targets: torch.Te
         if discriminator is not None:
             discriminator.requires_grad_(True)
         ema.update(generator)
-        if step % log_every == 0 or step == steps - 1:
-            hist["step"].append(step + 1)
-            hist["loss"].append(loss.item())
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if loop.logs(step):
+            hist.log(step + 1, loss=loss)
+            bar.set_postfix(loss=f"{hist.last('loss'):.3f}")
     generator.eval()
+    hist.close()
     return ema.model, hist
 
 
-def train_supernet(supernet: nn.Module, edges: torch.Tensor, targets: torch.Tensor, steps: int,
+def train_supernet(supernet: nn.Module, edges: torch.Tensor, targets: torch.Tensor,
                    configs: Sequence[tuple[int, ...]], step: Callable, objective: Callable, distill: Callable,
-                   mappers: nn.Module, teacher_features: Sequence[torch.Tensor], *, lr: float = 5e-4,
-                   batch_size: int = 16, lambda_recon: float = 100.0, lambda_distill: float = 1.0,
-                   ema_decay: float = 0.995, seed: int = 0, device: torch.device | str = "cpu",
-                   desc: str = "supernet", log_every: int = 50) -> tuple[nn.Module, dict]:
+                   mappers: nn.Module, teacher_features: Sequence[torch.Tensor], *, loop: Loop,
+                   opts: Pix2PixOptions | None = None) -> tuple[nn.Module, History]:
     """Once-for-all training of a ``SuperGenerator`` on the pairs ``(edges, targets)`` with the
     learner's ``step``; returns ``(ema_supernet, history)``.
 
-    Each of the ``steps`` iterations draws a batch (indices from a generator seeded with ``seed``), then
-    calls ``loss = step(supernet, mappers, x, y, teacher_feats, sample_config, objective, distill,
-    lambda_recon=lambda_recon, lambda_distill=lambda_distill)``, where ``teacher_feats`` are the batch's
-    rows of ``teacher_features`` (the teacher's block outputs on ``edges``, computed once) and
+    Each of the ``loop.steps`` iterations draws a batch of ``loop.batch_size`` (indices from a
+    generator seeded with ``loop.seed``), then calls ``loss = step(supernet, mappers, x, y,
+    teacher_feats, sample_config, objective, distill, lambda_recon=opts.lambda_recon,
+    lambda_distill=opts.lambda_distill)``, where ``teacher_feats`` are the batch's rows of
+    ``teacher_features`` (the teacher's block outputs on ``edges``, computed once) and
     ``sample_config()`` returns one config drawn uniformly from ``configs`` (from the same generator),
-    and takes one Adam step (lr, betas (0.5, 0.999)) of the supernet and the ``mappers`` on ``loss``.
-    ``history["config"]`` lists the configs drawn at the logged steps. No discriminator here.
+    and takes one Adam step (``opts.lr``, betas (0.5, 0.999)) of the supernet and the ``mappers`` on
+    ``loss``. The history logs ``loss`` and ``config`` (the last config drawn) every
+    ``loop.log_every`` steps. No discriminator here.
     """
-    steps, batch_size = int(steps), int(batch_size)
-    if steps < 1 or batch_size < 1 or not configs:
-        raise ValueError("train_supernet needs steps >= 1, batch_size >= 1 and at least one config")
-    if edges.shape[0] != targets.shape[0]:
-        raise ValueError(f"edges and targets must pair up, got {edges.shape[0]} and {targets.shape[0]} images")
+    opts = opts or Pix2PixOptions()
+    if not configs:
+        raise ValueError("train_supernet needs at least one config")
+    _check_sizes(edges, targets)
     if any(f.shape[0] != edges.shape[0] for f in teacher_features):
         raise ValueError("teacher_features must have one entry per training pair")
     configs = [tuple(c) for c in configs]
-    gen = torch.Generator().manual_seed(seed)
+    device = loop.device
+    gen = torch.Generator().manual_seed(loop.seed)
     supernet.to(device).train()
     mappers.to(device).train()
-    opt = torch.optim.Adam(list(supernet.parameters()) + list(mappers.parameters()), lr=lr, betas=(0.5, 0.999))
-    ema = EMA(supernet, ema_decay)
+    opt = torch.optim.Adam(list(supernet.parameters()) + list(mappers.parameters()), lr=opts.lr, betas=(0.5, 0.999))
+    ema = EMA(supernet, opts.ema_decay)
     drawn: list[tuple[int, ...]] = []
 
     def sample_config() -> tuple[int, ...]:
         drawn.append(configs[int(torch.randint(0, len(configs), (1,), generator=gen))])
         return drawn[-1]
 
-    hist: dict[str, list] = {"step": [], "loss": [], "config": []}
-    bar = tqdm(range(steps), desc=desc, leave=False)
+    hist = loop.history()
+    bar = loop.bar()
     for i in bar:
-        idx = torch.randint(0, edges.shape[0], (batch_size,), generator=gen)
+        idx = torch.randint(0, edges.shape[0], (loop.batch_size,), generator=gen)
         x, y = edges[idx].to(device), targets[idx].to(device)
         t_feats = [f[idx].to(device) for f in teacher_features]
         loss = step(supernet, mappers, x, y, t_feats, sample_config, objective, distill,
-                    lambda_recon=lambda_recon, lambda_distill=lambda_distill)
+                    lambda_recon=opts.lambda_recon, lambda_distill=opts.lambda_distill)
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             raise TypeError(f"step must return a scalar tensor, got {type(loss).__name__}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         ema.update(supernet)
-        if i % log_every == 0 or i == steps - 1:
-            hist["step"].append(i + 1)
-            hist["loss"].append(loss.item())
-            hist["config"].append(drawn[-1] if drawn else None)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if loop.logs(i):
+            hist.log(i + 1, loss=loss, config=drawn[-1] if drawn else None)
+            bar.set_postfix(loss=f"{hist.last('loss'):.3f}")
     supernet.eval()
+    hist.close()
     return ema.model, hist
 
 

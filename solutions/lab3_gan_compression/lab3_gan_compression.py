@@ -65,6 +65,7 @@ import effcourse
 from effcourse import bench, metrics, plots
 from effcourse.checks import lab3
 from effcourse.gan import pix2pix
+from effcourse.training import Loop
 
 # %% tags=["parameters"]
 QUICK = False
@@ -147,7 +148,7 @@ effcourse.record("student_macs", student_macs)
 # %% tags=["experiment"]
 mobile_teacher_macs = bench.count_macs(pix2pix.ResnetGenerator(TEACHER_NGF, block="mobile").to(device), x1)
 mobile_student_macs = bench.count_macs(pix2pix.ResnetGenerator(STUDENT_NGF, block="mobile").to(device), x1)
-plots.table([
+_ = plots.table([
     {"generator": f"plain blocks, ngf {TEACHER_NGF} (teacher)", "M MACs": teacher_macs / 1e6, "vs teacher": 1.0},
     {"generator": f"mobile blocks, ngf {TEACHER_NGF}", "M MACs": mobile_teacher_macs / 1e6,
      "vs teacher": teacher_macs / mobile_teacher_macs},
@@ -213,54 +214,53 @@ lab3.check_build_mappers(build_mappers)
 ### BEGIN HIDDEN TESTS
 from effcourse import judge
 
-_seed = int(time.time() * 1000) % 2**31
-_at = f" [hidden test, seed {_seed}]"
-_g = torch.Generator().manual_seed(_seed)
-for _s_ch, _t_ch in [([32, 32, 32, 32], [128, 128, 128, 128]), ([3], [5]), ([7, 1, 16], [2, 9, 16]), ([6, 6], [6, 3])]:
-    _what = f"build_mappers({_s_ch}, {_t_ch})"
-    _ms = call(_what + _at, build_mappers, list(_s_ch), list(_t_ch))
-    assert_true(judge.isinstance_of(_ms, "torch.nn.ModuleList"),
-                f"{_what}: expected an nn.ModuleList, got a {type(_ms).__name__}{_at}")
-    assert_true(len(_ms) == len(_s_ch), f"{_what}: expected {len(_s_ch)} mappers, got {len(_ms)}{_at}")
-    # one mapper per layer, each with its own weights (ModuleList.parameters() lists a shared tensor once)
-    _own = sum(_p.numel() for _k in range(len(_s_ch))
-               for _p in call(f"{_what}[{_k}].parameters(){_at}", _ms[_k].parameters))
-    _all = sum(_p.numel() for _p in call(f"{_what}.parameters(){_at}", _ms.parameters))
-    assert_true(_all == _own, f"{_what}: the mappers share weights ({_all} parameter values in all, {_own} counted mapper "
-                f"by mapper): each distilled layer gets its own learnable mapper{_at}")
-    for _k, (_cs, _ct) in enumerate(zip(_s_ch, _t_ch)):
-        _m = _ms[_k]
-        _pnames = [_n for _n, _ in call(f"mapper {_k} of {_what}.named_parameters(){_at}", _m.named_parameters)]
-        assert_true(any(judge.get(_m, f"{_n}.requires_grad") for _n in _pnames),
-                    f"mapper {_k} of {_what} has no trainable parameters: each is a learnable 1x1 convolution{_at}")
-        _h, _w = int(torch.randint(1, 9, (1,), generator=_g)), int(torch.randint(1, 9, (1,), generator=_g))
-        _x = torch.randn(3, _cs, _h, _w, generator=_g, requires_grad=True)
-        _y = call(f"mapper {_k} of {_what} on (3, {_cs}, {_h}, {_w}){_at}", _m, _x)
-        assert_shape(f"mapper {_k} of {_what} on (3, {_cs}, {_h}, {_w}){_at}", _y, (3, _ct, _h, _w))
-        # a 1x1 convolution: a change at one pixel changes exactly that output pixel
-        _i, _j = int(torch.randint(0, _h, (1,), generator=_g)), int(torch.randint(0, _w, (1,), generator=_g))
-        _x2 = _x.detach().clone()
-        _x2[1, :, _i, _j] += torch.randn(_cs, generator=_g)
-        with torch.no_grad():
-            _diff = (call(f"mapper {_k}{_at}", _m, _x2) - _y).detach().abs().sum(1) > 1e-7
-        assert_true(bool(_diff[1, _i, _j]) and int(_diff.sum()) == 1,
-                    f"mapper {_k} of {_what}: a change at pixel ({_i}, {_j}) of image 1 changed {int(_diff.sum())} "
-                    f"output pixels; a 1x1 convolution changes exactly that one{_at}")
-        # ... and it is affine: f(a x + (1 - a) z) = a f(x) + (1 - a) f(z) (no nonlinearity)
-        _z = torch.randn(3, _cs, _h, _w, generator=_g)
-        with torch.no_grad():
-            _mix = call(f"mapper {_k}{_at}", _m, 0.3 * _x + 0.7 * _z)
-            _lin = 0.3 * _y + 0.7 * call(f"mapper {_k}{_at}", _m, _z)
-        assert_close(f"mapper {_k} of {_what} on a mix of two inputs vs the mix of its outputs "
-                     f"(a 1x1 convolution is affine){_at}", _mix, _lin, atol=1e-4, rtol=1e-4)
-        # the student learns through it: the gradient reaches the input, and the mapper's own weights
-        _y.square().sum().backward()
-        assert_true(_x.grad is not None and _x.grad.abs().sum() > 0,
-                    f"mapper {_k} of {_what}: no gradient reached its input (the student's features){_at}")
-        _pgrads = [judge.get(_m, f"{_n}.grad") for _n in _pnames]
-        assert_true(any(_pg is not None and _pg.abs().sum() > 0 for _pg in _pgrads),
-                    f"mapper {_k} of {_what}: no gradient reached its weights: the mapper is trained with the "
-                    f"student{_at}")
+with lab3.seed_in_failures(lab3.clock_seed()) as _seed:
+    _g = torch.Generator().manual_seed(_seed)
+    for _s_ch, _t_ch in [([32, 32, 32, 32], [128, 128, 128, 128]), ([3], [5]), ([7, 1, 16], [2, 9, 16]), ([6, 6], [6, 3])]:
+        _what = f"build_mappers({_s_ch}, {_t_ch})"
+        _ms = call(_what, build_mappers, list(_s_ch), list(_t_ch))
+        assert_true(judge.isinstance_of(_ms, "torch.nn.ModuleList"),
+                    f"{_what}: expected an nn.ModuleList, got a {type(_ms).__name__}")
+        assert_true(len(_ms) == len(_s_ch), f"{_what}: expected {len(_s_ch)} mappers, got {len(_ms)}")
+        # one mapper per layer, each with its own weights (ModuleList.parameters() lists a shared tensor once)
+        _own = sum(_p.numel() for _k in range(len(_s_ch))
+                   for _p in call(f"{_what}[{_k}].parameters()", _ms[_k].parameters))
+        _all = sum(_p.numel() for _p in call(f"{_what}.parameters()", _ms.parameters))
+        assert_true(_all == _own, f"{_what}: the mappers share weights ({_all} parameter values in all, {_own} counted mapper "
+                    f"by mapper): each distilled layer gets its own learnable mapper")
+        for _k, (_cs, _ct) in enumerate(zip(_s_ch, _t_ch)):
+            _m = _ms[_k]
+            _pnames = [_n for _n, _ in call(f"mapper {_k} of {_what}.named_parameters()", _m.named_parameters)]
+            assert_true(any(judge.get(_m, f"{_n}.requires_grad") for _n in _pnames),
+                        f"mapper {_k} of {_what} has no trainable parameters: each is a learnable 1x1 convolution")
+            _h, _w = int(torch.randint(1, 9, (1,), generator=_g)), int(torch.randint(1, 9, (1,), generator=_g))
+            _x = torch.randn(3, _cs, _h, _w, generator=_g, requires_grad=True)
+            _y = call(f"mapper {_k} of {_what} on (3, {_cs}, {_h}, {_w})", _m, _x)
+            assert_shape(f"mapper {_k} of {_what} on (3, {_cs}, {_h}, {_w})", _y, (3, _ct, _h, _w))
+            # a 1x1 convolution: a change at one pixel changes exactly that output pixel
+            _i, _j = int(torch.randint(0, _h, (1,), generator=_g)), int(torch.randint(0, _w, (1,), generator=_g))
+            _x2 = _x.detach().clone()
+            _x2[1, :, _i, _j] += torch.randn(_cs, generator=_g)
+            with torch.no_grad():
+                _diff = (call(f"mapper {_k}", _m, _x2) - _y).detach().abs().sum(1) > 1e-7
+            assert_true(bool(_diff[1, _i, _j]) and int(_diff.sum()) == 1,
+                        f"mapper {_k} of {_what}: a change at pixel ({_i}, {_j}) of image 1 changed {int(_diff.sum())} "
+                        f"output pixels; a 1x1 convolution changes exactly that one")
+            # ... and it is affine: f(a x + (1 - a) z) = a f(x) + (1 - a) f(z) (no nonlinearity)
+            _z = torch.randn(3, _cs, _h, _w, generator=_g)
+            with torch.no_grad():
+                _mix = call(f"mapper {_k}", _m, 0.3 * _x + 0.7 * _z)
+                _lin = 0.3 * _y + 0.7 * call(f"mapper {_k}", _m, _z)
+            assert_close(f"mapper {_k} of {_what} on a mix of two inputs vs the mix of its outputs "
+                         f"(a 1x1 convolution is affine)", _mix, _lin, atol=1e-4, rtol=1e-4)
+            # the student learns through it: the gradient reaches the input, and the mapper's own weights
+            _y.square().sum().backward()
+            assert_true(_x.grad is not None and _x.grad.abs().sum() > 0,
+                        f"mapper {_k} of {_what}: no gradient reached its input (the student's features)")
+            _pgrads = [judge.get(_m, f"{_n}.grad") for _n in _pnames]
+            assert_true(any(_pg is not None and _pg.abs().sum() > 0 for _pg in _pgrads),
+                        f"mapper {_k} of {_what}: no gradient reached its weights: the mapper is trained with the "
+                        f"student")
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "test_build_mappers_errors", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -325,60 +325,59 @@ lab3.check_distill_loss(distill_loss)
 ### BEGIN HIDDEN TESTS
 from effcourse import judge
 
-_seed = int(time.time() * 1000) % 2**31
-_at = f" [hidden test, seed {_seed}]"
-_g = torch.Generator().manual_seed(_seed)
-torch.manual_seed(_seed)
-for _K, _N, _sizes, _same in [(4, 2, [(8, 8)] * 4, (4, 6)), (1, 3, [(5, 7)], None), (3, 1, [(1, 1), (4, 2), (3, 3)], None),
-                              (2, 2, [(6, 5), (2, 3)], None), (2, 2, [(4, 4), (3, 5)], (5, 5))]:
-    if _same:      # every layer the same widths; the last case: the student as wide as the teacher (still mapped)
-        _s_ch, _t_ch = [_same[0]] * _K, [_same[1]] * _K
-    else:
-        _s_ch = [int(_c) for _c in torch.randint(1, 9, (_K,), generator=_g)]
-        _t_ch = [int(_c) for _c in torch.randint(1, 17, (_K,), generator=_g)]
-    _what = f"distill_loss with K={_K}, N={_N}, sizes {_sizes}, student {_s_ch} -> teacher {_t_ch} channels"
-    _mps = nn.ModuleList([nn.Conv2d(a, b, 1) for a, b in zip(_s_ch, _t_ch)])
-    # the same mappers where your code runs (it trains them: their gradients are read there)
-    _yours = judge.build("torch.nn.ModuleList", [judge.twin(m, "torch.nn.Conv2d", a, b, 1)
-                                                 for m, a, b in zip(_mps, _s_ch, _t_ch)])
-    _student = nn.ModuleList([nn.Conv2d(3, a, 3, padding=1) for a in _s_ch])   # stand-in student layers
-    _teacher = nn.ModuleList([nn.Conv2d(3, b, 3, padding=1) for b in _t_ch])   # stand-in teacher layers
-    _xs = [torch.randn(_N, 3, *_hw, generator=_g) for _hw in _sizes]
-    _S = [m(x) for m, x in zip(_student, _xs)]
-    _T = [m(x) for m, x in zip(_teacher, _xs)]                               # NOT detached: the loss must not push into it
-    _S0, _T0 = [s.detach().clone() for s in _S], [t.detach().clone() for t in _T]
-    _loss = call(_what + _at, distill_loss, list(_S), list(_T), _yours)
-    assert_true(isinstance(_loss, torch.Tensor) and _loss.dim() == 0,
-                f"{_what}: expected a scalar tensor, got {_loss!r}{_at}")
-    assert_true(all(torch.equal(a, b) for a, b in zip(_S, _S0)) and all(torch.equal(a, b) for a, b in zip(_T, _T0)),
-                f"{_what}: the input features were modified{_at}")
-    _ref = sum(((f(s) - t.detach()) ** 2).mean() for f, s, t in zip(_mps, _S, _T))
-    assert_close(_what + _at, _loss.detach().double(), _ref.detach().double(), atol=1e-5, rtol=1e-5)
-    assert_true(_loss.requires_grad, f"{_what}: the loss carries no gradient{_at}")
-    _pnames = [_n for _n, _ in _mps.named_parameters()]
-    _params = [_p for _, _p in _mps.named_parameters()]
-    _ref_g = torch.autograd.grad(_ref, _S + _params, allow_unused=True, retain_graph=True)
-    for _s in _S:
-        _s.retain_grad()
-    _loss.backward()
-    _got_g = [_s.grad for _s in _S] + [judge.get(_yours, f"{_n}.grad") for _n in _pnames]
-    for _name, _a, _b in zip([f"student feature {i}" for i in range(_K)] + [f"mapper parameter {_n}" for _n in _pnames],
-                             _got_g, _ref_g):
-        assert_true(_a is not None, f"{_what}: no gradient reached the {_name}{_at}")
-        assert_close(f"{_what}: gradient w.r.t. the {_name}{_at}", _a, _b, atol=1e-5, rtol=1e-4)
-    assert_true(all(_p.grad is None or _p.grad.abs().sum() == 0 for _p in _teacher.parameters()),
-                f"{_what}: a gradient reached the teacher: its features are fixed targets (detach them){_at}")
-    # zero iff the mapped student equals the teacher; MSE is a mean over elements
-    with torch.no_grad():
-        _T_match = [f(s) for f, s in zip(_mps, _S)]
-    assert_close(f"{_what}, when every mapped student feature equals the teacher's{_at}",
-                 call(_what + _at, distill_loss, [s.detach() for s in _S], _T_match, _yours).detach().double(),
-                 torch.tensor(0.0, dtype=torch.float64), atol=1e-8)
-    _T_off = [t.clone() for t in _T_match]
-    _T_off[-1][0, 0, 0, 0] += 0.5
-    _off = call(_what + _at, distill_loss, [s.detach() for s in _S], _T_off, _yours).detach()
-    assert_close(f"{_what}, with one teacher value off by 0.5 (MSE is a mean over elements){_at}", _off.double(),
-                 torch.tensor(0.25 / _T_off[-1].numel(), dtype=torch.float64), atol=1e-6, rtol=1e-4)
+with lab3.seed_in_failures(lab3.clock_seed()) as _seed:
+    _g = torch.Generator().manual_seed(_seed)
+    torch.manual_seed(_seed)
+    for _K, _N, _sizes, _same in [(4, 2, [(8, 8)] * 4, (4, 6)), (1, 3, [(5, 7)], None), (3, 1, [(1, 1), (4, 2), (3, 3)], None),
+                                  (2, 2, [(6, 5), (2, 3)], None), (2, 2, [(4, 4), (3, 5)], (5, 5))]:
+        if _same:      # every layer the same widths; the last case: the student as wide as the teacher (still mapped)
+            _s_ch, _t_ch = [_same[0]] * _K, [_same[1]] * _K
+        else:
+            _s_ch = [int(_c) for _c in torch.randint(1, 9, (_K,), generator=_g)]
+            _t_ch = [int(_c) for _c in torch.randint(1, 17, (_K,), generator=_g)]
+        _what = f"distill_loss with K={_K}, N={_N}, sizes {_sizes}, student {_s_ch} -> teacher {_t_ch} channels"
+        _mps = nn.ModuleList([nn.Conv2d(a, b, 1) for a, b in zip(_s_ch, _t_ch)])
+        # the same mappers where your code runs (it trains them: their gradients are read there)
+        _yours = judge.build("torch.nn.ModuleList", [judge.twin(m, "torch.nn.Conv2d", a, b, 1)
+                                                     for m, a, b in zip(_mps, _s_ch, _t_ch)])
+        _student = nn.ModuleList([nn.Conv2d(3, a, 3, padding=1) for a in _s_ch])   # stand-in student layers
+        _teacher = nn.ModuleList([nn.Conv2d(3, b, 3, padding=1) for b in _t_ch])   # stand-in teacher layers
+        _xs = [torch.randn(_N, 3, *_hw, generator=_g) for _hw in _sizes]
+        _S = [m(x) for m, x in zip(_student, _xs)]
+        _T = [m(x) for m, x in zip(_teacher, _xs)]                               # NOT detached: the loss must not push into it
+        _S0, _T0 = [s.detach().clone() for s in _S], [t.detach().clone() for t in _T]
+        _loss = call(_what, distill_loss, list(_S), list(_T), _yours)
+        assert_true(isinstance(_loss, torch.Tensor) and _loss.dim() == 0,
+                    f"{_what}: expected a scalar tensor, got {_loss!r}")
+        assert_true(all(torch.equal(a, b) for a, b in zip(_S, _S0)) and all(torch.equal(a, b) for a, b in zip(_T, _T0)),
+                    f"{_what}: the input features were modified")
+        _ref = sum(((f(s) - t.detach()) ** 2).mean() for f, s, t in zip(_mps, _S, _T))
+        assert_close(_what, _loss.detach().double(), _ref.detach().double(), atol=1e-5, rtol=1e-5)
+        assert_true(_loss.requires_grad, f"{_what}: the loss carries no gradient")
+        _pnames = [_n for _n, _ in _mps.named_parameters()]
+        _params = [_p for _, _p in _mps.named_parameters()]
+        _ref_g = torch.autograd.grad(_ref, _S + _params, allow_unused=True, retain_graph=True)
+        for _s in _S:
+            _s.retain_grad()
+        _loss.backward()
+        _got_g = [_s.grad for _s in _S] + [judge.get(_yours, f"{_n}.grad") for _n in _pnames]
+        for _name, _a, _b in zip([f"student feature {i}" for i in range(_K)] + [f"mapper parameter {_n}" for _n in _pnames],
+                                 _got_g, _ref_g):
+            assert_true(_a is not None, f"{_what}: no gradient reached the {_name}")
+            assert_close(f"{_what}: gradient w.r.t. the {_name}", _a, _b, atol=1e-5, rtol=1e-4)
+        assert_true(all(_p.grad is None or _p.grad.abs().sum() == 0 for _p in _teacher.parameters()),
+                    f"{_what}: a gradient reached the teacher: its features are fixed targets (detach them)")
+        # zero iff the mapped student equals the teacher; MSE is a mean over elements
+        with torch.no_grad():
+            _T_match = [f(s) for f, s in zip(_mps, _S)]
+        assert_close(f"{_what}, when every mapped student feature equals the teacher's",
+                     call(_what, distill_loss, [s.detach() for s in _S], _T_match, _yours).detach().double(),
+                     torch.tensor(0.0, dtype=torch.float64), atol=1e-8)
+        _T_off = [t.clone() for t in _T_match]
+        _T_off[-1][0, 0, 0, 0] += 0.5
+        _off = call(_what, distill_loss, [s.detach() for s in _S], _T_off, _yours).detach()
+        assert_close(f"{_what}, with one teacher value off by 0.5 (MSE is a mean over elements)", _off.double(),
+                     torch.tensor(0.25 / _T_off[-1].numel(), dtype=torch.float64), atol=1e-6, rtol=1e-4)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "test_distill_loss_errors", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -402,13 +401,13 @@ _one = judge.build("torch.nn.ModuleList", [judge.build("torch.nn.Conv2d", 2, 2, 
 assert_raises("distill_loss with 2 student features but 1 teacher feature",
               lambda: distill_loss(_f * 2, _f, _two), ValueError)
 assert_raises("distill_loss with 2 features but 1 mapper", lambda: distill_loss(_f * 2, _f * 2, _one), ValueError)
-assert_raises("distill_loss with 1 feature but 2 mappers", lambda: distill_loss(_f, _f, _two), ValueError)
+_ = assert_raises("distill_loss with 1 feature but 2 mappers", lambda: distill_loss(_f, _f, _two), ValueError)
 ### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 3. The generator's objective
 #
-GAN Compression trains the student with an adversarial term, a reconstruction term and the
+# GAN Compression trains the student with an adversarial term, a reconstruction term and the
 # distillation term; in this lab
 #
 # $$\mathcal{L}_G = \underbrace{\operatorname{mean}\,\operatorname{softplus}\!\big(-D(x, G(x))\big)}_{\text{cGAN, non-saturating}}
@@ -484,69 +483,68 @@ from effcourse.checks.asserts import assert_close, assert_true, call
 
 lab3.check_generator_objective(generator_objective)
 ### BEGIN HIDDEN TESTS
-_seed = int(time.time() * 1000) % 2**31
-_at = f" [hidden test, seed {_seed}]"
-_g = torch.Generator().manual_seed(_seed)
+with lab3.seed_in_failures(lab3.clock_seed()) as _seed:
+    _g = torch.Generator().manual_seed(_seed)
 
 
-def _ref_objective(_logits, _fake, _ref, _distill, _lr, _ld):
-    _adv = -torch.log(torch.sigmoid(_logits.double())).mean() if _logits is not None else 0.0
-    _d = float(_distill.detach()) if isinstance(_distill, torch.Tensor) else float(_distill)
-    return _adv + _lr * (_fake.double() - _ref.double()).abs().mean() + _ld * _d
+    def _ref_objective(_logits, _fake, _ref, _distill, _lr, _ld):
+        _adv = -torch.log(torch.sigmoid(_logits.double())).mean() if _logits is not None else 0.0
+        _d = float(_distill.detach()) if isinstance(_distill, torch.Tensor) else float(_distill)
+        return _adv + _lr * (_fake.double() - _ref.double()).abs().mean() + _ld * _d
 
 
-for (_N, _C, _H, _W) in [(2, 1, 8, 8), (3, 3, 5, 7), (1, 1, 1, 1)]:
-    _lr = float(torch.rand((), generator=_g) * 50 + 20)          # lambda_recon in [20, 70)
-    _ld = float(torch.rand((), generator=_g) * 5 + 0.5)          # lambda_distill in [0.5, 5.5)
-    for _paired in (True, False):
-        for _with_d in (True, False):
-            for _tensor_distill in (True, False):
-                _fake = torch.randn(_N, _C, _H, _W, generator=_g).requires_grad_()
-                _target = torch.randn(_N, _C, _H, _W, generator=_g)
-                _tw = torch.randn(_N, _C, _H, _W, generator=_g).requires_grad_()   # the teacher's parameters
-                _t_out = _tw * 1.0                                                 # its output: carries a graph
-                _logits = (torch.randn(_N, 1, 3, 2, generator=_g) * 3).requires_grad_() if _with_d else None
-                _dist = torch.rand((), generator=_g).requires_grad_() if _tensor_distill else float(torch.rand((), generator=_g))
-                _what = (f"generator_objective(logits {'(N, 1, 3, 2)' if _with_d else 'None'}, fake {(_N, _C, _H, _W)}, "
-                         f"distill {'tensor' if _tensor_distill else 'float'}, paired={_paired}, "
-                         f"lambda_recon={_lr:.3f}, lambda_distill={_ld:.3f})")
-                _got = call(_what + _at, generator_objective, _logits, _fake, _target, _t_out, _dist,
-                            paired=_paired, lambda_recon=_lr, lambda_distill=_ld)
-                assert_true(isinstance(_got, torch.Tensor) and _got.dim() == 0,
-                            f"{_what}: expected a scalar tensor, got {type(_got).__name__}{_at}")
-                _ref = _target if _paired else _t_out.detach()
-                assert_close(_what + _at, _got.detach().double(),
-                             _ref_objective(None if _logits is None else _logits.detach(), _fake.detach(), _ref, _dist,
-                                            _lr, _ld).double(), atol=1e-4, rtol=1e-5)
-                assert_true(_got.requires_grad, f"{_what}: the loss carries no gradient{_at}")
-                _names = ["fake", "teacher"] + (["logits"] if _with_d else []) + (["distill"] if _tensor_distill else [])
-                _ins = [_fake, _tw] + ([_logits] if _with_d else []) + ([_dist] if _tensor_distill else [])
-                _grads = dict(zip(_names, torch.autograd.grad(_got, _ins, allow_unused=True)))
-                # reconstruction: lambda_recon * sign(fake - y*) / n, towards the right reference
-                assert_true(_grads["fake"] is not None, f"{_what}: no gradient reached fake{_at}")
-                assert_close(f"{_what}: gradient w.r.t. fake (the L1 term){_at}", _grads["fake"],
-                             _lr * torch.sign(_fake.detach() - _ref) / _fake.numel(), atol=1e-6, rtol=1e-4)
-                assert_true(_grads["teacher"] is None or _grads["teacher"].abs().sum() == 0,
-                            f"{_what}: a gradient reached the teacher through teacher_out: it is a fixed target{_at}")
-                if _with_d:   # non-saturating: d/dl mean softplus(-l) = -sigmoid(-l) / n
-                    assert_true(_grads["logits"] is not None, f"{_what}: no gradient reached the logits "
-                                f"(the adversarial term must train the generator){_at}")
-                    assert_close(f"{_what}: gradient w.r.t. d_fake_logits (non-saturating loss){_at}", _grads["logits"],
-                                 -torch.sigmoid(-_logits.detach()) / _logits.numel(), atol=1e-6, rtol=1e-4)
-                if _tensor_distill:
-                    assert_true(_grads["distill"] is not None, f"{_what}: no gradient reached distill{_at}")
-                    assert_close(f"{_what}: gradient w.r.t. distill{_at}", _grads["distill"], torch.tensor(_ld),
-                                 atol=1e-5, rtol=1e-5)
-# the defaults are lambda_recon=100, lambda_distill=1, paired=True; the unused reference may be None
-_fake, _target, _t_out = (torch.randn(2, 1, 4, 4, generator=_g) for _ in range(3))
-assert_close(f"generator_objective defaults (paired, teacher_out=None, distill 0.5){_at}",
-             call(f"generator_objective(None, fake, target, None, 0.5){_at}", generator_objective,
-                  None, _fake, _target, None, 0.5).double(),
-             _ref_objective(None, _fake, _target, 0.5, 100.0, 1.0).double(), atol=1e-4)
-assert_close(f"generator_objective unpaired with target=None (teacher_out given, distill 0.0){_at}",
-             call(f"generator_objective(None, fake, None, teacher_out, 0.0, paired=False){_at}", generator_objective,
-                  None, _fake, None, _t_out, 0.0, paired=False).double(),
-             _ref_objective(None, _fake, _t_out, 0.0, 100.0, 1.0).double(), atol=1e-4)
+    for (_N, _C, _H, _W) in [(2, 1, 8, 8), (3, 3, 5, 7), (1, 1, 1, 1)]:
+        _lr = float(torch.rand((), generator=_g) * 50 + 20)          # lambda_recon in [20, 70)
+        _ld = float(torch.rand((), generator=_g) * 5 + 0.5)          # lambda_distill in [0.5, 5.5)
+        for _paired in (True, False):
+            for _with_d in (True, False):
+                for _tensor_distill in (True, False):
+                    _fake = torch.randn(_N, _C, _H, _W, generator=_g).requires_grad_()
+                    _target = torch.randn(_N, _C, _H, _W, generator=_g)
+                    _tw = torch.randn(_N, _C, _H, _W, generator=_g).requires_grad_()   # the teacher's parameters
+                    _t_out = _tw * 1.0                                                 # its output: carries a graph
+                    _logits = (torch.randn(_N, 1, 3, 2, generator=_g) * 3).requires_grad_() if _with_d else None
+                    _dist = torch.rand((), generator=_g).requires_grad_() if _tensor_distill else float(torch.rand((), generator=_g))
+                    _what = (f"generator_objective(logits {'(N, 1, 3, 2)' if _with_d else 'None'}, fake {(_N, _C, _H, _W)}, "
+                             f"distill {'tensor' if _tensor_distill else 'float'}, paired={_paired}, "
+                             f"lambda_recon={_lr:.3f}, lambda_distill={_ld:.3f})")
+                    _got = call(_what, generator_objective, _logits, _fake, _target, _t_out, _dist,
+                                paired=_paired, lambda_recon=_lr, lambda_distill=_ld)
+                    assert_true(isinstance(_got, torch.Tensor) and _got.dim() == 0,
+                                f"{_what}: expected a scalar tensor, got {type(_got).__name__}")
+                    _ref = _target if _paired else _t_out.detach()
+                    assert_close(_what, _got.detach().double(),
+                                 _ref_objective(None if _logits is None else _logits.detach(), _fake.detach(), _ref, _dist,
+                                                _lr, _ld).double(), atol=1e-4, rtol=1e-5)
+                    assert_true(_got.requires_grad, f"{_what}: the loss carries no gradient")
+                    _names = ["fake", "teacher"] + (["logits"] if _with_d else []) + (["distill"] if _tensor_distill else [])
+                    _ins = [_fake, _tw] + ([_logits] if _with_d else []) + ([_dist] if _tensor_distill else [])
+                    _grads = dict(zip(_names, torch.autograd.grad(_got, _ins, allow_unused=True)))
+                    # reconstruction: lambda_recon * sign(fake - y*) / n, towards the right reference
+                    assert_true(_grads["fake"] is not None, f"{_what}: no gradient reached fake")
+                    assert_close(f"{_what}: gradient w.r.t. fake (the L1 term)", _grads["fake"],
+                                 _lr * torch.sign(_fake.detach() - _ref) / _fake.numel(), atol=1e-6, rtol=1e-4)
+                    assert_true(_grads["teacher"] is None or _grads["teacher"].abs().sum() == 0,
+                                f"{_what}: a gradient reached the teacher through teacher_out: it is a fixed target")
+                    if _with_d:   # non-saturating: d/dl mean softplus(-l) = -sigmoid(-l) / n
+                        assert_true(_grads["logits"] is not None, f"{_what}: no gradient reached the logits "
+                                    f"(the adversarial term must train the generator)")
+                        assert_close(f"{_what}: gradient w.r.t. d_fake_logits (non-saturating loss)", _grads["logits"],
+                                     -torch.sigmoid(-_logits.detach()) / _logits.numel(), atol=1e-6, rtol=1e-4)
+                    if _tensor_distill:
+                        assert_true(_grads["distill"] is not None, f"{_what}: no gradient reached distill")
+                        assert_close(f"{_what}: gradient w.r.t. distill", _grads["distill"], torch.tensor(_ld),
+                                     atol=1e-5, rtol=1e-5)
+    # the defaults are lambda_recon=100, lambda_distill=1, paired=True; the unused reference may be None
+    _fake, _target, _t_out = (torch.randn(2, 1, 4, 4, generator=_g) for _ in range(3))
+    assert_close("generator_objective defaults (paired, teacher_out=None, distill 0.5)",
+                 call("generator_objective(None, fake, target, None, 0.5)", generator_objective,
+                      None, _fake, _target, None, 0.5).double(),
+                 _ref_objective(None, _fake, _target, 0.5, 100.0, 1.0).double(), atol=1e-4)
+    assert_close("generator_objective unpaired with target=None (teacher_out given, distill 0.0)",
+                 call("generator_objective(None, fake, None, teacher_out, 0.0, paired=False)", generator_objective,
+                      None, _fake, None, _t_out, 0.0, paired=False).double(),
+                 _ref_objective(None, _fake, _t_out, 0.0, 100.0, 1.0).double(), atol=1e-4)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -571,9 +569,10 @@ assert_close(f"generator_objective unpaired with target=None (teacher_out given,
 # %% tags=["experiment"]
 if RETRAIN_TEACHER:
     torch.manual_seed(SEED)
-    teacher, _ = pix2pix.train_generator(pix2pix.ResnetGenerator(TEACHER_NGF), train_edges, train_digits, TEACHER_STEPS,
-                                         generator_objective, ema_decay=0.999, seed=SEED, device=device,
-                                         desc="teacher")
+    teacher, _ = pix2pix.train_generator(pix2pix.ResnetGenerator(TEACHER_NGF), train_edges, train_digits,
+                                         generator_objective, opts=pix2pix.Pix2PixOptions(ema_decay=0.999),
+                                         loop=Loop(steps=TEACHER_STEPS, batch_size=16, seed=SEED, device=device,
+                                                   desc="teacher"))
 teacher.eval().requires_grad_(False)
 t0 = time.time()
 _, teacher_feats = pix2pix.generate(teacher, train_edges.to(device), return_features=True)
@@ -600,12 +599,14 @@ def train_student(distilled, use_gan=USE_GAN, steps=STUDENT_STEPS):
     extra = {}
     if distilled:
         mappers = build_mappers(student.feature_channels, teacher.feature_channels)
-        extra = dict(distill=distill_loss, mappers=mappers, teacher_features=teacher_feats, lambda_distill=10.0)
+        extra = dict(distill=distill_loss, mappers=mappers, teacher_features=teacher_feats)
     name = ("distilled" if distilled else "scratch") + (" + D" if use_gan else "")
     t0 = time.time()
-    ema, _ = pix2pix.train_generator(student, train_edges, train_digits, steps, generator_objective,
-                                     paired=True, discriminator=pix2pix.PatchDiscriminator() if use_gan else None,
-                                     batch_size=BATCH, seed=SEED, device=device, desc=f"{name} student", **extra)
+    ema, _ = pix2pix.train_generator(student, train_edges, train_digits, generator_objective,
+                                     discriminator=pix2pix.PatchDiscriminator() if use_gan else None,
+                                     opts=pix2pix.Pix2PixOptions(lambda_distill=10.0 if distilled else 1.0),
+                                     loop=Loop(steps=steps, batch_size=BATCH, seed=SEED, device=device,
+                                               desc=f"{name} student"), **extra)
     print(f"{name} student: {steps} steps of {BATCH} in {time.time() - t0:.1f} s")
     return ema
 
@@ -627,7 +628,7 @@ for name, out in outputs.items():
                  "Frechet (digit features)": metrics.frechet_distance(test_digits, out)})
 floor = metrics.frechet_distance(test_digits, train_digits)
 rows.append({"model": "(scale) real training digits", "Frechet (digit features)": floor})
-plots.table(rows, floatfmt=".3f", title=f"Test quality, {len(test_edges)} pairs, students after {STUDENT_STEPS} steps")
+_ = plots.table(rows, floatfmt=".3f", title=f"Test quality, {len(test_edges)} pairs, students after {STUDENT_STEPS} steps")
 effcourse.record("psnr_teacher", rows[0]["PSNR (dB)"])
 effcourse.record("psnr_distilled", rows[1]["PSNR (dB)"])
 effcourse.record("psnr_scratch", rows[2]["PSNR (dB)"])
@@ -678,9 +679,8 @@ for batch in pick(full=(1, 64), smoke=(1, 8)):
     table = bench.cost_table({"teacher": (teacher, (xb,)), "student": (students["distilled"], (xb,))},
                              repeats=pick(full=9, quick=3, smoke=1), number=3 if batch == 1 else 1,
                              baseline="teacher")
-    for r in table:
-        cost_rows.append({"batch": batch, **r})
-plots.table(cost_rows, floatfmt=".3g", title="Cost: teacher vs. distilled student (one run, interleaved medians)")
+    cost_rows += [{"batch": batch, **r} for r in table]
+_ = plots.table(cost_rows, floatfmt=".3g", title="Cost: teacher vs. distilled student (one run, interleaved medians)")
 speedup_b1 = 1 / cost_rows[1]["latency_ratio"]
 speedup_b64 = 1 / cost_rows[3]["latency_ratio"]
 effcourse.record("speedup_batch1", speedup_b1)
@@ -744,81 +744,80 @@ lab3.check_super_conv(SuperConv2d)
 ### BEGIN HIDDEN TESTS
 from effcourse import judge
 
-_seed = int(time.time() * 1000) % 2**31
-_at = f" [hidden test, seed {_seed}]"
-_g = torch.Generator().manual_seed(_seed)
-judge.manual_seed(_seed)
-# single layers: several kernels, strides, paddings, dilations, with and without bias, odd widths
-for (_cin, _cout, _k, _s, _p, _d, _bias) in [(5, 7, 3, 1, 1, 1, True), (6, 4, 3, 2, 1, 1, False), (3, 9, 1, 1, 0, 1, True),
-                                             (8, 5, 5, 2, 2, 1, True), (4, 6, 3, 1, 2, 2, False), (7, 3, (3, 1), (1, 2), (1, 0), 1, True)]:
-    _layer = f"SuperConv2d({_cin}, {_cout}, k={_k}, stride={_s}, padding={_p}, dilation={_d}, bias={_bias})"
-    _conv = call(_layer + _at, SuperConv2d, _cin, _cout, _k, stride=_s, padding=_p, dilation=_d, bias=_bias)
-    assert_true(judge.isinstance_of(_conv, "torch.nn.Conv2d"), f"{_layer}: expected an nn.Conv2d{_at}")
-    _weight, _b = judge.get(_conv, "weight").detach(), judge.get(_conv, "bias")
-    _b = None if _b is None else _b.detach()
-    assert_true(tuple(_weight.shape[:2]) == (_cout, _cin) and (_b is not None) == _bias,
-                f"{_layer}: expected an nn.Conv2d with the full weight and bias{_at}")
-    for _n, _ci, _co in [(3, _cin, _cout), (1, 1, 1), (2, max(1, _cin // 2), max(1, _cout - 2)), (2, _cin, 1), (1, 1, _cout)]:
-        _x = torch.randn(_n, _ci, 9, 7, generator=_g)
-        _x0 = _x.clone()
-        _ref = F.conv2d(_x, _weight[:_co, :_ci], None if _b is None else _b[:_co], _s, _p, _d)
-        _got = call(f"{_layer}.forward(x {tuple(_x.shape)}, out_channels={_co}){_at}", _conv, _x, _co)
-        assert_close(f"{_layer} with x {tuple(_x.shape)} and out_channels={_co}{_at}", _got, _ref, atol=1e-5)
-        assert_true(torch.equal(_x, _x0), f"{_layer}: forward modified its input{_at}")
-    # gradients land only in the used slice of the shared weight and bias (and reach the input)
-    _ci, _co = max(1, _cin // 2), max(1, _cout // 2)
-    call(f"{_layer}.zero_grad(){_at}", _conv.zero_grad)
-    _xg = torch.randn(2, _ci, 6, 6, generator=_g, requires_grad=True)
-    _out = call(f"{_layer}.forward(x with {_ci} channels, out_channels={_co}){_at}", _conv, _xg, _co)
-    _gout = torch.randn(_out.shape, generator=_g)
-    (_out * _gout).sum().backward()
-    _wr = _weight.clone().requires_grad_(True)
-    _br = None if _b is None else _b.clone().requires_grad_(True)
-    _xr = _xg.detach().clone().requires_grad_(True)
-    (F.conv2d(_xr, _wr[:_co, :_ci], None if _br is None else _br[:_co], _s, _p, _d) * _gout).sum().backward()
-    assert_true(_xg.grad is not None, f"{_layer}: no gradient reached the input x{_at}")
-    assert_close(f"{_layer}: gradient w.r.t. the input x{_at}", _xg.grad, _xr.grad, atol=1e-5)
-    _wg = judge.get(_conv, "weight.grad")
-    assert_true(_wg is not None and _wg[_co:].abs().sum() == 0 and _wg[:, _ci:].abs().sum() == 0,
-                f"{_layer}: the gradient of a call with {_ci} inputs and out_channels={_co} must land in "
-                f"weight[:{_co}, :{_ci}] only (the shared weight itself, not a copy){_at}")
-    assert_close(f"{_layer}: gradient w.r.t. weight[:{_co}, :{_ci}]{_at}", _wg, _wr.grad, atol=1e-5)
-    if _bias:
-        _bg = judge.get(_conv, "bias.grad")
-        assert_true(_bg is not None, f"{_layer}: no gradient reached the bias{_at}")
-        assert_close(f"{_layer}: gradient w.r.t. the bias (only bias[:{_co}] is used){_at}", _bg, _br.grad, atol=1e-5)
+with lab3.seed_in_failures(lab3.clock_seed()) as _seed:
+    _g = torch.Generator().manual_seed(_seed)
+    judge.manual_seed(_seed)
+    # single layers: several kernels, strides, paddings, dilations, with and without bias, odd widths
+    for (_cin, _cout, _k, _s, _p, _d, _bias) in [(5, 7, 3, 1, 1, 1, True), (6, 4, 3, 2, 1, 1, False), (3, 9, 1, 1, 0, 1, True),
+                                                 (8, 5, 5, 2, 2, 1, True), (4, 6, 3, 1, 2, 2, False), (7, 3, (3, 1), (1, 2), (1, 0), 1, True)]:
+        _layer = f"SuperConv2d({_cin}, {_cout}, k={_k}, stride={_s}, padding={_p}, dilation={_d}, bias={_bias})"
+        _conv = call(_layer, SuperConv2d, _cin, _cout, _k, stride=_s, padding=_p, dilation=_d, bias=_bias)
+        assert_true(judge.isinstance_of(_conv, "torch.nn.Conv2d"), f"{_layer}: expected an nn.Conv2d")
+        _weight, _b = judge.get(_conv, "weight").detach(), judge.get(_conv, "bias")
+        _b = None if _b is None else _b.detach()
+        assert_true(tuple(_weight.shape[:2]) == (_cout, _cin) and (_b is not None) == _bias,
+                    f"{_layer}: expected an nn.Conv2d with the full weight and bias")
+        for _n, _ci, _co in [(3, _cin, _cout), (1, 1, 1), (2, max(1, _cin // 2), max(1, _cout - 2)), (2, _cin, 1), (1, 1, _cout)]:
+            _x = torch.randn(_n, _ci, 9, 7, generator=_g)
+            _x0 = _x.clone()
+            _ref = F.conv2d(_x, _weight[:_co, :_ci], None if _b is None else _b[:_co], _s, _p, _d)
+            _got = call(f"{_layer}.forward(x {tuple(_x.shape)}, out_channels={_co})", _conv, _x, _co)
+            assert_close(f"{_layer} with x {tuple(_x.shape)} and out_channels={_co}", _got, _ref, atol=1e-5)
+            assert_true(torch.equal(_x, _x0), f"{_layer}: forward modified its input")
+        # gradients land only in the used slice of the shared weight and bias (and reach the input)
+        _ci, _co = max(1, _cin // 2), max(1, _cout // 2)
+        call(f"{_layer}.zero_grad()", _conv.zero_grad)
+        _xg = torch.randn(2, _ci, 6, 6, generator=_g, requires_grad=True)
+        _out = call(f"{_layer}.forward(x with {_ci} channels, out_channels={_co})", _conv, _xg, _co)
+        _gout = torch.randn(_out.shape, generator=_g)
+        (_out * _gout).sum().backward()
+        _wr = _weight.clone().requires_grad_(True)
+        _br = None if _b is None else _b.clone().requires_grad_(True)
+        _xr = _xg.detach().clone().requires_grad_(True)
+        (F.conv2d(_xr, _wr[:_co, :_ci], None if _br is None else _br[:_co], _s, _p, _d) * _gout).sum().backward()
+        assert_true(_xg.grad is not None, f"{_layer}: no gradient reached the input x")
+        assert_close(f"{_layer}: gradient w.r.t. the input x", _xg.grad, _xr.grad, atol=1e-5)
+        _wg = judge.get(_conv, "weight.grad")
+        assert_true(_wg is not None and _wg[_co:].abs().sum() == 0 and _wg[:, _ci:].abs().sum() == 0,
+                    f"{_layer}: the gradient of a call with {_ci} inputs and out_channels={_co} must land in "
+                    f"weight[:{_co}, :{_ci}] only (the shared weight itself, not a copy)")
+        assert_close(f"{_layer}: gradient w.r.t. weight[:{_co}, :{_ci}]", _wg, _wr.grad, atol=1e-5)
+        if _bias:
+            _bg = judge.get(_conv, "bias.grad")
+            assert_true(_bg is not None, f"{_layer}: no gradient reached the bias")
+            assert_close(f"{_layer}: gradient w.r.t. the bias (only bias[:{_co}] is used)", _bg, _br.grad, atol=1e-5)
 
 
-class _Plain(nn.Conv2d):       # a standalone layer with the SuperGenerator interface
-    def forward(self, _x, out_channels):
-        assert out_channels == self.out_channels
-        return super().forward(_x)
+    class _Plain(nn.Conv2d):       # a standalone layer with the SuperGenerator interface
+        def forward(self, _x, out_channels):
+            assert out_channels == self.out_channels
+            return super().forward(_x)
 
 
-def _standalone(state, widths, config, n_blocks):
-    """A network of plain convs at widths `config`, loaded with the leading weights of a supernet's `state`."""
-    net = pix2pix.SuperGenerator(_Plain, widths=config, n_blocks=n_blocks)
-    with torch.no_grad():
-        for name, small in net.state_dict().items():
-            small.copy_(state[name][tuple(slice(0, n) for n in small.shape)])
-    return net
+    def _standalone(state, widths, config, n_blocks):
+        """A network of plain convs at widths `config`, loaded with the leading weights of a supernet's `state`."""
+        net = pix2pix.SuperGenerator(_Plain, widths=config, n_blocks=n_blocks)
+        with torch.no_grad():
+            for name, small in net.state_dict().items():
+                small.copy_(state[name][tuple(slice(0, n) for n in small.shape)])
+        return net
 
 
-for _widths, _n_blocks, _cfgs in [((8, 16, 32, 32), 4, [(1, 1, 1, 1), None]), ((5, 7, 6, 9), 2, [(2, 3, 3, 4)])]:
-    _sup = judge.build("effcourse.gan.pix2pix.SuperGenerator", SuperConv2d, widths=_widths, n_blocks=_n_blocks, train=False)
-    _state = {_k: _v.detach() for _k, _v in call(f"SuperGenerator{_widths}.state_dict(){_at}", _sup.state_dict).items()}
-    _x = torch.randn(2, 1, 12, 16, generator=_g)
-    with torch.no_grad():
-        _full = call(f"SuperGenerator{_widths} at its full config{_at}", _sup, _x, _widths)
-        assert_close(f"SuperGenerator{_widths}: the full config vs the supernet's default forward{_at}",
-                     _full, call(f"SuperGenerator{_widths}{_at}", _sup, _x), atol=1e-6)
-        assert_close(f"SuperGenerator{_widths}: the full config vs a standalone network with the full weights{_at}",
-                     _full, _standalone(_state, _widths, _widths, _n_blocks)(_x, None), atol=1e-5)
-        for _cfg in _cfgs:
-            _cfg = _cfg or tuple(int(torch.randint(1, _w + 1, (1,), generator=_g)) for _w in _widths)
-            assert_close(f"SuperGenerator{_widths} sub-network {_cfg} vs a standalone network built from the sliced "
-                         f"weights{_at}", call(f"SuperGenerator{_widths} at {_cfg}{_at}", _sup, _x, _cfg),
-                         _standalone(_state, _widths, _cfg, _n_blocks)(_x, None), atol=1e-5)
+    for _widths, _n_blocks, _cfgs in [((8, 16, 32, 32), 4, [(1, 1, 1, 1), None]), ((5, 7, 6, 9), 2, [(2, 3, 3, 4)])]:
+        _sup = judge.build("effcourse.gan.pix2pix.SuperGenerator", SuperConv2d, widths=_widths, n_blocks=_n_blocks, train=False)
+        _state = {_k: _v.detach() for _k, _v in call(f"SuperGenerator{_widths}.state_dict()", _sup.state_dict).items()}
+        _x = torch.randn(2, 1, 12, 16, generator=_g)
+        with torch.no_grad():
+            _full = call(f"SuperGenerator{_widths} at its full config", _sup, _x, _widths)
+            assert_close(f"SuperGenerator{_widths}: the full config vs the supernet's default forward",
+                         _full, call(f"SuperGenerator{_widths}", _sup, _x), atol=1e-6)
+            assert_close(f"SuperGenerator{_widths}: the full config vs a standalone network with the full weights",
+                         _full, _standalone(_state, _widths, _widths, _n_blocks)(_x, None), atol=1e-5)
+            for _cfg in _cfgs:
+                _cfg = _cfg or tuple(int(torch.randint(1, _w + 1, (1,), generator=_g)) for _w in _widths)
+                assert_close(f"SuperGenerator{_widths} sub-network {_cfg} vs a standalone network built from the sliced "
+                             f"weights", call(f"SuperGenerator{_widths} at {_cfg}", _sup, _x, _cfg),
+                             _standalone(_state, _widths, _cfg, _n_blocks)(_x, None), atol=1e-5)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "test_SuperConv2d_macs", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
@@ -836,43 +835,42 @@ lab3.check_super_conv_macs(SuperConv2d)
 ### BEGIN HIDDEN TESTS
 from effcourse import judge
 
-_seed = int(time.time() * 1000) % 2**31
-_at = f" [hidden test, seed {_seed}]"
-_g = torch.Generator().manual_seed(_seed)
-judge.manual_seed(_seed)
+with lab3.seed_in_failures(lab3.clock_seed()) as _seed:
+    _g = torch.Generator().manual_seed(_seed)
+    judge.manual_seed(_seed)
 
 
-def _macs(ops):
-    """Multiply-accumulates of the convolutions and matrix products listed by lab3.executed_ops."""
-    total = 0
-    for op, shapes, out, transposed in ops:
-        if op in ("convolution", "_convolution"):
-            total += math.prod(shapes[0] if transposed else out) * math.prod(shapes[1][1:])
-        elif op in ("mm", "bmm"):
-            total += math.prod(shapes[0]) * shapes[1][-1]
-        else:                                   # addmm, baddbmm: (bias, a, b)
-            total += math.prod(shapes[1]) * shapes[2][-1]
-    return total
+    def _macs(ops):
+        """Multiply-accumulates of the convolutions and matrix products listed by lab3.executed_ops."""
+        total = 0
+        for op, shapes, out, transposed in ops:
+            if op in ("convolution", "_convolution"):
+                total += math.prod(shapes[0] if transposed else out) * math.prod(shapes[1][1:])
+            elif op in ("mm", "bmm"):
+                total += math.prod(shapes[0]) * shapes[1][-1]
+            else:                                   # addmm, baddbmm: (bias, a, b)
+                total += math.prod(shapes[1]) * shapes[2][-1]
+        return total
 
 
-class _Plain(nn.Conv2d):       # a standalone layer with the SuperGenerator interface
-    def forward(self, _x, out_channels):
-        assert out_channels == self.out_channels
-        return super().forward(_x)
+    class _Plain(nn.Conv2d):       # a standalone layer with the SuperGenerator interface
+        def forward(self, _x, out_channels):
+            assert out_channels == self.out_channels
+            return super().forward(_x)
 
 
-for _widths, _n_blocks, _cfg in [((8, 16, 32, 32), 4, (1, 1, 1, 1)), ((8, 16, 32, 32), 4, None), ((5, 7, 6, 9), 2, None)]:
-    _cfg = _cfg or tuple(int(torch.randint(1, _w + 1, (1,), generator=_g)) for _w in _widths)
-    _sup = judge.build("effcourse.gan.pix2pix.SuperGenerator", SuperConv2d, widths=_widths, n_blocks=_n_blocks, train=False)
-    _x1 = torch.randn(1, 1, 16, 16, generator=_g)
-    # what the sub-network executed, recorded where your code runs; its MACs are computed here
-    _ops = call(f"running SuperGenerator{_widths} at {_cfg} under lab3.executed_ops{_at}", judge.in_kernel,
-                "effcourse.checks.lab3.executed_ops", _sup, _x1, _cfg)
-    _expected = lab3.executed_ops(pix2pix.SuperGenerator(_Plain, widths=_cfg, n_blocks=_n_blocks).eval(), _x1, None)
-    _got, _want = _macs(_ops), _macs(_expected)
-    assert_true(_got == _want, f"sub-network {_cfg} of SuperGenerator{_widths} executes {_got} MACs; its sliced "
-                f"convolutions cost {_want}: does every layer compute only its slice (not the full layer, then "
-                f"a crop)?{_at}")
+    for _widths, _n_blocks, _cfg in [((8, 16, 32, 32), 4, (1, 1, 1, 1)), ((8, 16, 32, 32), 4, None), ((5, 7, 6, 9), 2, None)]:
+        _cfg = _cfg or tuple(int(torch.randint(1, _w + 1, (1,), generator=_g)) for _w in _widths)
+        _sup = judge.build("effcourse.gan.pix2pix.SuperGenerator", SuperConv2d, widths=_widths, n_blocks=_n_blocks, train=False)
+        _x1 = torch.randn(1, 1, 16, 16, generator=_g)
+        # what the sub-network executed, recorded where your code runs; its MACs are computed here
+        _ops = call(f"running SuperGenerator{_widths} at {_cfg} under lab3.executed_ops", judge.in_kernel,
+                    "effcourse.checks.lab3.executed_ops", _sup, _x1, _cfg)
+        _expected = lab3.executed_ops(pix2pix.SuperGenerator(_Plain, widths=_cfg, n_blocks=_n_blocks).eval(), _x1, None)
+        _got, _want = _macs(_ops), _macs(_expected)
+        assert_true(_got == _want, f"sub-network {_cfg} of SuperGenerator{_widths} executes {_got} MACs; its sliced "
+                    f"convolutions cost {_want}: does every layer compute only its slice (not the full layer, then "
+                    f"a crop)?")
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "test_SuperConv2d_errors", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -962,56 +960,53 @@ lab3.check_ofa_step(ofa_step)
 ### BEGIN HIDDEN TESTS
 from effcourse import judge
 
-_seed = int(time.time() * 1000) % 2**31
-_at = f" [hidden test, seed {_seed}]"
-_g = torch.Generator().manual_seed(_seed)
-for _i, (_widths, _n_blocks, _N, _hw, _ct) in enumerate([((8, 16, 32, 32), 4, 2, 8, 12), ((3, 5, 7, 4), 2, 3, 12, 5),
-                                                         ((2, 2, 3, 2), 1, 1, 4, 3)]):
-    _cfgs = [tuple(int(torch.randint(1, _w + 1, (1,), generator=_g)) for _w in _widths) for _ in range(2)]
-    _cfgs[0] = _cfgs[0][:2] + (max(1, _widths[2] - 1),) + _cfgs[0][3:]           # a trunk below the full width
-    _cfg = _cfgs[0]
-    _trunk = _widths[2]
-    _lr = float(torch.rand((), generator=_g) * 80 + 20)
-    _ld = float(torch.rand((), generator=_g) * 9 + 1)
-    _what = (f"ofa_step on a stand-in supernet with widths {_widths}, {_n_blocks} blocks, batch {_N}, sampled config "
-             f"{_cfg}, lambda_recon={_lr:.3f}, lambda_distill={_ld:.3f}")
-    _sup = judge.build("effcourse.checks.lab3.SpySupernet", _widths, _n_blocks, seed=_seed + _i)
-    _ref_sup = lab3.SpySupernet(_widths, _n_blocks, seed=_seed + _i)
-    _maps = nn.ModuleList([nn.Conv2d(_trunk, _ct, 1) for _ in range(_n_blocks)])
-    _yours = judge.build("torch.nn.ModuleList", [judge.twin(_m, "torch.nn.Conv2d", _trunk, _ct, 1) for _m in _maps])
-    _sampler = judge.build("effcourse.checks.lab3.ScriptedConfigs", _cfgs)
-    _obj = judge.build("effcourse.checks.lab3.ProbeObjective", _seed + 10 + _i)
-    _dist = judge.build("effcourse.checks.lab3.ProbeDistill", _seed + 20 + _i)
-    _x = torch.randn(_N, 1, _hw, _hw, generator=_g)
-    _y = torch.randn(_N, 1, _hw, _hw, generator=_g)
-    _tf = [torch.randn(_N, _ct, _hw // 4, _hw // 4, generator=_g) for _ in range(_n_blocks)]
-    _loss = call(_what + _at, ofa_step, _sup, _yours, _x, _y, [t.clone() for t in _tf], _sampler, _obj, _dist,
-                 lambda_recon=_lr, lambda_distill=_ld)
-    assert_true(isinstance(_loss, torch.Tensor) and _loss.dim() == 0, f"{_what}: expected a scalar tensor{_at}")
-    # the reference: the sampled sub-network's features, zero-padded to the mappers' width, through the stand-ins
-    _fake, _feats = _ref_sup(_x, _cfg, return_features=True)
-    _feats = [torch.cat([_f, _f.new_zeros(_N, _trunk - _f.shape[1], *_f.shape[2:])], 1) for _f in _feats]
-    _ref = lab3.ProbeObjective(_seed + 10 + _i)(None, _fake, _y, None, lab3.ProbeDistill(_seed + 20 + _i)(_feats, _tf, _maps),
-                                                 paired=True, lambda_recon=_lr, lambda_distill=_ld)
-    assert_close(f"{_what}: the loss{_at}", _loss.detach().double(), _ref.detach().double(), atol=1e-5, rtol=1e-4)
-    _loss.backward()
-    _ref.backward()
-    for _name in ("scale", "shift", "mix"):
-        _got = judge.get(_sup, f"{_name}.grad")
-        _want = getattr(_ref_sup, _name).grad
-        assert_true(_got is not None, f"{_what}: no gradient reached the supernet's {_name!r} weights{_at}")
-        assert_close(f"{_what}: gradient w.r.t. the supernet's {_name!r} weights (only the sampled channels get "
-                     f"one){_at}", _got, _want, atol=1e-5, rtol=1e-4)
-    for _k, _m in enumerate(_maps):
-        _got = judge.get(_yours, f"{_k}.weight.grad")
-        assert_true(_got is not None, f"{_what}: no gradient reached mapper {_k}: the mappers train with the supernet{_at}")
-        assert_close(f"{_what}: gradient w.r.t. mapper {_k}'s weight (columns {_cfg[2]}..{_trunk - 1} stay zero){_at}",
-                     _got, _m.weight.grad, atol=1e-5, rtol=1e-4)
+with lab3.seed_in_failures(lab3.clock_seed()) as _seed:
+    _g = torch.Generator().manual_seed(_seed)
+    for _i, (_widths, _n_blocks, _N, _hw, _ct) in enumerate([((8, 16, 32, 32), 4, 2, 8, 12), ((3, 5, 7, 4), 2, 3, 12, 5),
+                                                             ((2, 2, 3, 2), 1, 1, 4, 3)]):
+        _cfgs = [tuple(int(torch.randint(1, _w + 1, (1,), generator=_g)) for _w in _widths) for _ in range(2)]
+        _cfgs[0] = _cfgs[0][:2] + (max(1, _widths[2] - 1),) + _cfgs[0][3:]           # a trunk below the full width
+        _cfg = _cfgs[0]
+        _trunk = _widths[2]
+        _lr = float(torch.rand((), generator=_g) * 80 + 20)
+        _ld = float(torch.rand((), generator=_g) * 9 + 1)
+        _what = (f"ofa_step on a stand-in supernet with widths {_widths}, {_n_blocks} blocks, batch {_N}, sampled config "
+                 f"{_cfg}, lambda_recon={_lr:.3f}, lambda_distill={_ld:.3f}")
+        _sup = judge.build("effcourse.checks.lab3.SpySupernet", _widths, _n_blocks, seed=_seed + _i)
+        _ref_sup = lab3.SpySupernet(_widths, _n_blocks, seed=_seed + _i)
+        _maps = nn.ModuleList([nn.Conv2d(_trunk, _ct, 1) for _ in range(_n_blocks)])
+        _yours = judge.build("torch.nn.ModuleList", [judge.twin(_m, "torch.nn.Conv2d", _trunk, _ct, 1) for _m in _maps])
+        _sampler = judge.build("effcourse.checks.lab3.ScriptedConfigs", _cfgs)
+        _obj = judge.build("effcourse.checks.lab3.ProbeObjective", _seed + 10 + _i)
+        _dist = judge.build("effcourse.checks.lab3.ProbeDistill", _seed + 20 + _i)
+        _x = torch.randn(_N, 1, _hw, _hw, generator=_g)
+        _y = torch.randn(_N, 1, _hw, _hw, generator=_g)
+        _tf = [torch.randn(_N, _ct, _hw // 4, _hw // 4, generator=_g) for _ in range(_n_blocks)]
+        _loss = call(_what, ofa_step, _sup, _yours, _x, _y, [t.clone() for t in _tf], _sampler, _obj, _dist,
+                     lambda_recon=_lr, lambda_distill=_ld)
+        assert_true(isinstance(_loss, torch.Tensor) and _loss.dim() == 0, f"{_what}: expected a scalar tensor")
+        # the reference: the sampled sub-network's features, zero-padded to the mappers' width, through the stand-ins
+        _fake, _feats = _ref_sup(_x, _cfg, return_features=True)
+        _feats = [torch.cat([_f, _f.new_zeros(_N, _trunk - _f.shape[1], *_f.shape[2:])], 1) for _f in _feats]
+        _ref = lab3.ProbeObjective(_seed + 10 + _i)(None, _fake, _y, None, lab3.ProbeDistill(_seed + 20 + _i)(_feats, _tf, _maps),
+                                                     paired=True, lambda_recon=_lr, lambda_distill=_ld)
+        assert_close(f"{_what}: the loss", _loss.detach().double(), _ref.detach().double(), atol=1e-5, rtol=1e-4)
+        _loss.backward()
+        _ref.backward()
+        for _name in ("scale", "shift", "mix"):
+            _got = judge.get(_sup, f"{_name}.grad")
+            _want = getattr(_ref_sup, _name).grad
+            assert_true(_got is not None, f"{_what}: no gradient reached the supernet's {_name!r} weights")
+            assert_close(f"{_what}: gradient w.r.t. the supernet's {_name!r} weights (only the sampled channels get "
+                         f"one)", _got, _want, atol=1e-5, rtol=1e-4)
+        for _k, _m in enumerate(_maps):
+            _got = judge.get(_yours, f"{_k}.weight.grad")
+            assert_true(_got is not None, f"{_what}: no gradient reached mapper {_k}: the mappers train with the supernet")
+            assert_close(f"{_what}: gradient w.r.t. mapper {_k}'s weight (columns {_cfg[2]}..{_trunk - 1} stay zero)",
+                         _got, _m.weight.grad, atol=1e-5, rtol=1e-4)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "test_ofa_step_sampling", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
-import time
-
 import torch
 from torch import nn
 
@@ -1019,29 +1014,29 @@ from effcourse.checks.asserts import assert_true, call
 
 ### BEGIN HIDDEN TESTS
 from effcourse import judge
+from effcourse.checks import lab3
 
-_seed = int(time.time() * 1000) % 2**31
-_at = f" [hidden test, seed {_seed}]"
-_g = torch.Generator().manual_seed(_seed)
-# five steps on one stand-in supernet: one draw per step, and every forward of step i at the i-th draw
-_widths = (4, 6, 8, 5)
-_cfgs = [tuple(int(torch.randint(1, _w + 1, (1,), generator=_g)) for _w in _widths) for _ in range(5)]
-_sup = judge.build("effcourse.checks.lab3.SpySupernet", _widths, 2, seed=_seed)
-_maps = judge.build("torch.nn.ModuleList", [judge.build("torch.nn.Conv2d", 8, 6, 1) for _ in range(2)])
-_sampler = judge.build("effcourse.checks.lab3.ScriptedConfigs", _cfgs)
-_obj = judge.build("effcourse.checks.lab3.ProbeObjective", _seed)
-_dist = judge.build("effcourse.checks.lab3.ProbeDistill", _seed)
-for _step in range(5):
-    _before = len(judge.get(_sup, "calls"))
-    _x, _y = torch.randn(2, 1, 8, 8, generator=_g), torch.randn(2, 1, 8, 8, generator=_g)
-    _tf = [torch.randn(2, 6, 2, 2, generator=_g) for _ in range(2)]
-    call(f"ofa_step, step {_step + 1} of 5{_at}", ofa_step, _sup, _maps, _x, _y, _tf, _sampler, _obj, _dist)
-    _n = judge.get(_sampler, "calls")
-    assert_true(_n == _step + 1, f"after {_step + 1} steps sample_config was called {_n} times: one config per step{_at}")
-    _ran = [_c for _c, _ in judge.get(_sup, "calls")[_before:]]
-    assert_true(bool(_ran) and all(tuple(_c) == _cfgs[_step] for _c in _ran),
-                f"step {_step + 1}: sample_config returned {_cfgs[_step]}, but the supernet ran at {_ran}: train the "
-                f"drawn sub-network, and only it{_at}")
+with lab3.seed_in_failures(lab3.clock_seed()) as _seed:
+    _g = torch.Generator().manual_seed(_seed)
+    # five steps on one stand-in supernet: one draw per step, and every forward of step i at the i-th draw
+    _widths = (4, 6, 8, 5)
+    _cfgs = [tuple(int(torch.randint(1, _w + 1, (1,), generator=_g)) for _w in _widths) for _ in range(5)]
+    _sup = judge.build("effcourse.checks.lab3.SpySupernet", _widths, 2, seed=_seed)
+    _maps = judge.build("torch.nn.ModuleList", [judge.build("torch.nn.Conv2d", 8, 6, 1) for _ in range(2)])
+    _sampler = judge.build("effcourse.checks.lab3.ScriptedConfigs", _cfgs)
+    _obj = judge.build("effcourse.checks.lab3.ProbeObjective", _seed)
+    _dist = judge.build("effcourse.checks.lab3.ProbeDistill", _seed)
+    for _step in range(5):
+        _before = len(judge.get(_sup, "calls"))
+        _x, _y = torch.randn(2, 1, 8, 8, generator=_g), torch.randn(2, 1, 8, 8, generator=_g)
+        _tf = [torch.randn(2, 6, 2, 2, generator=_g) for _ in range(2)]
+        call(f"ofa_step, step {_step + 1} of 5", ofa_step, _sup, _maps, _x, _y, _tf, _sampler, _obj, _dist)
+        _n = judge.get(_sampler, "calls")
+        assert_true(_n == _step + 1, f"after {_step + 1} steps sample_config was called {_n} times: one config per step")
+        _ran = [_c for _c, _ in judge.get(_sup, "calls")[_before:]]
+        assert_true(bool(_ran) and all(tuple(_c) == _cfgs[_step] for _c in _ran),
+                    f"step {_step + 1}: sample_config returned {_cfgs[_step]}, but the supernet ran at {_ran}: train the "
+                    f"drawn sub-network, and only it")
 ### END HIDDEN TESTS
 print("ofa_step: checked by the hidden tests (one draw per step, the supernet run at it)")
 
@@ -1103,61 +1098,60 @@ lab3.check_search(search)
 ### BEGIN HIDDEN TESTS
 from effcourse import judge
 
-_seed = int(time.time() * 1000) % 2**31
-_at = f" [hidden test, seed {_seed}]"
-_g = torch.Generator().manual_seed(_seed)
+with lab3.seed_in_failures(lab3.clock_seed()) as _seed:
+    _g = torch.Generator().manual_seed(_seed)
 
 
-def _table(_values):
-    """A recording lookup built where your code runs (lab3.Lookup): search receives it as count_macs or evaluate."""
-    return judge.build("effcourse.checks.lab3.Lookup", dict(_values))
+    def _table(_values):
+        """A recording lookup built where your code runs (lab3.Lookup): search receives it as count_macs or evaluate."""
+        return judge.build("effcourse.checks.lab3.Lookup", dict(_values))
 
 
-for _n in (1, 2, 7, 40, 200):
-    _configs = [tuple(int(v) for v in torch.randint(1, 65, (4,), generator=_g)) + (_i,) for _i in range(_n)]
-    _macs = {_c: int(torch.randint(1, 1000, (1,), generator=_g)) for _c in _configs}
-    _scores = {_c: float(s) for _c, s in zip(_configs, torch.randperm(10 * _n, generator=_g)[:_n])}   # distinct
-    _budgets = sorted(set(torch.randint(1, 1100, (3,), generator=_g).tolist()) | {max(_macs.values()), min(_macs.values())}
-                      | {int(torch.tensor(list(_macs.values())).median())})
-    for _budget in _budgets:
-        _fits = [_c for _c in _configs if _macs[_c] <= _budget]
-        if not _fits:
-            continue
-        _eval = _table(_scores)
-        _what = f"search over {_n} configs with budget {_budget}"
-        _got = call(_what + _at, search, judge.build("effcourse.checks.lab3.OnePass", _configs),   # a one-pass iterator
-                    _budget, _table(_macs), _eval)
-        _evaluated = list(judge.get(_eval, "calls"))
-        _best = max(_fits, key=_scores.__getitem__)
-        assert_true(_got in _macs, f"{_what}: returned {_got!r}, which is not one of the configs{_at}")
-        assert_true(_macs[_got] <= _budget, f"{_what}: returned {_got} with {_macs[_got]} MACs, over the budget{_at}")
-        assert_true(_got == _best, f"{_what}: expected {_best} (score {_scores[_best]}, {_macs[_best]} MACs), "
-                    f"got {_got} (score {_scores[_got]}, {_macs[_got]} MACs){_at}")
-        assert_true(all(_macs[_c] <= _budget for _c in _evaluated), f"{_what}: evaluated a config that is over budget; "
-                    f"evaluation is the expensive step: skip those{_at}")
-        assert_true(set(_evaluated) == set(_fits), f"{_what}: {len(set(_fits) - set(_evaluated))} configs that fit "
-                    f"were never evaluated{_at}")
-        # a list works too, and MACs may be floats
-        _gotf = call(_what + _at, search, list(_configs), _budget + 0.5, _table({_c: _m + 0.5 for _c, _m in _macs.items()}),
-                     _table(_scores))
-        assert_true(_gotf == _best, f"{_what} (float MACs and budget): expected {_best}, got {_gotf}{_at}")
-# a config whose MACs equal the budget fits; ties go to the first in order, even after a better over-budget one
-_m = {"a": 5, "b": 12, "c": 10, "d": 10, "e": 3}
-_sc = {"a": 1.0, "b": 9.0, "c": 4.0, "d": 4.0, "e": 4.0}
-assert_true(call(f"search(budget 10){_at}", search, list(_m), 10, _table(_m), _table(_sc)) == "c",
-            f"search with scores {_sc}, MACs {_m}, budget 10: 'b' is over budget, 'c', 'd' and 'e' tie; expected the "
-            f"first, 'c'{_at}")
-assert_true(call(f"search(budget 9){_at}", search, list(_m), 9, _table(_m), _table(_sc)) == "e",
-            f"search with scores {_sc}, MACs {_m}, budget 9: expected 'e'{_at}")
-assert_true(call(f"search(budget 12){_at}", search, list(_m), 12, _table(_m), _table(_sc)) == "b",
-            f"search with budget 12: 'b' has exactly 12 MACs, so it fits; expected 'b'{_at}")
-_zero = {"a": 0.0, "b": -1.0, "c": -0.5}
-assert_true(call(f"search(scores with a 0){_at}", search, list(_zero), 1, _table({"a": 1, "b": 1, "c": 1}),
-                 _table(_zero)) == "a", f"search with scores {_zero} (all fit): expected 'a', the highest (a score of 0 "
-            f"is a score){_at}")
-_neg = {"a": -3.0, "b": -1.0, "c": -2.0}
-assert_true(call(f"search(negative scores){_at}", search, list(_neg), 1, _table({"a": 1, "b": 1, "c": 1}),
-                 _table(_neg)) == "b", f"search with scores {_neg} (all fit): expected 'b', the highest{_at}")
+    for _n in (1, 2, 7, 40, 200):
+        _configs = [tuple(int(v) for v in torch.randint(1, 65, (4,), generator=_g)) + (_i,) for _i in range(_n)]
+        _macs = {_c: int(torch.randint(1, 1000, (1,), generator=_g)) for _c in _configs}
+        _scores = {_c: float(s) for _c, s in zip(_configs, torch.randperm(10 * _n, generator=_g)[:_n])}   # distinct
+        _budgets = sorted(set(torch.randint(1, 1100, (3,), generator=_g).tolist()) | {max(_macs.values()), min(_macs.values())}
+                          | {int(torch.tensor(list(_macs.values())).median())})
+        for _budget in _budgets:
+            _fits = [_c for _c in _configs if _macs[_c] <= _budget]
+            if not _fits:
+                continue
+            _eval = _table(_scores)
+            _what = f"search over {_n} configs with budget {_budget}"
+            _got = call(_what, search, judge.build("effcourse.checks.lab3.OnePass", _configs),   # a one-pass iterator
+                        _budget, _table(_macs), _eval)
+            _evaluated = list(judge.get(_eval, "calls"))
+            _best = max(_fits, key=_scores.__getitem__)
+            assert_true(_got in _macs, f"{_what}: returned {_got!r}, which is not one of the configs")
+            assert_true(_macs[_got] <= _budget, f"{_what}: returned {_got} with {_macs[_got]} MACs, over the budget")
+            assert_true(_got == _best, f"{_what}: expected {_best} (score {_scores[_best]}, {_macs[_best]} MACs), "
+                        f"got {_got} (score {_scores[_got]}, {_macs[_got]} MACs)")
+            assert_true(all(_macs[_c] <= _budget for _c in _evaluated), f"{_what}: evaluated a config that is over budget; "
+                        f"evaluation is the expensive step: skip those")
+            assert_true(set(_evaluated) == set(_fits), f"{_what}: {len(set(_fits) - set(_evaluated))} configs that fit "
+                        f"were never evaluated")
+            # a list works too, and MACs may be floats
+            _gotf = call(_what, search, list(_configs), _budget + 0.5, _table({_c: _m + 0.5 for _c, _m in _macs.items()}),
+                         _table(_scores))
+            assert_true(_gotf == _best, f"{_what} (float MACs and budget): expected {_best}, got {_gotf}")
+    # a config whose MACs equal the budget fits; ties go to the first in order, even after a better over-budget one
+    _m = {"a": 5, "b": 12, "c": 10, "d": 10, "e": 3}
+    _sc = {"a": 1.0, "b": 9.0, "c": 4.0, "d": 4.0, "e": 4.0}
+    assert_true(call("search(budget 10)", search, list(_m), 10, _table(_m), _table(_sc)) == "c",
+                f"search with scores {_sc}, MACs {_m}, budget 10: 'b' is over budget, 'c', 'd' and 'e' tie; expected the "
+                f"first, 'c'")
+    assert_true(call("search(budget 9)", search, list(_m), 9, _table(_m), _table(_sc)) == "e",
+                f"search with scores {_sc}, MACs {_m}, budget 9: expected 'e'")
+    assert_true(call("search(budget 12)", search, list(_m), 12, _table(_m), _table(_sc)) == "b",
+                "search with budget 12: 'b' has exactly 12 MACs, so it fits; expected 'b'")
+    _zero = {"a": 0.0, "b": -1.0, "c": -0.5}
+    assert_true(call("search(scores with a 0)", search, list(_zero), 1, _table({"a": 1, "b": 1, "c": 1}),
+                     _table(_zero)) == "a", f"search with scores {_zero} (all fit): expected 'a', the highest (a score of 0 "
+                f"is a score)")
+    _neg = {"a": -3.0, "b": -1.0, "c": -2.0}
+    assert_true(call("search(negative scores)", search, list(_neg), 1, _table({"a": 1, "b": 1, "c": 1}),
+                     _table(_neg)) == "b", f"search with scores {_neg} (all fit): expected 'b', the highest")
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "test_search_errors", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -1176,8 +1170,8 @@ _count = judge.build("effcourse.checks.lab3.Lookup", _m)
 _score = judge.build("effcourse.checks.lab3.Lookup", {"a": 1.0, "b": 1.0})
 assert_raises("search with a budget below every config", lambda: search(list(_m), 5, _count, _score), ValueError)
 assert_raises("search over no configs", lambda: search([], 100, _count, _score), ValueError)
-assert_raises("search over an empty one-pass iterator",
-              lambda: search(judge.build("effcourse.checks.lab3.OnePass", []), 100, _count, _score), ValueError)
+_ = assert_raises("search over an empty one-pass iterator",
+                  lambda: search(judge.build("effcourse.checks.lab3.OnePass", []), 100, _count, _score), ValueError)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -1205,10 +1199,11 @@ supernet = pix2pix.SuperGenerator(SuperConv2d, widths=(8, 16, 32, 32))
 configs = pix2pix.config_space(supernet.widths, fractions=FRACTIONS)
 super_mappers = build_mappers([supernet.widths[2]] * len(supernet.blocks), teacher.feature_channels)
 t0 = time.process_time()
-supernet, _ = pix2pix.train_supernet(supernet, train_edges, train_digits, SUPERNET_STEPS, configs, ofa_step,
+supernet, _ = pix2pix.train_supernet(supernet, train_edges, train_digits, configs, ofa_step,
                                      generator_objective, distill_loss, super_mappers, teacher_feats,
-                                     lambda_distill=10.0, batch_size=SUPERNET_BATCH, seed=SEED, device=device,
-                                     desc="supernet")
+                                     opts=pix2pix.Pix2PixOptions(lambda_distill=10.0),
+                                     loop=Loop(steps=SUPERNET_STEPS, batch_size=SUPERNET_BATCH, seed=SEED,
+                                               device=device, desc="supernet"))
 print(f"supernet: {SUPERNET_STEPS} steps of {SUPERNET_BATCH}, one sampled sub-network each, "
       f"in {time.process_time() - t0:.1f} s of CPU time")
 
@@ -1253,7 +1248,7 @@ def ranks(values):
 
 rank_corr = float(torch.corrcoef(torch.stack([ranks([val_psnr[c] for c in fits]),
                                               ranks([test_psnr[c] for c in fits])]))[0, 1])
-plots.table([
+_ = plots.table([
     {"sub-network": f"search's choice {best}", "M MACs": macs_of[best] / 1e6, "validation PSNR": val_psnr[best],
      "test PSNR": best_test},
     {"sub-network": f"best on test within budget {oracle}", "M MACs": macs_of[oracle] / 1e6,
@@ -1308,10 +1303,11 @@ if SUPERNET_ABLATION:
     torch.manual_seed(SEED)
     plain = pix2pix.SuperGenerator(SuperConv2d, widths=(8, 16, 32, 32))
     plain_mappers = build_mappers([plain.widths[2]] * len(plain.blocks), teacher.feature_channels)
-    plain, _ = pix2pix.train_supernet(plain, train_edges, train_digits, SUPERNET_STEPS, configs, ofa_step,
+    plain, _ = pix2pix.train_supernet(plain, train_edges, train_digits, configs, ofa_step,
                                       generator_objective, distill_loss, plain_mappers, teacher_feats,
-                                      lambda_distill=0.0, batch_size=SUPERNET_BATCH, seed=SEED, device=device,
-                                      desc="supernet, no teacher")
+                                      opts=pix2pix.Pix2PixOptions(lambda_distill=0.0),
+                                      loop=Loop(steps=SUPERNET_STEPS, batch_size=SUPERNET_BATCH, seed=SEED,
+                                                device=device, desc="supernet, no teacher"))
     plain_best = search(configs, budget, macs_of.__getitem__, lambda c: psnr_of(plain, val_edges, val_digits, c))
     plain_test = {c: psnr_of(plain, test_edges, test_digits, c) for c in fits + [largest]}
 
@@ -1344,7 +1340,7 @@ else:
 # cannot be compared with an Inception FID.
 
 # %% tags=["experiment"]
-plots.table([
+_ = plots.table([
     {"setting": "paper: CycleGAN horse→zebra", "teacher MACs": "56.8 G", "student MACs": "2.67 G", "MAC ratio": 56.8 / 2.67,
      "teacher quality": "FID 65.75", "student quality": "FID 65.33"},
     {"setting": "paper: pix2pix edges→shoes", "teacher MACs": "56.8 G", "student MACs": "4.81 G", "MAC ratio": 56.8 / 4.81,
