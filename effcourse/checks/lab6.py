@@ -34,10 +34,14 @@ from .asserts import (
     assert_true,
     call,
     check_tensor,
+    clock_seed,
     passed,
+    seed_in_failures,
 )
 
 __all__ = [
+    "clock_seed",
+    "seed_in_failures",
     "AffineAugment",
     "RecordingAugment",
     "ToyDiscriminator",

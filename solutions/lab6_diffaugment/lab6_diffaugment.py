@@ -130,31 +130,28 @@ from effcourse.checks import lab6
 
 lab6.check_rand_brightness(rand_brightness)
 ### BEGIN HIDDEN TESTS
-import time
-
 import torch
 from effcourse import judge
 from effcourse.checks import lab6 as _lab6
 from effcourse.checks.asserts import assert_close as _close, assert_true as _true, call as _call
 
-_seed = int(time.time() * 1000) % 2**31
-judge.manual_seed(_seed)
-_at = f" [hidden test, seed {_seed}]"
-for _shp, _dt in [((7, 3, 5, 6), torch.float64), ((2, 1, 9, 4), torch.float32), ((1, 2, 3, 3), torch.float64),
-                  ((5, 4, 1, 1), torch.float32)]:
-    _x = torch.randn(_shp, dtype=_dt)
-    _off = (_lab6.run_augment("rand_brightness", rand_brightness, _x, _at) - _x).double().flatten(1)
-    _true((_off.amax(1) - _off.amin(1)).max() < 1e-5, f"rand_brightness on {_shp}: one offset per sample expected{_at}")
-_x = torch.randn(4000, 1, 2, 3, dtype=torch.float64)
-_off = (_lab6.run_augment("rand_brightness", rand_brightness, _x, _at) - _x)[:, 0, 0, 0]
-_true(_off.min() >= -0.5 and _off.max() < 0.5, f"offsets outside [-0.5, 0.5): [{_off.min():.3f}, {_off.max():.3f}]{_at}")
-_true(_off.min() < -0.49 and _off.max() > 0.49, f"offsets must cover [-0.5, 0.5): [{_off.min():.3f}, {_off.max():.3f}]{_at}")
-_lab6.assert_uniform("rand_brightness offsets, in 10 bins of [-0.5, 0.5)", ((_off + 0.5) * 10).floor(), range(10), _at)
-_true(len(set(_off.tolist())) > 3900, f"identical images must get independent offsets{_at}")
-_x = torch.rand(4, 2, 3, 5, dtype=torch.float64, requires_grad=True)
-_w = torch.randn(4, 2, 3, 5, dtype=torch.float64)
-(_call(f"rand_brightness{_at}", rand_brightness, _x) * _w).sum().backward()
-_close(f"d(sum(w * rand_brightness(x)))/dx = w{_at}", _x.grad, _w)
+with lab6.seed_in_failures(lab6.clock_seed()) as _seed:
+    judge.manual_seed(_seed)
+    for _shp, _dt in [((7, 3, 5, 6), torch.float64), ((2, 1, 9, 4), torch.float32), ((1, 2, 3, 3), torch.float64),
+                      ((5, 4, 1, 1), torch.float32)]:
+        _x = torch.randn(_shp, dtype=_dt)
+        _off = (_lab6.run_augment("rand_brightness", rand_brightness, _x) - _x).double().flatten(1)
+        _true((_off.amax(1) - _off.amin(1)).max() < 1e-5, f"rand_brightness on {_shp}: one offset per sample expected")
+    _x = torch.randn(4000, 1, 2, 3, dtype=torch.float64)
+    _off = (_lab6.run_augment("rand_brightness", rand_brightness, _x) - _x)[:, 0, 0, 0]
+    _true(_off.min() >= -0.5 and _off.max() < 0.5, f"offsets outside [-0.5, 0.5): [{_off.min():.3f}, {_off.max():.3f}]")
+    _true(_off.min() < -0.49 and _off.max() > 0.49, f"offsets must cover [-0.5, 0.5): [{_off.min():.3f}, {_off.max():.3f}]")
+    _lab6.assert_uniform("rand_brightness offsets, in 10 bins of [-0.5, 0.5)", ((_off + 0.5) * 10).floor(), range(10))
+    _true(len(set(_off.tolist())) > 3900, "identical images must get independent offsets")
+    _x = torch.rand(4, 2, 3, 5, dtype=torch.float64, requires_grad=True)
+    _w = torch.randn(4, 2, 3, 5, dtype=torch.float64)
+    (_call("rand_brightness", rand_brightness, _x) * _w).sum().backward()
+    _close("d(sum(w * rand_brightness(x)))/dx = w", _x.grad, _w)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": false, "grade_id": "rand_saturation", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -176,38 +173,35 @@ from effcourse.checks import lab6
 
 lab6.check_rand_saturation(rand_saturation)
 ### BEGIN HIDDEN TESTS
-import time
-
 import torch
 from effcourse import judge
 from effcourse.checks import lab6 as _lab6
 from effcourse.checks.asserts import assert_close as _close, assert_true as _true, call as _call
 
-_seed = int(time.time() * 1000) % 2**31
-judge.manual_seed(_seed)
-_at = f" [hidden test, seed {_seed}]"
-for _shp, _dt in [((6, 3, 5, 4), torch.float64), ((3, 2, 7, 3), torch.float32), ((1, 5, 2, 2), torch.float64)]:
-    _x = torch.rand(_shp, dtype=_dt)
-    _y = _lab6.run_augment("rand_saturation", rand_saturation, _x, _at)
-    _f = _lab6.affine_factors(f"rand_saturation on {_shp}", _x, _y, _x.mean(1, keepdim=True), _at,
-                              tol=1e-4 if _dt == torch.float64 else 1e-3)
-    _true(((_f >= -1e-6) & (_f < 2)).all(), f"saturation factors outside [0, 2): {_f.tolist()}{_at}")
-_x = torch.rand(1, 3, 4, 4, dtype=torch.float64).expand(4000, 3, 4, 4).clone()
-_f = _lab6.affine_factors("rand_saturation", _x, _lab6.run_augment("rand_saturation", rand_saturation, _x, _at),
-                          _x.mean(1, keepdim=True), _at)
-_true(_f.min() >= -1e-9 and _f.max() < 2 and _f.min() < 0.02 and _f.max() > 1.98,
-      f"saturation factors must cover [0, 2): min {_f.min():.3f}, max {_f.max():.3f}{_at}")
-_lab6.assert_uniform("rand_saturation factors, in 10 bins of [0, 2)", (_f * 5).floor().clamp(0, 9), range(10), _at)
-_g = torch.rand(3, 1, 5, 7)
-_close(f"rand_saturation on one channel (unchanged){_at}", _lab6.run_augment("rand_saturation", rand_saturation, _g, _at),
-       _g, atol=1e-6)
-# the gradient of sum(w * y) is s * w + (1 - s) * (w's channel mean), with each sample's own s
-_x = torch.rand(4, 3, 3, 5, dtype=torch.float64, requires_grad=True)
-_w = torch.randn(4, 3, 3, 5, dtype=torch.float64)
-_y = _call(f"rand_saturation{_at}", rand_saturation, _x)
-(_y * _w).sum().backward()
-_f = _lab6.affine_factors("rand_saturation", _x, _y, _x.mean(1, keepdim=True), _at).view(-1, 1, 1, 1)
-_close(f"gradient of rand_saturation{_at}", _x.grad, _f * _w + (1 - _f) * _w.mean(1, keepdim=True), atol=1e-6)
+with lab6.seed_in_failures(lab6.clock_seed()) as _seed:
+    judge.manual_seed(_seed)
+    for _shp, _dt in [((6, 3, 5, 4), torch.float64), ((3, 2, 7, 3), torch.float32), ((1, 5, 2, 2), torch.float64)]:
+        _x = torch.rand(_shp, dtype=_dt)
+        _y = _lab6.run_augment("rand_saturation", rand_saturation, _x)
+        _f = _lab6.affine_factors(f"rand_saturation on {_shp}", _x, _y, _x.mean(1, keepdim=True),
+                                  tol=1e-4 if _dt == torch.float64 else 1e-3)
+        _true(((_f >= -1e-6) & (_f < 2)).all(), f"saturation factors outside [0, 2): {_f.tolist()}")
+    _x = torch.rand(1, 3, 4, 4, dtype=torch.float64).expand(4000, 3, 4, 4).clone()
+    _f = _lab6.affine_factors("rand_saturation", _x, _lab6.run_augment("rand_saturation", rand_saturation, _x),
+                              _x.mean(1, keepdim=True))
+    _true(_f.min() >= -1e-9 and _f.max() < 2 and _f.min() < 0.02 and _f.max() > 1.98,
+          f"saturation factors must cover [0, 2): min {_f.min():.3f}, max {_f.max():.3f}")
+    _lab6.assert_uniform("rand_saturation factors, in 10 bins of [0, 2)", (_f * 5).floor().clamp(0, 9), range(10))
+    _g = torch.rand(3, 1, 5, 7)
+    _close("rand_saturation on one channel (unchanged)", _lab6.run_augment("rand_saturation", rand_saturation, _g),
+           _g, atol=1e-6)
+    # the gradient of sum(w * y) is s * w + (1 - s) * (w's channel mean), with each sample's own s
+    _x = torch.rand(4, 3, 3, 5, dtype=torch.float64, requires_grad=True)
+    _w = torch.randn(4, 3, 3, 5, dtype=torch.float64)
+    _y = _call("rand_saturation", rand_saturation, _x)
+    (_y * _w).sum().backward()
+    _f = _lab6.affine_factors("rand_saturation", _x, _y, _x.mean(1, keepdim=True)).view(-1, 1, 1, 1)
+    _close("gradient of rand_saturation", _x.grad, _f * _w + (1 - _f) * _w.mean(1, keepdim=True), atol=1e-6)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": false, "grade_id": "rand_contrast", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -229,36 +223,33 @@ from effcourse.checks import lab6
 
 lab6.check_rand_contrast(rand_contrast)
 ### BEGIN HIDDEN TESTS
-import time
-
 import torch
 from effcourse import judge
 from effcourse.checks import lab6 as _lab6
 from effcourse.checks.asserts import assert_close as _close, assert_true as _true, call as _call
 
-_seed = int(time.time() * 1000) % 2**31
-judge.manual_seed(_seed)
-_at = f" [hidden test, seed {_seed}]"
-for _shp, _dt in [((6, 3, 5, 4), torch.float64), ((3, 1, 7, 3), torch.float32), ((2, 2, 1, 9), torch.float64)]:
-    _x = torch.rand(_shp, dtype=_dt)
-    _y = _lab6.run_augment("rand_contrast", rand_contrast, _x, _at)
-    _f = _lab6.affine_factors(f"rand_contrast on {_shp}", _x, _y, _x.mean((1, 2, 3), keepdim=True), _at,
-                              tol=1e-4 if _dt == torch.float64 else 1e-3)
-    _true(((_f >= 0.5 - 1e-6) & (_f < 1.5)).all(), f"contrast factors outside [0.5, 1.5): {_f.tolist()}{_at}")
-_x = torch.rand(1, 2, 4, 4, dtype=torch.float64).expand(4000, 2, 4, 4).clone()
-_f = _lab6.affine_factors("rand_contrast", _x, _lab6.run_augment("rand_contrast", rand_contrast, _x, _at),
-                          _x.mean((1, 2, 3), keepdim=True), _at)
-_true(_f.min() >= 0.5 - 1e-9 and _f.max() < 1.5 and _f.min() < 0.51 and _f.max() > 1.49,
-      f"contrast factors must cover [0.5, 1.5): min {_f.min():.3f}, max {_f.max():.3f}{_at}")
-_lab6.assert_uniform("rand_contrast factors, in 10 bins of [0.5, 1.5)", ((_f - 0.5) * 10).floor().clamp(0, 9),
-                     range(10), _at)
-# the gradient of sum(w * y) is c * w + (1 - c) * (w's image mean), with each sample's own c
-_x = torch.rand(4, 2, 3, 5, dtype=torch.float64, requires_grad=True)
-_w = torch.randn(4, 2, 3, 5, dtype=torch.float64)
-_y = _call(f"rand_contrast{_at}", rand_contrast, _x)
-(_y * _w).sum().backward()
-_f = _lab6.affine_factors("rand_contrast", _x, _y, _x.mean((1, 2, 3), keepdim=True), _at).view(-1, 1, 1, 1)
-_close(f"gradient of rand_contrast{_at}", _x.grad, _f * _w + (1 - _f) * _w.mean((1, 2, 3), keepdim=True), atol=1e-6)
+with lab6.seed_in_failures(lab6.clock_seed()) as _seed:
+    judge.manual_seed(_seed)
+    for _shp, _dt in [((6, 3, 5, 4), torch.float64), ((3, 1, 7, 3), torch.float32), ((2, 2, 1, 9), torch.float64)]:
+        _x = torch.rand(_shp, dtype=_dt)
+        _y = _lab6.run_augment("rand_contrast", rand_contrast, _x)
+        _f = _lab6.affine_factors(f"rand_contrast on {_shp}", _x, _y, _x.mean((1, 2, 3), keepdim=True),
+                                  tol=1e-4 if _dt == torch.float64 else 1e-3)
+        _true(((_f >= 0.5 - 1e-6) & (_f < 1.5)).all(), f"contrast factors outside [0.5, 1.5): {_f.tolist()}")
+    _x = torch.rand(1, 2, 4, 4, dtype=torch.float64).expand(4000, 2, 4, 4).clone()
+    _f = _lab6.affine_factors("rand_contrast", _x, _lab6.run_augment("rand_contrast", rand_contrast, _x),
+                              _x.mean((1, 2, 3), keepdim=True))
+    _true(_f.min() >= 0.5 - 1e-9 and _f.max() < 1.5 and _f.min() < 0.51 and _f.max() > 1.49,
+          f"contrast factors must cover [0.5, 1.5): min {_f.min():.3f}, max {_f.max():.3f}")
+    _lab6.assert_uniform("rand_contrast factors, in 10 bins of [0.5, 1.5)", ((_f - 0.5) * 10).floor().clamp(0, 9),
+                         range(10))
+    # the gradient of sum(w * y) is c * w + (1 - c) * (w's image mean), with each sample's own c
+    _x = torch.rand(4, 2, 3, 5, dtype=torch.float64, requires_grad=True)
+    _w = torch.randn(4, 2, 3, 5, dtype=torch.float64)
+    _y = _call("rand_contrast", rand_contrast, _x)
+    (_y * _w).sum().backward()
+    _f = _lab6.affine_factors("rand_contrast", _x, _y, _x.mean((1, 2, 3), keepdim=True)).view(-1, 1, 1, 1)
+    _close("gradient of rand_contrast", _x.grad, _f * _w + (1 - _f) * _w.mean((1, 2, 3), keepdim=True), atol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -320,43 +311,40 @@ from effcourse.checks import lab6
 
 lab6.check_rand_translation(rand_translation)
 ### BEGIN HIDDEN TESTS
-import time
-
 import torch
 from effcourse import judge
 from effcourse.checks import lab6 as _lab6
 from effcourse.checks.asserts import assert_close as _close, assert_true as _true, call as _call
 
-_seed = int(time.time() * 1000) % 2**31
-judge.manual_seed(_seed)
-_at = f" [hidden test, seed {_seed}]"
-# one whole-pixel shift per sample, zero fill, within the per-axis bounds (odd, non-square sizes)
-for _shp, _r in [((5, 2, 16, 16), 0.125), ((4, 3, 10, 14), 0.25), ((3, 1, 8, 8), 0.3), ((6, 2, 7, 5), 0.2),
-                 ((2, 1, 11, 11), 0.125), ((1, 1, 16, 8), 0.25), ((3, 2, 9, 13), 0.25)]:
-    _n, _c, _h, _w = _shp
-    _sh, _sw = int(_h * _r + 0.5), int(_w * _r + 0.5)
-    _y = _lab6.run_augment("rand_translation", rand_translation, _lab6.code_images(*_shp), _at, ratio=_r)
-    _dy, _dx = _lab6.decode_shifts(f"rand_translation on {_shp}, ratio {_r}", _y, _at)
-    _true(_dy.abs().max() <= _sh and _dx.abs().max() <= _sw,
-          f"rand_translation on {_shp}, ratio {_r}: rows may move by at most s_H = {_sh} and columns by at most "
-          f"s_W = {_sw}; got row shifts {sorted(set(_dy.tolist()))}, column shifts {sorted(set(_dx.tolist()))}{_at}")
-# the exact ranges, per axis: rows -s_H..s_H, columns -s_W..s_W, uniform and independent
-for _shp, _r in [((4000, 1, 16, 8), 0.25), ((3000, 1, 10, 14), 0.25), ((3000, 1, 8, 8), 0.25)]:
-    _n, _c, _h, _w = _shp
-    _sh, _sw = int(_h * _r + 0.5), int(_w * _r + 0.5)
-    _y = _lab6.run_augment("rand_translation", rand_translation, _lab6.code_images(*_shp, dtype=torch.float32), _at,
-                           ratio=_r)
-    _dy, _dx = _lab6.decode_shifts(f"rand_translation on {_shp}", _y, _at)
-    _lab6.assert_uniform(f"rand_translation ({_h}x{_w}, ratio {_r}): row shifts", _dy, range(-_sh, _sh + 1), _at)
-    _lab6.assert_uniform(f"rand_translation ({_h}x{_w}, ratio {_r}): column shifts", _dx, range(-_sw, _sw + 1), _at)
-    _lab6.assert_joint_uniform(f"rand_translation ({_h}x{_w}, ratio {_r}): (row, column) shifts", _dy, _dx,
-                               range(-_sh, _sh + 1), range(-_sw, _sw + 1), _at)
-# gradient: 1 on the pixels that stay in view, 0 elsewhere
-_x = (torch.rand(3, 2, 6, 7) + 0.5).requires_grad_(True)
-_y = _call(f"rand_translation{_at}", rand_translation, _x, ratio=0.34)
-_y.sum().backward()
-_true(_x.grad is not None and set(_x.grad.unique().tolist()) <= {0.0, 1.0}
-      and int(_x.grad.sum()) == int((_y != 0).sum()), f"the gradient must be 1 on the pixels that stay in view, 0 elsewhere{_at}")
+with lab6.seed_in_failures(lab6.clock_seed()) as _seed:
+    judge.manual_seed(_seed)
+    # one whole-pixel shift per sample, zero fill, within the per-axis bounds (odd, non-square sizes)
+    for _shp, _r in [((5, 2, 16, 16), 0.125), ((4, 3, 10, 14), 0.25), ((3, 1, 8, 8), 0.3), ((6, 2, 7, 5), 0.2),
+                     ((2, 1, 11, 11), 0.125), ((1, 1, 16, 8), 0.25), ((3, 2, 9, 13), 0.25)]:
+        _n, _c, _h, _w = _shp
+        _sh, _sw = int(_h * _r + 0.5), int(_w * _r + 0.5)
+        _y = _lab6.run_augment("rand_translation", rand_translation, _lab6.code_images(*_shp), ratio=_r)
+        _dy, _dx = _lab6.decode_shifts(f"rand_translation on {_shp}, ratio {_r}", _y)
+        _true(_dy.abs().max() <= _sh and _dx.abs().max() <= _sw,
+              f"rand_translation on {_shp}, ratio {_r}: rows may move by at most s_H = {_sh} and columns by at most "
+              f"s_W = {_sw}; got row shifts {sorted(set(_dy.tolist()))}, column shifts {sorted(set(_dx.tolist()))}")
+    # the exact ranges, per axis: rows -s_H..s_H, columns -s_W..s_W, uniform and independent
+    for _shp, _r in [((4000, 1, 16, 8), 0.25), ((3000, 1, 10, 14), 0.25), ((3000, 1, 8, 8), 0.25)]:
+        _n, _c, _h, _w = _shp
+        _sh, _sw = int(_h * _r + 0.5), int(_w * _r + 0.5)
+        _y = _lab6.run_augment("rand_translation", rand_translation, _lab6.code_images(*_shp, dtype=torch.float32),
+                               ratio=_r)
+        _dy, _dx = _lab6.decode_shifts(f"rand_translation on {_shp}", _y)
+        _lab6.assert_uniform(f"rand_translation ({_h}x{_w}, ratio {_r}): row shifts", _dy, range(-_sh, _sh + 1))
+        _lab6.assert_uniform(f"rand_translation ({_h}x{_w}, ratio {_r}): column shifts", _dx, range(-_sw, _sw + 1))
+        _lab6.assert_joint_uniform(f"rand_translation ({_h}x{_w}, ratio {_r}): (row, column) shifts", _dy, _dx,
+                                   range(-_sh, _sh + 1), range(-_sw, _sw + 1))
+    # gradient: 1 on the pixels that stay in view, 0 elsewhere
+    _x = (torch.rand(3, 2, 6, 7) + 0.5).requires_grad_(True)
+    _y = _call("rand_translation", rand_translation, _x, ratio=0.34)
+    _y.sum().backward()
+    _true(_x.grad is not None and set(_x.grad.unique().tolist()) <= {0.0, 1.0}
+          and int(_x.grad.sum()) == int((_y != 0).sum()), "the gradient must be 1 on the pixels that stay in view, 0 elsewhere")
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": false, "grade_id": "rand_cutout", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -387,50 +375,47 @@ from effcourse.checks import lab6
 
 lab6.check_rand_cutout(rand_cutout)
 ### BEGIN HIDDEN TESTS
-import time
-
 import torch
 from effcourse import judge
 from effcourse.checks import lab6 as _lab6
 from effcourse.checks.asserts import assert_close as _close, assert_true as _true, call as _call
 
-_seed = int(time.time() * 1000) % 2**31
-judge.manual_seed(_seed)
-_at = f" [hidden test, seed {_seed}]"
-# one s_H x s_W rectangle per sample, the same in every channel, clipped at the border (odd, non-square sizes)
-for _shp, _r in [((40, 2, 16, 16), 0.5), ((40, 1, 9, 9), 0.5), ((40, 3, 10, 7), 0.4), ((40, 1, 6, 12), 0.5),
-                 ((40, 1, 11, 11), 0.3), ((40, 2, 10, 14), 0.25)]:
-    _n, _c, _h, _w = _shp
-    _sh, _sw = int(_h * _r + 0.5), int(_w * _r + 0.5)
-    _x = torch.rand(_shp, dtype=torch.float64) + 0.5
-    _cut = _lab6.cut_rectangles(f"rand_cutout on {_shp}, ratio {_r} (s_H = {_sh}, s_W = {_sw})", _x,
-                                _lab6.run_augment("rand_cutout", rand_cutout, _x, _at, ratio=_r), (_sh, _sw), _at)
-# where the rectangle lands: first row/column uniform on every placement the contract allows, rows and
-# columns independent; partly visible rectangles at all four edges; the mean zeroed area
-for _shp, _r in [((4000, 1, 16, 16), 0.5), ((4000, 1, 7, 10), 0.4)]:
-    _n, _c, _h, _w = _shp
-    _sh, _sw = int(_h * _r + 0.5), int(_w * _r + 0.5)
-    _x = torch.ones(_shp, dtype=torch.float32)
-    _cut = _lab6.cut_rectangles(f"rand_cutout on {_shp}, ratio {_r}", _x,
-                                _lab6.run_augment("rand_cutout", rand_cutout, _x, _at, ratio=_r), (_sh, _sw), _at)
-    _tops, _lefts = range(-(_sh // 2), _h - (_sh + 1) // 2 + 1), range(-(_sw // 2), _w - (_sw + 1) // 2 + 1)
-    _lab6.assert_uniform(f"rand_cutout ({_h}x{_w}, ratio {_r}): the rectangle's first row (centre row - s_H // 2)",
-                         _cut["top"], _tops, _at)
-    _lab6.assert_uniform(f"rand_cutout ({_h}x{_w}, ratio {_r}): the rectangle's first column", _cut["left"], _lefts, _at)
-    if len(_tops) * len(_lefts) <= 100:
-        _lab6.assert_joint_uniform(f"rand_cutout ({_h}x{_w}, ratio {_r}): (first row, first column)", _cut["top"],
-                                   _cut["left"], _tops, _lefts, _at)
-    _vis_r = torch.tensor([min(_h, _t + _sh) - max(0, _t) for _t in _tops], dtype=torch.float64)
-    _vis_c = torch.tensor([min(_w, _l + _sw) - max(0, _l) for _l in _lefts], dtype=torch.float64)
-    _mean = float(_vis_r.mean() * _vis_c.mean())
-    _area = _cut["area"].double()
-    _true(abs(float(_area.mean()) - _mean) < 6 * float(_area.std()) / len(_area) ** 0.5 + 1e-9,
-          f"rand_cutout ({_h}x{_w}, ratio {_r}): mean zeroed area {float(_area.mean()):.2f} pixels, expected "
-          f"{_mean:.2f} for a rectangle placed as the contract says{_at}")
-_x = (torch.rand(3, 2, 8, 9) + 0.5).requires_grad_(True)
-_y = _call(f"rand_cutout{_at}", rand_cutout, _x)
-_y.sum().backward()
-_close(f"gradient of rand_cutout (the keep-mask){_at}", _x.grad, (_y != 0).float())
+with lab6.seed_in_failures(lab6.clock_seed()) as _seed:
+    judge.manual_seed(_seed)
+    # one s_H x s_W rectangle per sample, the same in every channel, clipped at the border (odd, non-square sizes)
+    for _shp, _r in [((40, 2, 16, 16), 0.5), ((40, 1, 9, 9), 0.5), ((40, 3, 10, 7), 0.4), ((40, 1, 6, 12), 0.5),
+                     ((40, 1, 11, 11), 0.3), ((40, 2, 10, 14), 0.25)]:
+        _n, _c, _h, _w = _shp
+        _sh, _sw = int(_h * _r + 0.5), int(_w * _r + 0.5)
+        _x = torch.rand(_shp, dtype=torch.float64) + 0.5
+        _cut = _lab6.cut_rectangles(f"rand_cutout on {_shp}, ratio {_r} (s_H = {_sh}, s_W = {_sw})", _x,
+                                    _lab6.run_augment("rand_cutout", rand_cutout, _x, ratio=_r), (_sh, _sw))
+    # where the rectangle lands: first row/column uniform on every placement the contract allows, rows and
+    # columns independent; partly visible rectangles at all four edges; the mean zeroed area
+    for _shp, _r in [((4000, 1, 16, 16), 0.5), ((4000, 1, 7, 10), 0.4)]:
+        _n, _c, _h, _w = _shp
+        _sh, _sw = int(_h * _r + 0.5), int(_w * _r + 0.5)
+        _x = torch.ones(_shp, dtype=torch.float32)
+        _cut = _lab6.cut_rectangles(f"rand_cutout on {_shp}, ratio {_r}", _x,
+                                    _lab6.run_augment("rand_cutout", rand_cutout, _x, ratio=_r), (_sh, _sw))
+        _tops, _lefts = range(-(_sh // 2), _h - (_sh + 1) // 2 + 1), range(-(_sw // 2), _w - (_sw + 1) // 2 + 1)
+        _lab6.assert_uniform(f"rand_cutout ({_h}x{_w}, ratio {_r}): the rectangle's first row (centre row - s_H // 2)",
+                             _cut["top"], _tops)
+        _lab6.assert_uniform(f"rand_cutout ({_h}x{_w}, ratio {_r}): the rectangle's first column", _cut["left"], _lefts)
+        if len(_tops) * len(_lefts) <= 100:
+            _lab6.assert_joint_uniform(f"rand_cutout ({_h}x{_w}, ratio {_r}): (first row, first column)", _cut["top"],
+                                       _cut["left"], _tops, _lefts)
+        _vis_r = torch.tensor([min(_h, _t + _sh) - max(0, _t) for _t in _tops], dtype=torch.float64)
+        _vis_c = torch.tensor([min(_w, _l + _sw) - max(0, _l) for _l in _lefts], dtype=torch.float64)
+        _mean = float(_vis_r.mean() * _vis_c.mean())
+        _area = _cut["area"].double()
+        _true(abs(float(_area.mean()) - _mean) < 6 * float(_area.std()) / len(_area) ** 0.5 + 1e-9,
+              f"rand_cutout ({_h}x{_w}, ratio {_r}): mean zeroed area {float(_area.mean()):.2f} pixels, expected "
+              f"{_mean:.2f} for a rectangle placed as the contract says")
+    _x = (torch.rand(3, 2, 8, 9) + 0.5).requires_grad_(True)
+    _y = _call("rand_cutout", rand_cutout, _x)
+    _y.sum().backward()
+    _close("gradient of rand_cutout (the keep-mask)", _x.grad, (_y != 0).float())
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -471,68 +456,65 @@ from effcourse.checks import lab6
 
 lab6.check_diff_augment(diff_augment)
 ### BEGIN HIDDEN TESTS
-import time
-
 import torch
 import torch.nn.functional as F
 from effcourse import judge
 from effcourse.checks import lab6 as _lab6
 from effcourse.checks.asserts import assert_close as _close, assert_true as _true, call as _call
 
-_seed = int(time.time() * 1000) % 2**31
-judge.manual_seed(_seed)
-_at = f" [hidden test, seed {_seed}]"
-for _shp in [(3, 1, 16, 16), (2, 3, 9, 7)]:
-    _x = torch.randn(_shp)
-    _close(f'diff_augment(x, "") on {_shp}{_at}', _call(f"diff_augment{_at}", diff_augment, _x, policy=""), _x)
-    _lab6.run_augment("diff_augment", diff_augment, _x, _at)
-# "translation" alone: one whole-pixel shift per sample, default ratio 1/8 (-2..2 on 16x16)
-_y = _lab6.run_augment('diff_augment(x, "translation")', diff_augment,
-                       _lab6.code_images(600, 1, 16, 16, dtype=torch.float32), _at, policy="translation")
-_dy, _dx = _lab6.decode_shifts('diff_augment(x, "translation")', _y, _at)
-_lab6.assert_uniform('diff_augment(x, "translation") on 16x16: row shifts', _dy, range(-2, 3), _at)
-_lab6.assert_uniform('diff_augment(x, "translation") on 16x16: column shifts', _dx, range(-2, 3), _at)
-# "cutout" alone: default ratio 1/2 (an 8x8 square on 16x16, clipped at the border)
-_x = torch.ones(600, 1, 16, 16)
-_cut = _lab6.cut_rectangles('diff_augment(x, "cutout") on 16x16', _x,
-                            _lab6.run_augment('diff_augment(x, "cutout")', diff_augment, _x, _at, policy="cutout"),
-                            (8, 8), _at)
-_lab6.assert_uniform('diff_augment(x, "cutout") on 16x16: first row of the square', _cut["top"], range(-4, 13), _at)
-# order: colour after cutout leaves no exact zeros; cutout after colour leaves a zero rectangle in each sample
-_x = torch.rand(64, 1, 16, 16) + 0.5
-_true(((_call(f"diff_augment{_at}", diff_augment, _x, "color,cutout") == 0).flatten(1).sum(1) >= 1).all(),
-      f'"color,cutout": the cutout (applied last) must leave zeros in every sample{_at}')
-_true((_call(f"diff_augment{_at}", diff_augment, _x, "cutout,color") == 0).float().mean() < 0.01,
-      f'"cutout,color": colour is applied after the cutout, so the cut pixels must not stay exactly 0{_at}')
-_true(((_call(f"diff_augment{_at}", diff_augment, _x, "color,translation") == 0).flatten(1).sum(1) > 0).float().mean() > 0.5,
-      f'"color,translation": translation (last) must leave a zero border in most samples{_at}')
-# the default policy is colour, then translation, then cutout
-_y = _call(f"diff_augment{_at}", diff_augment, _x)
-_z = (_y == 0).float()
-_true((F.avg_pool2d(_z, 4, stride=1).flatten(1).amax(1) == 1).all(),
-      f"diff_augment(x) (default policy): every sample must show the cutout's zeroed square{_at}")
-_edge = (_z[:, 0, 0].amin(1) == 1) | (_z[:, 0, -1].amin(1) == 1) | (_z[:, 0, :, 0].amin(1) == 1) | (_z[:, 0, :, -1].amin(1) == 1)
-_true(_edge.float().mean() > 0.75, f"diff_augment(x) (default policy): translation must leave a zeroed border row "
-      f"or column in most samples; {100 * _edge.float().mean():.0f} % had one{_at}")
-# colour on one channel is a per-sample affine map with slope in [0.5, 1.5) (contrast) and a random offset
-_x = torch.rand(400, 1, 5, 5, dtype=torch.float64)
-_y = _lab6.run_augment('diff_augment(x, "color")', diff_augment, _x, _at, policy="color")
-_slope = _lab6.affine_factors('diff_augment(x, "color") on one channel', _x - _x.mean((1, 2, 3), keepdim=True),
-                              _y - _y.mean((1, 2, 3), keepdim=True), torch.zeros(()), _at)
-_true((_slope >= 0.5 - 1e-9).all() and (_slope < 1.5).all() and _slope.std() > 0.1,
-      f'"color" on grey images: expected contrast factors in [0.5, 1.5); got {_slope.min():.3f}..{_slope.max():.3f}{_at}')
-_true((_y.mean((1, 2, 3)) - _x.mean((1, 2, 3))).std() > 0.1, f'"color" must include the brightness offset{_at}')
-# colour on three channels scales each pixel's deviation from its channel mean by saturation * contrast
-_x = torch.rand(400, 3, 4, 4, dtype=torch.float64)
-_y = _lab6.run_augment('diff_augment(x, "color")', diff_augment, _x, _at, policy="color")
-_f = _lab6.affine_factors('diff_augment(x, "color"): deviation from the channel mean', _x - _x.mean(1, keepdim=True),
-                          _y - _y.mean(1, keepdim=True), torch.zeros(()), _at)
-_true((_f >= -1e-9).all() and (_f < 3).all() and (_f < 0.3).any() and (_f > 1.7).any(),
-      f'"color" must include saturation (factor s*c in [0, 3)); got {_f.min():.3f}..{_f.max():.3f}{_at}')
-_x = torch.rand(5, 3, 16, 16, requires_grad=True)
-_call(f"diff_augment{_at}", diff_augment, _x).sum().backward()
-_true(_x.grad is not None and torch.isfinite(_x.grad).all() and _x.grad.abs().sum() > 0,
-      f"diff_augment: no gradient reached x{_at}")
+with lab6.seed_in_failures(lab6.clock_seed()) as _seed:
+    judge.manual_seed(_seed)
+    for _shp in [(3, 1, 16, 16), (2, 3, 9, 7)]:
+        _x = torch.randn(_shp)
+        _close(f'diff_augment(x, "") on {_shp}', _call("diff_augment", diff_augment, _x, policy=""), _x)
+        _lab6.run_augment("diff_augment", diff_augment, _x)
+    # "translation" alone: one whole-pixel shift per sample, default ratio 1/8 (-2..2 on 16x16)
+    _y = _lab6.run_augment('diff_augment(x, "translation")', diff_augment,
+                           _lab6.code_images(600, 1, 16, 16, dtype=torch.float32), policy="translation")
+    _dy, _dx = _lab6.decode_shifts('diff_augment(x, "translation")', _y)
+    _lab6.assert_uniform('diff_augment(x, "translation") on 16x16: row shifts', _dy, range(-2, 3))
+    _lab6.assert_uniform('diff_augment(x, "translation") on 16x16: column shifts', _dx, range(-2, 3))
+    # "cutout" alone: default ratio 1/2 (an 8x8 square on 16x16, clipped at the border)
+    _x = torch.ones(600, 1, 16, 16)
+    _cut = _lab6.cut_rectangles('diff_augment(x, "cutout") on 16x16', _x,
+                                _lab6.run_augment('diff_augment(x, "cutout")', diff_augment, _x, policy="cutout"),
+                                (8, 8))
+    _lab6.assert_uniform('diff_augment(x, "cutout") on 16x16: first row of the square', _cut["top"], range(-4, 13))
+    # order: colour after cutout leaves no exact zeros; cutout after colour leaves a zero rectangle in each sample
+    _x = torch.rand(64, 1, 16, 16) + 0.5
+    _true(((_call("diff_augment", diff_augment, _x, "color,cutout") == 0).flatten(1).sum(1) >= 1).all(),
+          '"color,cutout": the cutout (applied last) must leave zeros in every sample')
+    _true((_call("diff_augment", diff_augment, _x, "cutout,color") == 0).float().mean() < 0.01,
+          '"cutout,color": colour is applied after the cutout, so the cut pixels must not stay exactly 0')
+    _true(((_call("diff_augment", diff_augment, _x, "color,translation") == 0).flatten(1).sum(1) > 0).float().mean() > 0.5,
+          '"color,translation": translation (last) must leave a zero border in most samples')
+    # the default policy is colour, then translation, then cutout
+    _y = _call("diff_augment", diff_augment, _x)
+    _z = (_y == 0).float()
+    _true((F.avg_pool2d(_z, 4, stride=1).flatten(1).amax(1) == 1).all(),
+          "diff_augment(x) (default policy): every sample must show the cutout's zeroed square")
+    _edge = (_z[:, 0, 0].amin(1) == 1) | (_z[:, 0, -1].amin(1) == 1) | (_z[:, 0, :, 0].amin(1) == 1) | (_z[:, 0, :, -1].amin(1) == 1)
+    _true(_edge.float().mean() > 0.75, f"diff_augment(x) (default policy): translation must leave a zeroed border row "
+          f"or column in most samples; {100 * _edge.float().mean():.0f} % had one")
+    # colour on one channel is a per-sample affine map with slope in [0.5, 1.5) (contrast) and a random offset
+    _x = torch.rand(400, 1, 5, 5, dtype=torch.float64)
+    _y = _lab6.run_augment('diff_augment(x, "color")', diff_augment, _x, policy="color")
+    _slope = _lab6.affine_factors('diff_augment(x, "color") on one channel', _x - _x.mean((1, 2, 3), keepdim=True),
+                                  _y - _y.mean((1, 2, 3), keepdim=True), torch.zeros(()))
+    _true((_slope >= 0.5 - 1e-9).all() and (_slope < 1.5).all() and _slope.std() > 0.1,
+          f'"color" on grey images: expected contrast factors in [0.5, 1.5); got {_slope.min():.3f}..{_slope.max():.3f}')
+    _true((_y.mean((1, 2, 3)) - _x.mean((1, 2, 3))).std() > 0.1, '"color" must include the brightness offset')
+    # colour on three channels scales each pixel's deviation from its channel mean by saturation * contrast
+    _x = torch.rand(400, 3, 4, 4, dtype=torch.float64)
+    _y = _lab6.run_augment('diff_augment(x, "color")', diff_augment, _x, policy="color")
+    _f = _lab6.affine_factors('diff_augment(x, "color"): deviation from the channel mean', _x - _x.mean(1, keepdim=True),
+                              _y - _y.mean(1, keepdim=True), torch.zeros(()))
+    _true((_f >= -1e-9).all() and (_f < 3).all() and (_f < 0.3).any() and (_f > 1.7).any(),
+          f'"color" must include saturation (factor s*c in [0, 3)); got {_f.min():.3f}..{_f.max():.3f}')
+    _x = torch.rand(5, 3, 16, 16, requires_grad=True)
+    _call("diff_augment", diff_augment, _x).sum().backward()
+    _true(_x.grad is not None and torch.isfinite(_x.grad).all() and _x.grad.abs().sum() > 0,
+          "diff_augment: no gradient reached x")
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "test_diff_augment_errors", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -552,7 +534,8 @@ for _bad in ["blur", "color,colour", "translation,cutout,zoom"]:
     except NotImplementedError:
         raise
     except Exception as _err:  # noqa: BLE001
-        raise AssertionError(f"diff_augment(x, {_bad!r}) must raise ValueError, got {type(_err).__name__}: {_err}")
+        raise AssertionError(f"diff_augment(x, {_bad!r}) must raise ValueError, got {type(_err).__name__}: {_err}") \
+            from None
     else:
         raise AssertionError(f"diff_augment(x, {_bad!r}) must raise ValueError")
 ### END HIDDEN TESTS
@@ -619,45 +602,42 @@ from effcourse.checks import lab6
 
 lab6.check_d_loss(d_loss)
 ### BEGIN HIDDEN TESTS
-import time
-
 import torch
 import torch.nn.functional as F
 from effcourse import judge
 from effcourse.checks import lab6 as _lab6
 from effcourse.checks.asserts import assert_close as _close, assert_shape as _shape, assert_true as _true, call as _call
 
-_seed = int(time.time() * 1000) % 2**31
-judge.manual_seed(_seed)
-_at = f" [hidden test, seed {_seed}]"
-_aug = _lab6.AffineAugment(0.5, 0.3)                                   # deterministic, changes D's outputs
-_aug_yours = judge.build("effcourse.checks.lab6.AffineAugment", 0.5, 0.3)   # the same, where your code runs
-for _c, _nr, _nf, _hw in [(1, 6, 9, 8), (3, 4, 4, 5), (2, 1, 3, 7)]:
-    _Dr = _lab6.ToyDiscriminator(_c)
-    _Dy = judge.twin(_Dr, "effcourse.checks.lab6.ToyDiscriminator", _c)   # the same D, where your code runs
-    _real = torch.randn(_nr, _c, _hw, _hw)
-    _w = torch.ones(1, requires_grad=True)
-    _fake = torch.randn(_nf, _c, _hw, _hw) * _w                            # the generator's output, in the graph
-    _loss = _call(f"d_loss{_at}", d_loss, _Dy, _real, _fake, _aug_yours)
-    _shape(f"d_loss{_at}", _loss, ())
-    # the reference: both terms, with gradients into D from the reals AND the (detached) fakes
-    _exp = F.softplus(-_Dr(_aug(_real))).mean() + F.softplus(_Dr(_aug(_fake.detach()))).mean()
-    _close(f"d_loss (real {_nr}, fake {_nf}){_at}", _loss.detach(), _exp.detach(), atol=1e-5)
-    _true(_loss.requires_grad, f"d_loss: the loss must be differentiable with respect to D's parameters{_at}")
-    _loss.backward()
-    _exp.backward()
-    _true(_w.grad is None or float(_w.grad.abs().sum()) == 0.0, f"d_loss: detach the fake (gradient reached G){_at}")
-    for _p in ("conv.weight", "conv.bias", "lin.weight", "lin.bias"):
-        _g = judge.get(_Dy, f"{_p}.grad")
-        _true(_g is not None, f"d_loss: no gradient reached D's {_p}{_at}")
-        _close(f"d_loss (real {_nr}, fake {_nf}): gradient of D's {_p} (both terms, the fake's included, must "
-               f"train D){_at}", _g, judge.get(_Dr, f"{_p}.grad"), atol=1e-5)
-# augment is applied to both reals and fakes (and not to anything else)
-_rec = judge.build("effcourse.checks.lab6.RecordingAugment")
-_call(f"d_loss{_at}", d_loss, judge.build("effcourse.checks.lab6.ToyDiscriminator", 1), torch.randn(5, 1, 6, 6),
-      torch.randn(7, 1, 6, 6), _rec)
-_calls = judge.get(_rec, "sizes")
-_true(sorted(_calls) in ([5, 7], [12]), f"augment must see the 5 reals and the 7 fakes; it saw batches of {_calls}{_at}")
+with lab6.seed_in_failures(lab6.clock_seed()) as _seed:
+    judge.manual_seed(_seed)
+    _aug = _lab6.AffineAugment(0.5, 0.3)                                   # deterministic, changes D's outputs
+    _aug_yours = judge.build("effcourse.checks.lab6.AffineAugment", 0.5, 0.3)   # the same, where your code runs
+    for _c, _nr, _nf, _hw in [(1, 6, 9, 8), (3, 4, 4, 5), (2, 1, 3, 7)]:
+        _Dr = _lab6.ToyDiscriminator(_c)
+        _Dy = judge.twin(_Dr, "effcourse.checks.lab6.ToyDiscriminator", _c)   # the same D, where your code runs
+        _real = torch.randn(_nr, _c, _hw, _hw)
+        _w = torch.ones(1, requires_grad=True)
+        _fake = torch.randn(_nf, _c, _hw, _hw) * _w                            # the generator's output, in the graph
+        _loss = _call("d_loss", d_loss, _Dy, _real, _fake, _aug_yours)
+        _shape("d_loss", _loss, ())
+        # the reference: both terms, with gradients into D from the reals AND the (detached) fakes
+        _exp = F.softplus(-_Dr(_aug(_real))).mean() + F.softplus(_Dr(_aug(_fake.detach()))).mean()
+        _close(f"d_loss (real {_nr}, fake {_nf})", _loss.detach(), _exp.detach(), atol=1e-5)
+        _true(_loss.requires_grad, "d_loss: the loss must be differentiable with respect to D's parameters")
+        _loss.backward()
+        _exp.backward()
+        _true(_w.grad is None or float(_w.grad.abs().sum()) == 0.0, "d_loss: detach the fake (gradient reached G)")
+        for _p in ("conv.weight", "conv.bias", "lin.weight", "lin.bias"):
+            _g = judge.get(_Dy, f"{_p}.grad")
+            _true(_g is not None, f"d_loss: no gradient reached D's {_p}")
+            _close(f"d_loss (real {_nr}, fake {_nf}): gradient of D's {_p} (both terms, the fake's included, must "
+                   f"train D)", _g, judge.get(_Dr, f"{_p}.grad"), atol=1e-5)
+    # augment is applied to both reals and fakes (and not to anything else)
+    _rec = judge.build("effcourse.checks.lab6.RecordingAugment")
+    _call("d_loss", d_loss, judge.build("effcourse.checks.lab6.ToyDiscriminator", 1), torch.randn(5, 1, 6, 6),
+          torch.randn(7, 1, 6, 6), _rec)
+    _calls = judge.get(_rec, "sizes")
+    _true(sorted(_calls) in ([5, 7], [12]), f"augment must see the 5 reals and the 7 fakes; it saw batches of {_calls}")
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": false, "grade_id": "g_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -676,34 +656,31 @@ from effcourse.checks import lab6
 
 lab6.check_g_loss(g_loss)
 ### BEGIN HIDDEN TESTS
-import time
-
 import torch
 import torch.nn.functional as F
 from effcourse import judge
 from effcourse.checks import lab6 as _lab6
 from effcourse.checks.asserts import assert_close as _close, assert_shape as _shape, assert_true as _true, call as _call
 
-_seed = int(time.time() * 1000) % 2**31
-judge.manual_seed(_seed)
-_at = f" [hidden test, seed {_seed}]"
-_aug = _lab6.AffineAugment(0.5, 0.3)                                   # deterministic, not the identity
-_aug_yours = judge.build("effcourse.checks.lab6.AffineAugment", 0.5, 0.3)   # the same, where your code runs
-for _c, _n, _hw in [(1, 9, 8), (3, 4, 5), (2, 1, 7)]:
-    _Dr = _lab6.ToyDiscriminator(_c)
-    _Dy = judge.twin(_Dr, "effcourse.checks.lab6.ToyDiscriminator", _c)   # the same D, where your code runs
-    _fake = torch.randn(_n, _c, _hw, _hw, requires_grad=True)
-    _loss = _call(f"g_loss{_at}", g_loss, _Dy, _fake, _aug_yours)
-    _shape(f"g_loss{_at}", _loss, ())
-    _f2 = _fake.detach().clone().requires_grad_(True)
-    _exp = F.softplus(-_Dr(_aug(_f2))).mean()
-    _close(f"g_loss (batch {_n}){_at}", _loss.detach(), _exp.detach(), atol=1e-5)
-    _true(_loss.requires_grad, f"g_loss: no gradient reached the fake (the generator's output){_at}")
-    _loss.backward()
-    _exp.backward()
-    _true(_fake.grad is not None, f"g_loss: no gradient reached the fake (the generator's output){_at}")
-    _close(f"gradient of g_loss w.r.t. the fake (through augment: D(augment(fake)), all of it){_at}", _fake.grad,
-           _f2.grad, atol=1e-6)
+with lab6.seed_in_failures(lab6.clock_seed()) as _seed:
+    judge.manual_seed(_seed)
+    _aug = _lab6.AffineAugment(0.5, 0.3)                                   # deterministic, not the identity
+    _aug_yours = judge.build("effcourse.checks.lab6.AffineAugment", 0.5, 0.3)   # the same, where your code runs
+    for _c, _n, _hw in [(1, 9, 8), (3, 4, 5), (2, 1, 7)]:
+        _Dr = _lab6.ToyDiscriminator(_c)
+        _Dy = judge.twin(_Dr, "effcourse.checks.lab6.ToyDiscriminator", _c)   # the same D, where your code runs
+        _fake = torch.randn(_n, _c, _hw, _hw, requires_grad=True)
+        _loss = _call("g_loss", g_loss, _Dy, _fake, _aug_yours)
+        _shape("g_loss", _loss, ())
+        _f2 = _fake.detach().clone().requires_grad_(True)
+        _exp = F.softplus(-_Dr(_aug(_f2))).mean()
+        _close(f"g_loss (batch {_n})", _loss.detach(), _exp.detach(), atol=1e-5)
+        _true(_loss.requires_grad, "g_loss: no gradient reached the fake (the generator's output)")
+        _loss.backward()
+        _exp.backward()
+        _true(_fake.grad is not None, "g_loss: no gradient reached the fake (the generator's output)")
+        _close("gradient of g_loss w.r.t. the fake (through augment: D(augment(fake)), all of it)", _fake.grad,
+               _f2.grad, atol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -761,67 +738,64 @@ from effcourse.checks import lab6
 
 lab6.check_r1_penalty(r1_penalty)
 ### BEGIN HIDDEN TESTS
-import time
-
 import torch
 from effcourse import judge
 from effcourse.checks import lab6 as _lab6
 from effcourse.checks.asserts import assert_close as _close, assert_shape as _shape, assert_true as _true, call as _call
 
-_seed = int(time.time() * 1000) % 2**31
-judge.manual_seed(_seed)
-_at = f" [hidden test, seed {_seed}]"
-_aug = _lab6.AffineAugment(0.5, 0.3)                                   # deterministic; its Jacobian scales by 0.5
-_aug_yours = judge.build("effcourse.checks.lab6.AffineAugment", 0.5, 0.3)   # the same, where your code runs
+with lab6.seed_in_failures(lab6.clock_seed()) as _seed:
+    judge.manual_seed(_seed)
+    _aug = _lab6.AffineAugment(0.5, 0.3)                                   # deterministic; its Jacobian scales by 0.5
+    _aug_yours = judge.build("effcourse.checks.lab6.AffineAugment", 0.5, 0.3)   # the same, where your code runs
 
 
-def _r1_ref(D, x, through):
-    x = x.clone().requires_grad_(True)
-    if through:
-        v, out = x, D(_aug(x))
-    else:
-        v = _aug(x).detach().requires_grad_(True)
-        out = D(v)
-    (g,) = torch.autograd.grad(out.sum(), v, create_graph=True)
-    return g.pow(2).flatten(1).sum(1).mean()
+    def _r1_ref(D, x, through):
+        x = x.clone().requires_grad_(True)
+        if through:
+            v, out = x, D(_aug(x))
+        else:
+            v = _aug(x).detach().requires_grad_(True)
+            out = D(v)
+        (g,) = torch.autograd.grad(out.sum(), v, create_graph=True)
+        return g.pow(2).flatten(1).sum(1).mean()
 
 
-for _c, _n, _h, _w in [(1, 6, 8, 8), (3, 4, 5, 7), (2, 1, 6, 5), (1, 9, 16, 16)]:
-    for _through in (True, False):
-        _Dr = _lab6.ToyDiscriminator(_c)
-        _Dy = judge.twin(_Dr, "effcourse.checks.lab6.ToyDiscriminator", _c)   # the same D, where your code runs
-        _real = torch.randn(_n, _c, _h, _w)
-        _keep = _real.clone()
-        _what = f"r1_penalty(through_augment={_through}) on ({_n}, {_c}, {_h}, {_w}){_at}"
-        _pen = _call(_what, r1_penalty, _Dy, _real, _aug_yours, through_augment=_through)
-        _shape(_what, _pen, ())
-        _exp = _r1_ref(_Dr, _real, _through)
-        _close(_what + (": the squared gradient w.r.t. the UN-augmented reals (through augment)" if _through else
-                        ": the squared gradient w.r.t. the augmented images"), _pen.detach(), _exp.detach(),
-               atol=1e-6, rtol=1e-4)
-        for _p in ("conv.weight", "lin.weight"):
-            _true(judge.get(_Dy, f"{_p}.grad") is None, f"{_what}: r1_penalty wrote D's {_p}.grad")
-        _true(_pen.requires_grad, f"{_what}: the penalty must be differentiable w.r.t. D's weights (create_graph=True)")
-        _pen.backward()
-        _exp.backward()
-        for _p in ("conv.weight", "conv.bias", "lin.weight"):
-            _g = judge.get(_Dy, f"{_p}.grad")
-            _true(_g is not None, f"{_what}: no gradient of the penalty reached D's {_p}")
-            _close(f"{_what}: the penalty's gradient w.r.t. D's {_p}", _g, judge.get(_Dr, f"{_p}.grad"),
+    for _c, _n, _h, _w in [(1, 6, 8, 8), (3, 4, 5, 7), (2, 1, 6, 5), (1, 9, 16, 16)]:
+        for _through in (True, False):
+            _Dr = _lab6.ToyDiscriminator(_c)
+            _Dy = judge.twin(_Dr, "effcourse.checks.lab6.ToyDiscriminator", _c)   # the same D, where your code runs
+            _real = torch.randn(_n, _c, _h, _w)
+            _keep = _real.clone()
+            _what = f"r1_penalty(through_augment={_through}) on ({_n}, {_c}, {_h}, {_w})"
+            _pen = _call(_what, r1_penalty, _Dy, _real, _aug_yours, through_augment=_through)
+            _shape(_what, _pen, ())
+            _exp = _r1_ref(_Dr, _real, _through)
+            _close(_what + (": the squared gradient w.r.t. the UN-augmented reals (through augment)" if _through else
+                            ": the squared gradient w.r.t. the augmented images"), _pen.detach(), _exp.detach(),
                    atol=1e-6, rtol=1e-4)
-        _true(torch.equal(_real, _keep), f"{_what}: modified the real batch")
-# the default is through the augmentation (the low-shot code); augment is drawn once, on the reals
-_Dr = _lab6.ToyDiscriminator(2)
-_real = torch.randn(5, 2, 6, 6)
-_close(f"r1_penalty with the default through_augment{_at}",
-       _call(f"r1_penalty{_at}", r1_penalty, judge.twin(_Dr, "effcourse.checks.lab6.ToyDiscriminator", 2), _real,
-             _aug_yours).detach(), _r1_ref(_Dr, _real, True).detach(), atol=1e-6, rtol=1e-4)
-for _through in (True, False):
-    _rec = judge.build("effcourse.checks.lab6.RecordingAugment")
-    _call(f"r1_penalty{_at}", r1_penalty, judge.build("effcourse.checks.lab6.ToyDiscriminator", 1), torch.randn(5, 1, 6, 6),
-          _rec, through_augment=_through)
-    _true(judge.get(_rec, "sizes") == [5], f"r1_penalty(through_augment={_through}): augment must be called once, on "
-                                            f"the 5 reals; it saw batches of {judge.get(_rec, 'sizes')}{_at}")
+            for _p in ("conv.weight", "lin.weight"):
+                _true(judge.get(_Dy, f"{_p}.grad") is None, f"{_what}: r1_penalty wrote D's {_p}.grad")
+            _true(_pen.requires_grad, f"{_what}: the penalty must be differentiable w.r.t. D's weights (create_graph=True)")
+            _pen.backward()
+            _exp.backward()
+            for _p in ("conv.weight", "conv.bias", "lin.weight"):
+                _g = judge.get(_Dy, f"{_p}.grad")
+                _true(_g is not None, f"{_what}: no gradient of the penalty reached D's {_p}")
+                _close(f"{_what}: the penalty's gradient w.r.t. D's {_p}", _g, judge.get(_Dr, f"{_p}.grad"),
+                       atol=1e-6, rtol=1e-4)
+            _true(torch.equal(_real, _keep), f"{_what}: modified the real batch")
+    # the default is through the augmentation (the low-shot code); augment is drawn once, on the reals
+    _Dr = _lab6.ToyDiscriminator(2)
+    _real = torch.randn(5, 2, 6, 6)
+    _close("r1_penalty with the default through_augment",
+           _call("r1_penalty", r1_penalty, judge.twin(_Dr, "effcourse.checks.lab6.ToyDiscriminator", 2), _real,
+                 _aug_yours).detach(), _r1_ref(_Dr, _real, True).detach(), atol=1e-6, rtol=1e-4)
+    for _through in (True, False):
+        _rec = judge.build("effcourse.checks.lab6.RecordingAugment")
+        _call("r1_penalty", r1_penalty, judge.build("effcourse.checks.lab6.ToyDiscriminator", 1), torch.randn(5, 1, 6, 6),
+              _rec, through_augment=_through)
+        _true(judge.get(_rec, "sizes") == [5], f"r1_penalty(through_augment={_through}): augment must be called once, on "
+                                                f"the 5 reals; it saw batches of {judge.get(_rec, 'sizes')}")
 ### END HIDDEN TESTS
 
 
@@ -972,7 +946,7 @@ real_art = dcgan.artifact_rate(all_digits)
 rows.append({"setup": "real digits (memoriser)", "Fréchet distance": floor_memoriser,
              "zero squares %": 100 * real_art["square"], "zero borders %": 100 * real_art["edge"]})
 rows.append({"setup": "real digits (two halves)", "Fréchet distance": floor_halves})
-plots.table(rows, floatfmt=".3g", title="100-shot digits, four ways")
+_ = plots.table(rows, floatfmt=".3g", title="100-shot digits, four ways")
 # DiffAugment's Fréchet distance after as many iterations as the two short runs, for a fair comparison
 h = runs["DiffAugment"]["hist"]
 fd_diffaugment_short = h["eval"][min(range(len(h["eval"])), key=lambda i: abs(h.steps("eval")[i] - SHORT_ITERS))]
@@ -997,7 +971,7 @@ effcourse.record("fake_logit_diffaugment", on_fake["DiffAugment"])
 effcourse.record("fake_aug_logit_diffaugment", on_fake_aug["DiffAugment"])
 effcourse.record("fd_floor_halves", floor_halves)
 effcourse.record("fd_floor_memoriser", floor_memoriser)
-lab6.report_claims([
+_ = lab6.report_claims([
     ("DiffAugment's Fréchet distance is below no augmentation's", fd["DiffAugment"] < fd["no augmentation"],
      f"{fd['DiffAugment']:.1f} vs {fd['no augmentation']:.1f}"),
     ("DiffAugment's discriminator memorises less (smaller logit gap)", gap["DiffAugment"] < gap["no augmentation"],
@@ -1019,7 +993,7 @@ lab6.report_claims([
 # ## 6. Paper vs. you
 
 # %% tags=["experiment"]
-plots.table([
+_ = plots.table([
     {"setting": "100-shot Obama (StyleGAN2), FID", "paper: no aug. → DiffAugment": "80.20 → 46.87",
      "you": f"100-shot digits, digit-feature FD {fd['no augmentation']:.1f} → {fd['DiffAugment']:.1f}"},
     {"setting": "100-shot Grumpy Cat, FID", "paper: no aug. → DiffAugment": "48.90 → 27.08", "you": ""},
