@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .training import eval_mode
+
 FEATURE_SIZE = 16  # DigitFeatures resizes every input to 16x16
 
 
@@ -136,13 +138,9 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor, feature_net: nn.Mod
 
     real, fake = _check_images("real", real), _check_images("fake", fake)
     net = _default_net() if feature_net is None else feature_net
-    was_training = net.training
-    net.eval()
-    try:
+    with eval_mode(net):
         fid = FrechetInceptionDistance(feature=_FeatureExtractor(net), normalize=True)
         for x, is_real in ((real, True), (fake, False)):
             for chunk in x.split(batch_size):
                 fid.update(chunk, real=is_real)
         return float(fid.compute())
-    finally:
-        net.train(was_training)

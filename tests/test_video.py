@@ -9,6 +9,7 @@ import effcourse
 from effcourse import bench, video
 from effcourse.data import TemporalDigits, reverse_partner
 from effcourse.data.temporal_digits import AMOUNTS, PHASES, _digit_images, _draw_params, render_clips
+from effcourse.training import History, Loop
 
 
 def _past_shift_fn(x_t, cache, fold_div=8):
@@ -271,12 +272,29 @@ def test_training_loop_learns_and_reports_progress():
     ds = TemporalDigits("train", 64)
     torch.manual_seed(0)
     model = video.ClipClassifier(video.resnet2d(), 8, lambda lg, t: lg.reshape(-1, t, lg.shape[1]).mean(1))
-    hist = video.train_classifier(model, ds, steps=30, batch_size=8, eval_every=10,
+    hist = video.train_classifier(model, ds, Loop(steps=30, batch_size=8, progress=False), eval_every=10,
                                   eval_fn=lambda m: video.accuracy(m, ds))
-    assert len(hist["loss"]) == 30 and hist["eval_step"] == [10, 20, 30]
+    assert isinstance(hist, History) and hist.steps("loss") == list(range(1, 31)) and hist.steps("eval") == [10, 20, 30]
     assert sum(hist["loss"][-5:]) < sum(hist["loss"][:5])
+    assert not model.training and all(0.0 <= a <= 1.0 for a in hist["eval"])
+    sparse = video.train_classifier(model, ds, Loop(steps=7, batch_size=8, log_every=3, progress=False))
+    assert sparse.steps("loss") == [3, 6, 7] and "eval" not in sparse
     with pytest.raises(ValueError, match="steps"):
-        video.train_classifier(model, ds, steps=0)
+        video.train_classifier(model, ds, Loop(steps=0))
+
+
+
+def test_sampler_loop_returns_a_history():
+    from effcourse.video import sampler
+
+    torch.manual_seed(0)
+    videos, targets = torch.rand(6, 3, 4, 1, 8, 8), torch.rand(6, 3)            # (N, M, T, C, S, S), (N, M)
+    scorer = sampler.SaliencyNet()
+    hist = sampler.train_sampler(scorer, videos, targets, lambda s, t: ((s - t) ** 2).mean(),
+                                 Loop(steps=5, batch_size=2, log_every=2, progress=False))
+    assert isinstance(hist, History) and hist.steps("loss") == [2, 4, 5] and not scorer.training
+    with pytest.raises(ValueError, match=r"videos must be \(N, M, T, C, S, S\)"):
+        sampler.train_sampler(scorer, videos[0], targets, lambda s, t: s.sum(), Loop(steps=1))
 
 
 # ---------------------------------------------------------------- measurement and runtime

@@ -326,6 +326,7 @@ def test_image_registry(tmp_path):
 def test_lab_training_loop_runs_on_a_prepared_dataset(prepared):
     """The video labs' plumbing takes a VideoFolder unchanged; only classes/channels come from the data."""
     from effcourse import video
+    from effcourse.training import Loop
     from effcourse.video.train import accuracy, train_classifier
 
     root, _ = prepared
@@ -334,5 +335,5 @@ def test_lab_training_loop_runs_on_a_prepared_dataset(prepared):
     x, _ = train.tensors()
     backbone = video.resnet2d(num_classes=len(train.classes), in_channels=x.shape[2])
     model = video.ClipClassifier(backbone, 4, lambda logits, t: logits.reshape(-1, t, logits.shape[-1]).mean(1))
-    hist = train_classifier(model, train, steps=2, batch_size=4)
+    hist = train_classifier(model, train, Loop(steps=2, batch_size=4))
     assert len(hist["loss"]) == 2 and 0.0 <= accuracy(model, test) <= 1.0

@@ -21,11 +21,12 @@ from torch import nn
 
 from ..video.models import toy_resnet
 from ..video.surgery import FrameBlend, frame_blend
-from .asserts import CheckFailed, assert_close, assert_shape, assert_true, call, check_tensor, passed
+from .asserts import (CheckFailed, assert_close, assert_shape, assert_true, call, check_tensor, clock_seed, passed,
+                      seed_in_failures)
 
 __all__ = ["check_temporal_shift", "check_errors", "check_residual_shift", "check_segment_consensus",
            "check_insert_temporal_shift", "check_online_shift", "check_streaming_matches_offline",
-           "FrameBlend", "frame_blend", "toy_resnet"]
+           "FrameBlend", "frame_blend", "toy_resnet", "clock_seed", "seed_in_failures"]
 
 
 _X = torch.tensor([[1., 2., 3., 4.], [11., 12., 13., 14.], [21., 22., 23., 24.]]).view(3, 4, 1, 1)
@@ -77,9 +78,10 @@ def check_insert_temporal_shift(insert_temporal_shift) -> None:
         model = toy_resnet(0, widths=(8, 8, 8, 8))
         out = call(f"insert_temporal_shift(model, FrameBlend, 4, place={place!r})", insert_temporal_shift,
                    model, FrameBlend, 4, place=place)
-        assert_true(isinstance(out, nn.Module), f"insert_temporal_shift must return the model, got {type(out).__name__}")
+        assert_true(isinstance(out, nn.Module),
+                    f"insert_temporal_shift must return the model, got {type(out).__name__}")
         block = call(f"model.layer1[0] after insert_temporal_shift(..., place={place!r}) (each block is wrapped or "
-                     f"changed in its stage)", lambda: out.layer1[0])
+                     f"changed in its stage)", lambda out=out: out.layer1[0])
         with torch.no_grad():
             ref_branch = toy_resnet(0, widths=(8, 8, 8, 8)).layer1[0]
             if place == "residual":        # identity unshifted: relu(x + F(s(x)))
@@ -136,7 +138,8 @@ def _expect_value_error(name: str, fn) -> None:
     except NotImplementedError:
         raise
     except Exception as err:  # noqa: BLE001 - say what was raised instead
-        raise CheckFailed(f"{name}: expected a ValueError with a clear message, got {type(err).__name__}: {err}") from err
+        raise CheckFailed(f"{name}: expected a ValueError with a clear message, "
+                          f"got {type(err).__name__}: {err}") from err
     raise CheckFailed(f"{name}: expected a ValueError, but the call returned normally")
 
 

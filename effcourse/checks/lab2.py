@@ -9,8 +9,8 @@ tests are hidden in the notebook.
 
 ``toy_resnet2d(seed, ...)`` builds the same small 2D ResNet, with random BatchNorm statistics, eps
 and momentum, wherever it is called with the same arguments (the hidden tests build one in the
-judge and its twin where the learner's code runs). ``seed_in_failures(seed)`` is for hidden tests that draw from the clock: every failure inside it
-names the seed, so a learner's failure can be replayed.
+judge and its twin where the learner's code runs). ``seed_in_failures(seed)`` is for hidden tests that draw
+from the clock: every failure inside it names the seed, so a learner's failure can be replayed.
 """
 from __future__ import annotations
 
@@ -163,7 +163,8 @@ def check_conv2plus1d(Conv2Plus1d, midplanes=None) -> None:
     weights = [p for p in m.parameters() if p.dim() == 5]
     kernels = sorted(tuple(p.shape[2:]) for p in weights)
     assert_true(kernels == [(1, 3, 3), (3, 1, 1)],
-                f"Conv2Plus1d(16, 16) needs a (1, 3, 3) spatial and a (3, 1, 1) temporal conv, got conv kernels {kernels}")
+                f"Conv2Plus1d(16, 16) needs a (1, 3, 3) spatial and a (3, 1, 1) temporal conv, "
+                f"got conv kernels {kernels}")
     spatial = next(p for p in weights if tuple(p.shape[2:]) == (1, 3, 3))
     temporal = next(p for p in weights if tuple(p.shape[2:]) == (3, 1, 1))
     mids = _mid_counts(midplanes, 16, 16, 3, 3, paper=36)

@@ -75,8 +75,9 @@ class JpegClips(Dataset):
         for t in range(self.n_frames):
             with Image.open(self.folder / str(i) / f"{t}.jpg") as im:
                 grey = im.convert("RGB").getchannel(0).resize((self.size, self.size), Image.BILINEAR)
-                frames.append(torch.frombuffer(bytearray(grey.tobytes()), dtype=torch.uint8).view(self.size, self.size))
-        clip = torch.stack(frames).unsqueeze(1).float() / 255
+                pixels = torch.frombuffer(bytearray(grey.tobytes()), dtype=torch.uint8)
+                frames.append(pixels.view(self.size, self.size))                   # (H, W)
+        clip = torch.stack(frames).unsqueeze(1).float() / 255                      # T x (H, W) -> (T, 1, H, W)
         return clip, self.labels[i]
 
 

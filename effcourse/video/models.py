@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
+from ..data.clips import check_clips
+
 WIDTHS = (16, 32, 64, 128)
 
 
@@ -128,9 +130,8 @@ class SmallResNet3d(nn.Module):
         self.fc = nn.Linear(cin, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 5:
-            raise ValueError(f"{type(self).__name__} expects (N, C, T, H, W), got a tensor of rank {x.dim()}")
-        return self.fc(self.pool(self.blocks(self.stem(x))).flatten(1))
+        check_clips(x, f"{type(self).__name__}'s input", "(N, C, T, H, W)")
+        return self.fc(self.pool(self.blocks(self.stem(x))).flatten(1))  # (N, C', 1, 1, 1) -> (N, C') -> (N, K)
 
 
 def resnet3d(num_classes: int = 8, in_channels: int = 1, widths: Sequence[int] = WIDTHS,
@@ -158,9 +159,7 @@ class ClipClassifier(nn.Module):
 
     def frame_logits(self, clips: torch.Tensor) -> torch.Tensor:
         """Per-frame logits ``(N*T, K)`` for clips ``(N, T, C, H, W)``."""
-        if clips.dim() != 5:
-            raise ValueError(f"clips must be (N, T, C, H, W), got a tensor of rank {clips.dim()} "
-                             f"with shape {tuple(clips.shape)}")
+        check_clips(clips)
         if clips.shape[1] != self.n_segment:
             raise ValueError(f"this model was built for T = {self.n_segment} frames, got clips with "
                              f"T = {clips.shape[1]}")

@@ -28,7 +28,7 @@ def frame_cnn(in_channels: int = 1, widths=(8, 16, 16), num_classes: int = 8) ->
 def incremental(net: nn.Module, wrapper: Callable[[nn.Conv2d, float], nn.Module], threshold: float) -> nn.Module:
     """A deep copy of ``net`` with every Conv2d replaced by ``wrapper(conv, threshold)``."""
     net = copy.deepcopy(net)
-    for name, mod in list(net.named_modules()):
+    for mod in list(net.modules()):
         for cname, child in list(mod.named_children()):
             if isinstance(child, nn.Conv2d):
                 setattr(mod, cname, wrapper(child, threshold))

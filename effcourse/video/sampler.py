@@ -16,7 +16,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+
+from ..data.clips import check_clips
+from ..training import History, Loop
 
 
 def clip_classifier(num_classes: int = 8, in_channels: int = 1, widths=(16, 32, 64)) -> nn.Module:
@@ -35,7 +37,7 @@ class _Clip3d(nn.Module):
         self.body, self.head = body, head
 
     def forward(self, clips):                                        # (N, T, C, H, W) -> (N, K)
-        return self.head(self.body(clips.transpose(1, 2)).mean((2, 3, 4)))
+        return self.head(self.body(clips.transpose(1, 2)).mean((2, 3, 4)))   # (N, C, T, H, W) -> (N, C') -> (N, K)
 
 
 class SaliencyNet(nn.Module):
@@ -52,50 +54,56 @@ class SaliencyNet(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(2 * width, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        if clips.dim() != 5:
-            raise ValueError(f"clips must be (N, T, C, S, S), got shape {tuple(clips.shape)}")
+        check_clips(clips, layout="(N, T, C, S, S)")
         n, t, c, h, w = clips.shape
-        x = F.avg_pool2d(clips.reshape(n * t, c, h, w), 2).reshape(n, t, c, h // 2, w // 2)
+        x = F.avg_pool2d(clips.reshape(n * t, c, h, w), 2)             # (N*T, C, S/2, S/2)
+        x = x.reshape(n, t, c, h // 2, w // 2)                          # (N, T, C, S/2, S/2)
         d = 10 * ((x[:, 1:] - x[:, :-1]) if t > 1 else x)             # frame differences (N, T-1, C, S/2, S/2), scaled
         z = F.relu(self.conv2(F.relu(self.conv1(d.flatten(0, 1)))))   # (N*(T-1), width, S/4, S/4)
         z = z.mean((2, 3)).reshape(n, d.shape[1], -1)                 # (N, T-1, width)
         feat = torch.cat([z.mean(1), z.std(1, unbiased=False)], 1)    # (N, 2 * width)
-        return self.mlp(feat).squeeze(1)
+        return self.mlp(feat).squeeze(1)                                # (N, 1) -> (N,)
 
 
 @torch.no_grad()
 def per_clip(model: nn.Module, videos: torch.Tensor, batch_size: int = 256, device="cpu") -> torch.Tensor:
     """``model`` on every clip of ``videos`` ``(N, M, T, C, S, S)`` -> ``(N, M, ...)`` (eval mode)."""
-    if videos.dim() != 6:
-        raise ValueError(f"videos must be (N, M, T, C, S, S), got shape {tuple(videos.shape)}")
+    check_clips(videos, "videos", "(N, M, T, C, S, S)")
     n, m = videos.shape[:2]
-    flat = videos.flatten(0, 1)
+    flat = videos.flatten(0, 1)                                          # (N*M, T, C, S, S)
     model.to(device).eval()
     out = torch.cat([model(flat[i:i + batch_size].to(device)).cpu() for i in range(0, len(flat), batch_size)])
-    return out.reshape(n, m, *out.shape[1:])
+    return out.reshape(n, m, *out.shape[1:])                             # (N*M, ...) -> (N, M, ...)
 
 
 def train_sampler(sampler: nn.Module, videos: torch.Tensor, targets: torch.Tensor,
-                  ranking_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], steps: int = 100,
-                  batch_size: int = 16, lr: float = 1e-2, seed: int = 0, device="cpu") -> list[float]:
-    """Train ``sampler`` so that its scores ``(B, M)`` rank each video's clips like ``targets`` ``(N, M)``,
-    with the learner's ``ranking_loss(scores, targets)``. Returns the loss per step."""
-    gen = torch.Generator().manual_seed(seed)
-    sampler.to(device).train()
+                  ranking_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], loop: Loop,
+                  lr: float = 1e-2) -> History:
+    """Train ``sampler`` with Adam so that its scores ``(B, M)`` rank each video's clips like ``targets``
+    ``(N, M)``, with the learner's ``ranking_loss(scores, targets)``: ``loop.steps`` steps of
+    ``loop.batch_size`` videos drawn with replacement (seeded by ``loop.seed``).
+
+    Returns a ``History`` with ``"loss"`` at steps 1, 2, ... (every ``loop.log_every``-th and the
+    last). The sampler is left in eval mode.
+    """
+    check_clips(videos, "videos", "(N, M, T, C, S, S)")
+    gen = torch.Generator().manual_seed(loop.seed)
+    sampler.to(loop.device).train()
     opt = torch.optim.Adam(sampler.parameters(), lr=lr)
     n, m = videos.shape[:2]
-    losses = []
-    for _ in tqdm(range(int(steps)), desc="sampler", leave=False):
-        idx = torch.randint(0, n, (batch_size,), generator=gen)
-        v = videos[idx].to(device)
-        scores = sampler(v.flatten(0, 1)).reshape(batch_size, m)
-        loss = ranking_loss(scores, targets[idx].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    with loop.history() as hist:
+        for step in loop.bar():
+            idx = torch.randint(0, n, (loop.batch_size,), generator=gen)
+            v = videos[idx].to(loop.device)                                     # (B, M, T, C, S, S)
+            scores = sampler(v.flatten(0, 1)).reshape(loop.batch_size, m)      # (B*M, T, C, S, S) -> (B, M)
+            loss = ranking_loss(scores, targets[idx].to(loop.device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if loop.logs(step):
+                hist.log(step + 1, loss=loss)
     sampler.eval()
-    return losses
+    return hist
 
 
 def uniform_indices(n_clips: int, k: int) -> torch.Tensor:

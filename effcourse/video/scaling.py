@@ -105,7 +105,8 @@ def measure_allreduce(sizes: Sequence[int], repeats: int = 15, warmup: int = 3,
     return out
 
 
-def fit_alpha_beta(ring: Ring, sizes: Sequence[float], seconds: Sequence[float], world_size: int) -> tuple[float, float]:
+def fit_alpha_beta(ring: Ring, sizes: Sequence[float], seconds: Sequence[float],
+                   world_size: int) -> tuple[float, float]:
     """Fit ``(latency, bandwidth)`` of the model ``ring`` to measured all-reduce times.
 
     Minimises the squared *relative* error over the measurements (times span orders of magnitude),

@@ -15,10 +15,11 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from torch.utils.flop_counter import FlopCounterMode
+
+from ..data.clips import check_clips
 
 
 def _unit(cin: int, cout: int, kt: int, stride: int) -> nn.Sequential:
@@ -69,9 +70,7 @@ class SlowFastNet(nn.Module):
         self.head = nn.Linear(widths[-1] + (fast_w[-1] if fast_w else 0), num_classes)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        if clips.dim() != 5:
-            raise ValueError(f"clips must be (N, T, C, H, W), got shape {tuple(clips.shape)}")
-        x = clips.transpose(1, 2)                                   # (N, C, T, H, W)
+        x = check_clips(clips).transpose(1, 2)                                   # (N, C, T, H, W)
         if self.mode != "single" and x.shape[2] % self.alpha:
             raise ValueError(f"T = {x.shape[2]} frames is not a multiple of alpha = {self.alpha}")
         s = x if self.mode == "single" else x[:, :, ::self.alpha]   # slow: frames 0, alpha, 2 alpha, ...

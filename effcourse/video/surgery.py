@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from ..data.clips import check_clips
+
 OnlineShiftFn = Callable[..., tuple]
 
 
@@ -164,8 +166,7 @@ def stream(backbone: nn.Module, clips: torch.Tensor) -> torch.Tensor:
     Each ``OnlineShift`` keeps its cache from one frame to the next, as a live video stream would.
     The backbone is put in eval mode.
     """
-    if clips.dim() != 5:
-        raise ValueError(f"clips must be (N, T, C, H, W), got rank {clips.dim()} with shape {tuple(clips.shape)}")
+    check_clips(clips)
     mods = _online_modules(backbone)
     backbone.eval()
     for m in mods:

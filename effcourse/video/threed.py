@@ -15,7 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.clips import check_clips
 from ..data.temporal_digits import N_TRAIN_IMAGES
+from ..training import eval_mode
 from .models import WIDTHS, SmallResNet3d
 
 
@@ -27,10 +29,7 @@ class ChannelsFirst(nn.Module):
         self.model = model
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        if clips.dim() != 5:
-            raise ValueError(f"clips must be (N, T, C, H, W), got a tensor of rank {clips.dim()} "
-                             f"with shape {tuple(clips.shape)}")
-        return self.model(clips.transpose(1, 2))
+        return self.model(check_clips(clips).transpose(1, 2))           # (N, T, C, H, W) -> (N, C, T, H, W)
 
 
 class DigitFrames(torch.utils.data.Dataset):
@@ -54,7 +53,7 @@ class DigitFrames(torch.utils.data.Dataset):
         idx = torch.from_numpy(np.linspace(0, t - 1, k).round().astype(np.int64))
         targets = torch.as_tensor(load_digits().target)
         pool = targets[:N_TRAIN_IMAGES] if clips_dataset.split == "train" else targets[N_TRAIN_IMAGES:]
-        self.x = clips[:, idx].reshape(n * k, *clips.shape[2:]).contiguous()
+        self.x = clips[:, idx].reshape(n * k, *clips.shape[2:]).contiguous()   # (n, k, C, H, W) -> (n*k, C, H, W)
         self.y = pool[clips_dataset.digit_index].repeat_interleave(k)
 
     def __len__(self) -> int:
@@ -103,11 +102,8 @@ def capture_input(model: nn.Module, module: nn.Module, *args) -> torch.Tensor:
     seen: list[torch.Tensor] = []
     handle = module.register_forward_hook(lambda _m, inp, _out: seen.append(inp[0].detach()))
     try:
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(*args)
-        model.train(was_training)
     finally:
         handle.remove()
     if not seen:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..training import Loop
 from .slowfast import count_macs
 from .train import TensorClips, accuracy, train_classifier
 
@@ -49,7 +50,7 @@ def x3d_net(config: dict, num_classes: int = 8, in_channels: int = 1) -> nn.Modu
     w, d = v["width"], v["depth"]
     layers = [nn.Conv3d(in_channels, w, (1, 3, 3), padding=(0, 1, 1), bias=False), nn.BatchNorm3d(w), nn.ReLU()]
     cin = w
-    for stage, cout in enumerate((w, 2 * w)):
+    for cout in (w, 2 * w):
         for b in range(d):
             layers.append(_Block(cin, cout, 2 if b == 0 else 1))
             cin = cout
@@ -62,17 +63,18 @@ class _Net(nn.Module):
         self.body, self.head = body, head
 
     def forward(self, clips):
-        return self.head(self.body(clips.transpose(1, 2)).mean((2, 3, 4)))
+        return self.head(self.body(clips.transpose(1, 2)).mean((2, 3, 4)))   # (N, C, T, H, W) -> (N, C') -> (N, K)
 
 
 def resample(clips: torch.Tensor, frames: int, res: int) -> torch.Tensor:
-    """Clips ``(N, T, C, H, W)`` -> ``(N, frames, C, res, res)``: frames evenly spaced over the clip, area/bilinear resize."""
+    """Clips ``(N, T, C, H, W)`` -> ``(N, frames, C, res, res)``: frames evenly spaced over the clip,
+    area/bilinear resize."""
     n, t, c, h, w = clips.shape
     idx = torch.linspace(0, t - 1, frames).round().long()
-    x = clips[:, idx].reshape(n * frames, c, h, w)
+    x = clips[:, idx].reshape(n * frames, c, h, w)                       # (N*frames, C, H, W)
     x = F.interpolate(x, size=(res, res), mode="area" if res <= h else "bilinear",
                       **({} if res <= h else {"align_corners": False}))
-    return x.reshape(n, frames, c, res, res)
+    return x.reshape(n, frames, c, res, res)                             # (N, frames, C, res, res)
 
 
 class X3DSpace:
@@ -116,8 +118,8 @@ class X3DSpace:
             te = TensorClips(resample(self.test[0], v["frames"], v["res"]), self.test[1])
             torch.manual_seed(self.seed)
             net = x3d_net(config, self.num_classes, tr.clips.shape[2])
-            train_classifier(net, tr, steps=self.steps, device=self.device, seed=self.seed, desc=str(v),
-                             lr=self.lr)
+            train_classifier(net, tr, Loop(steps=self.steps, batch_size=16, seed=self.seed, device=self.device,
+                                           desc=str(v)), lr=self.lr)
             self._acc[k] = accuracy(net, te, device=self.device)
             self.log.append({**v, "macs": self.cost(config), "acc": self._acc[k]})
         return self._acc[k]

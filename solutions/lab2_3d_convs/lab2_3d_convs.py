@@ -64,6 +64,7 @@ import effcourse
 from effcourse import bench, plots, video
 from effcourse.checks import lab2
 from effcourse.data import TemporalDigits
+from effcourse.training import Loop
 from effcourse.video import shift_cost
 from effcourse.video.threed import ChannelsFirst, DigitFrames, capture_input, r2plus1d, reinit_
 
@@ -657,7 +658,7 @@ def _hidden_conv2plus1d(seed):
         ok = {(t * k * k * ni * no) // (k * k * ni + t * no)}
         try:
             ok.add(int(midplanes(ni, no, k, t)))
-        except Exception:
+        except Exception:  # noqa: BLE001 - whatever the learner's helper raises, the formula alone decides
             pass
         return ok
 
@@ -1004,8 +1005,8 @@ print(video_train, test_set, f"digit frames for 2D pre-training: {len(image_trai
 torch.manual_seed(SEED)
 net2d = video.resnet2d(num_classes=10)
 t0 = time.perf_counter()
-video.train_classifier(net2d, image_train, steps=PRETRAIN_STEPS, batch_size=64, device=device, seed=SEED,
-                       desc="2D pre-training")
+video.train_classifier(net2d, image_train, Loop(steps=PRETRAIN_STEPS, batch_size=64, seed=SEED, device=device,
+                                               desc="2D pre-training"))
 frame_acc = video.accuracy(net2d, image_test, device=device)
 print(f"2D network: digit accuracy on unseen frames {100 * frame_acc:.1f} % ({time.perf_counter() - t0:.1f} s)")
 effcourse.record("pretrain_frame_acc", frame_acc)
@@ -1030,13 +1031,13 @@ for kind in STARTS:
     for run in range(RUNS):
         model = start(kind, SEED + run)
         t0 = time.perf_counter()
-        hist = video.train_classifier(model, video_train, steps=STEPS, device=device, seed=SEED + run,
-                                      desc=f"{kind} #{run}", eval_every=EVAL_EVERY, eval_fn=acc)
+        loop = Loop(steps=STEPS, batch_size=16, seed=SEED + run, device=device, desc=f"{kind} #{run}")
+        hist = video.train_classifier(model, video_train, loop, eval_every=EVAL_EVERY, eval_fn=acc)
         runs.append(hist["eval"])
         models.setdefault(kind, model)
         print(f"{kind:>8} init, run {run}: test accuracy along training {[round(100 * a, 1) for a in hist['eval']]} % "
               f"({time.perf_counter() - t0:.1f} s)")
-    curves[kind] = (hist["eval_step"], [sum(r[i] for r in runs) / RUNS for i in range(len(runs[0]))])
+    curves[kind] = (hist.steps("eval"), [sum(r[i] for r in runs) / RUNS for i in range(len(runs[0]))])
 
 plots.curves({f"I3D, {k} init": (s, [100 * a for a in v]) for k, (s, v) in curves.items()},
              "training step", "test accuracy (%)", f"3D ResNet on {N_VIDEO} training clips (mean of {RUNS} run(s))",
