@@ -149,7 +149,14 @@ report = {'uid': os.getuid(), 'cwd_writable': os.access('.', os.W_OK),
           'other_grading_files': [os.path.join(d, f) for top in glob.glob('/tmp/effcourse-grade-*')
                                   for d, _, files in os.walk(top) for f in files
                                   if not d.startswith(os.getcwd())],
-          'pids': len([p for p in os.listdir('/proc') if p.isdigit()])}
+          'pids': len([p for p in os.listdir('/proc') if p.isdigit()]),
+          'etc_readable': os.access('/etc/passwd', os.R_OK) and os.access('/etc/fonts/fonts.conf', os.R_OK)}
+try:
+    import subprocess
+    fc = subprocess.run(['fc-list'], capture_output=True, text=True, timeout=30)
+    report['fc_list_stderr'] = fc.stderr.strip()
+except (OSError, subprocess.SubprocessError) as err:
+    report['fc_list_stderr'] = f'not run: {err}'
 try:
     socket.create_connection(('1.1.1.1', 53), timeout=2).close()
     report['network'] = 'reached 1.1.1.1'
@@ -257,6 +264,12 @@ def test_the_kernel_sees_only_what_it_must(graded):
     assert set(report["home_entries"]) <= needed, (report["home_entries"], needed)
     assert not (graded["tmp"] / "pwned.txt").exists()
     assert graded["rows"]["spy"]["test_double"] == "10"
+    # the system folders stay readable after the drop to nobody: fontconfig (matplotlib runs
+    # fc-list) finds its config and prints no "Fontconfig error" into the learner's cells
+    if Path("/etc/fonts/fonts.conf").exists():
+        assert report["etc_readable"], report
+    if shutil.which("fc-list"):
+        assert report["fc_list_stderr"] == "", report
 
 
 def test_without_the_sandbox_the_thief_succeeds(tmp_path):

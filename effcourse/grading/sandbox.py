@@ -122,14 +122,26 @@ def command(argv: list[str], *, notebook_dir: Path, kernel_dir: Path, drop_uid: 
            "--unshare-uts", "--unshare-cgroup-try", "--hostname", "grader"]
     if not root:
         cmd += ["--unshare-user"]
+    # bwrap creates a bound path's missing parents as 0700 (/etc for /etc/fonts, /etc/passwd, ...):
+    # once the kernel drops to nobody it could read nothing under them (fontconfig then prints
+    # "Cannot load default config file" into the grade cells' stderr), so they are made 0755 first
+    bound: list[Path] = []
+
+    def parents_readable(target: Path) -> None:
+        for parent in reversed(target.parents):
+            if parent != Path("/") and parent not in bound and not any(b in parent.parents for b in bound):
+                cmd.extend(["--perms", "0755", "--dir", str(parent)])
+                bound.append(parent)
+
     for d in SYSTEM_DIRS:
         p = Path(d)
-        if p.is_symlink():
-            cmd += ["--symlink", os.readlink(p), d]
-        elif p.is_dir():
-            cmd += ["--ro-bind", d, d]
+        if p.is_symlink() or p.is_dir():
+            parents_readable(p)
+            cmd += ["--symlink", os.readlink(p), d] if p.is_symlink() else ["--ro-bind", d, d]
+            bound.append(p)
     for f in SYSTEM_FILES:
         if Path(f).exists():
+            parents_readable(Path(f))
             cmd += ["--ro-bind", f, f]
     # /dev read-only (bwrap's /dev is a tmpfs the sandbox's user owns without a user switch), and
     # the two writable folders capped: a kernel cannot fill the grader's memory through them
