@@ -37,8 +37,8 @@ def git_notebook(rev: str) -> dict:
 def main(argv=None) -> int:
     root = ROOT
     ap = argparse.ArgumentParser(prog="scripts/bench_lab5.py",
-                                 description="Lab 5's speedup table: dense vs the incremental engine (after) and vs the "
-                                             "compare-with-cache design (before), one interleaved run, medians.")
+                                 description="Lab 5's speedup table: dense vs the incremental engine (after) and "
+                                             "vs the compare-with-cache design (before), one interleaved run, medians.")
     ap.add_argument("--notebook", default=str(root / "solutions" / "lab5_sige" / "lab5_sige.ipynb"),
                     help="the notebook whose exercises run as 'after' (default: the solution)")
     ap.add_argument("--before", default="8ac9030",
@@ -54,7 +54,8 @@ def main(argv=None) -> int:
     if args.before.lower() != "none":
         before = lab5.load_exercises(args.before if Path(args.before).exists() else git_notebook(args.before))
     load0 = os.getloadavg()[0]
-    rows = lab5.bench_table(after, before, fractions=[a / 100 for a in args.areas], size=args.size, repeats=args.repeats)
+    rows = lab5.bench_table(after, before, fractions=[a / 100 for a in args.areas], size=args.size,
+                            repeats=args.repeats)
     title = (f"Lab 5 speedup vs edited area: {args.size}x{args.size}, 6 convs x 64 ch, tile 8, 1 thread; "
              f"{platform.machine()}, torch {torch.__version__}, load average {load0:.2f} -> {os.getloadavg()[0]:.2f}")
     text = table(rows, title=title)      # printed when not in a notebook

@@ -14,7 +14,6 @@ from torch import nn
 import harness
 from effcourse.checks import CheckFailed, lab5
 from effcourse.data.photos import PHOTOS, load_photo
-from effcourse.sparse import engine
 from effcourse.sparse.engine import SparseRunner, convert, resolution_masks, set_mode
 from effcourse.sparse.models import (EncoderDecoder, ResGenerator, conv_stack, edit_mask, randomize_batchnorm,
                                      square_edit, tile_images)
@@ -77,7 +76,8 @@ def _tiles_brute(m, k, s, p, t):
 def _gather_pad(x, tiles, k, s, p, t):
     b = (t - 1) * s + k
     xp = F.pad(x, (p, p + s + b, p, p + s + b))
-    out = [xp[i, :, t * s * r:t * s * r + b, t * s * c:t * s * c + b] for i in range(x.shape[0]) for r, c in tiles.tolist()]
+    out = [xp[i, :, t * s * r:t * s * r + b, t * s * c:t * s * c + b]
+           for i in range(x.shape[0]) for r, c in tiles.tolist()]
     return torch.stack(out) if out else x.new_zeros(0, x.shape[1], b, b)
 
 
@@ -234,7 +234,8 @@ def _edit_sequence(x, gen):
     """Edits in a row: growing, shrinking, disjoint, the border, one image only, everything, none."""
     H, W = x.shape[-2:]
     patch = torch.rand(x.shape, generator=gen)
-    for r, c, h, w, img in [(H // 2, W // 3, 3, 3, None), (H // 2 - 2, W // 3 - 2, 9, 8, None), (H // 2, W // 3, 2, 2, None),
+    for r, c, h, w, img in [(H // 2, W // 3, 3, 3, None), (H // 2 - 2, W // 3 - 2, 9, 8, None),
+                            (H // 2, W // 3, 2, 2, None),
                             (1, W - 6, 4, 5, None), (H - 3, W - 2, 3, 2, None), (2, 2, 4, 4, -1), (0, 0, H, W, None),
                             (0, 0, 0, 0, None)]:
         xe = x.clone()
@@ -245,7 +246,8 @@ def _edit_sequence(x, gen):
 
 @pytest.mark.parametrize("name, make, shape, tile", [
     ("conv stack", lambda g: conv_stack(6, 4), (2, 3, 29, 34), 4),
-    ("residual generator (stride 2, BN, residual, upsample, skip pad)", lambda g: randomize_batchnorm(ResGenerator(8, 2), g),
+    ("residual generator (stride 2, BN, residual, upsample, skip pad)",
+     lambda g: randomize_batchnorm(ResGenerator(8, 2), g),
      (2, 3, 37, 30), 4),
     ("residual generator, tile 8", lambda g: randomize_batchnorm(ResGenerator(6, 1), g), (1, 3, 33, 41), 8),
     ("stride-2 conv, 1x1 conv, max pool, bilinear up, cat",
@@ -479,7 +481,8 @@ def test_full_pass_watch_sees_in_place_and_allocating_passes_but_not_indexed_one
         _ = cache[:, :, torch.tensor([1, 2]), torch.tensor([3, 4])]
     assert watch.passes == [], watch.passes
     for name, fn in {"copy_": lambda: buf.copy_(cache), "clone": lambda: cache.clone(), "ne": lambda: buf != cache,
-                     "fill_": lambda: buf.fill_(0.0), "sum": lambda: cache.sum(), "pad": lambda: F.pad(cache, (1, 1, 1, 1))}.items():
+                     "fill_": lambda: buf.fill_(0.0), "sum": lambda: cache.sum(),
+                     "pad": lambda: F.pad(cache, (1, 1, 1, 1))}.items():
         with lab5.FullPassWatch(limit) as watch:
             fn()
         assert watch.passes, f"{name} was not seen"
@@ -543,7 +546,11 @@ def test_recorded_claims():
     assert all(a > b for a, b in zip(mac_ratios, mac_ratios[1:])), mac_ratios
     assert all(s <= m for s, m in zip(speedups, mac_ratios)), "a speedup above the MAC ratio means a broken measurement"
     # the engine beats the compare-with-cache design it replaced (robust: 2x apart even on a busy machine)
-    assert rec["speedup_1p2pct"] > 1.5 * rec["compare_speedup_1p2pct"], (rec["speedup_1p2pct"], rec["compare_speedup_1p2pct"])
+    assert rec["speedup_1p2pct"] > 1.5 * rec["compare_speedup_1p2pct"], \
+        (rec["speedup_1p2pct"], rec["compare_speedup_1p2pct"])
+    # the engine's fixed cost: at 1.2 % the reference realises 0.4-0.7 of the MAC ratio; a floor that holds
+    # on a loaded 2-core machine in QUICK mode (a ratio of one run, never a wall-clock time)
+    assert rec["realized_1p2pct"] > 0.25, rec["realized_1p2pct"]
     assert 0.0 < rec["fixed_cost_share"] < 1.0
     # normalisation: reusing statistics is an approximation, recomputing them moves far-away pixels
     assert 1e-3 < rec["norm_reuse_max_err_1digit"] < 0.5
@@ -560,4 +567,5 @@ def test_recorded_claims():
 @pytest.mark.notebook
 def test_nbgrader_roundtrip():
     harness.check_roundtrip(LAB, "active_tiles", WRONG_ACTIVE_TILES,
-                            loses={"test_active_tiles", "test_sparse_conv2d", "test_sparse_network", "test_sparse_speed"})
+                            loses={"test_active_tiles", "test_sparse_conv2d", "test_sparse_network",
+                                   "test_sparse_speed"})

@@ -17,7 +17,7 @@ from effcourse.assets import load_asset
 from effcourse.checks import CheckFailed, lab8
 from effcourse.diffusion import data as ddata
 from effcourse.diffusion.train import load_pretrained
-from effcourse.diffusion.unet import UNet, timestep_embedding
+from effcourse.diffusion.unet import timestep_embedding
 from effcourse.sparse.engine import SparseRunner
 
 LAB = "lab8_diffusion_editing"
@@ -163,8 +163,6 @@ def test_checks_accept_the_solution():
 
 
 def test_checks_reject_typical_mistakes():
-    s = solution()
-
     def abar_from_one(T, b0=1e-4, b1=0.02):
         betas = torch.linspace(b0, b1, T)
         return betas, torch.cat([torch.ones(1), torch.cumprod(1 - betas, 0)[:-1]])
@@ -217,7 +215,9 @@ def test_recorded_claims():
     assert all(r[3] <= r[2] for r in rows), "a speedup above the MAC ratio means a broken measurement"
     assert all(r[5] > 20.0 for r in rows), [r[5] for r in rows]
     assert rec["cache_mb_per_step"] > 0.5
-    assert 0.0 < rec["realised_5pct"] <= 1.0
+    # the whole edit at ~5 %: the reference realises about half of the MAC ratio; a floor that holds on a
+    # loaded 2-core machine in QUICK mode (a ratio of one run, never a wall-clock time)
+    assert 0.25 < rec["realised_5pct"] <= 1.0, rec["realised_5pct"]
 
 
 WRONG_EDIT_MASK = '''def edit_mask(x0, x0_edit, dilation):

@@ -30,7 +30,8 @@ def _solution():
 def _inner_activations(runner, x):
     """Element counts of the outputs of every conv but the last (the network's inner activations)."""
     sizes = []
-    hooks = [m.register_forward_hook(lambda mod, args, out: sizes.append(out.numel())) for m in runner.dense_model.modules()
+    hooks = [m.register_forward_hook(lambda mod, args, out: sizes.append(out.numel()))
+             for m in runner.dense_model.modules()
              if isinstance(m, nn.Conv2d)]
     try:
         runner.dense(x)

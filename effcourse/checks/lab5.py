@@ -14,6 +14,11 @@ from ..sparse.engine import SparseRunner, reuse_freed_memory
 from ..sparse.models import ResGenerator, conv_stack, randomize_batchnorm, square_edit
 from .asserts import call, assert_close, assert_shape, assert_true, check_tensor, passed
 
+__all__ = ["tile_set", "check_incremental_conv", "check_active_tiles", "check_gather", "check_scatter",
+           "check_sparse_conv2d", "kernels_of", "check_network", "LAYOUTS", "with_layout", "ToyEpilogue", "toy_decoder",
+           "macs_of_call", "speed_edits", "alternate", "measure_speedup", "SPEED_NET", "AllocationWatch",
+           "FullPassWatch", "check_speedup", "EXERCISES", "load_exercises", "bench_table"]
+
 
 _call = call
 
@@ -24,7 +29,8 @@ def tile_set(tiles, name: str = "tiles") -> set[tuple[int, int]]:
     assert_true(tiles.dim() == 2 and tiles.shape[1] == 2, f"{name}: expected shape (n, 2), got {tuple(tiles.shape)}")
     assert_true(tiles.dtype == torch.int64, f"{name}: expected dtype torch.int64 (a LongTensor), got {tiles.dtype}")
     out = {(int(a), int(b)) for a, b in tiles.tolist()}
-    assert_true(len(out) == tiles.shape[0], f"{name}: {tiles.shape[0] - len(out)} duplicate tile(s); list each tile once")
+    assert_true(len(out) == tiles.shape[0],
+                f"{name}: {tiles.shape[0] - len(out)} duplicate tile(s); list each tile once")
     return out
 
 
@@ -109,7 +115,8 @@ def check_scatter(scatter) -> None:
     out = torch.full((1, 3, 5, 5), -1.0).contiguous(memory_format=torch.channels_last)
     got = _call("scatter(..., out=buffer)", scatter, cache3, y_tiles.expand(2, 3, 2, 2), tiles, 2, out=out)
     expected3 = torch.where(expected.expand(1, 3, 5, 5) != 0, expected, -1.0)
-    assert_close("scatter(..., out=buffer): the buffer after the call (tiles written, the rest as it was)", out, expected3)
+    assert_close("scatter(..., out=buffer): the buffer after the call (tiles written, the rest as it was)", out,
+                 expected3)
     assert_close("scatter(..., out=buffer): the returned tensor", got, expected3)
     assert_true(bool((cache3 == 0).all()), "scatter(..., out=buffer) wrote into y_cached; write into out only")
     passed("scatter: tiles written, clipped at the image edge, cache untouched; the out= form writes in place")
@@ -187,7 +194,8 @@ def check_network(SparseConv2d, kernels, tile: int = 4) -> None:
     model = randomize_batchnorm(ResGenerator(channels=6, n_blocks=1), g)
     x = torch.rand(1, 3, 33, 30, generator=g)
     for path, kern in (("engine", kernels), ("compare-with-cache path", None)):
-        runner = _call(f"SparseRunner(..., kernels) [{path}]", SparseRunner, model, SparseConv2d, tile=tile, kernels=kern)
+        runner = _call(f"SparseRunner(..., kernels) [{path}]", SparseRunner, model, SparseConv2d, tile=tile,
+                       kernels=kern)
         _call(f"runner.full [{path}]", runner.full, x)
         for top, left in ((3, 20), (20, 2)):
             xe, _ = square_edit(x, 0.05, top=top, left=left, generator=g)
@@ -411,7 +419,8 @@ class FullPassWatch(TorchDispatchMode):
         if not func.is_view:
             # an indexed op may index into a big tensor (its first argument; its result when in place),
             # but not with a big index or a big source
-            values = list(args[1:]) + list(kwargs.values()) if name in _INDEXED_OPS else list(args) + list(kwargs.values()) + [out]
+            values = list(args[1:]) + list(kwargs.values()) if name in _INDEXED_OPS \
+                else list(args) + list(kwargs.values()) + [out]
             seen = []
             for a in values:
                 seen += [t for t in (a if isinstance(a, (list, tuple)) else [a]) if isinstance(t, torch.Tensor)]
@@ -446,7 +455,8 @@ def check_speedup(SparseConv2d, kernels, minimum: float = 2.5, repeats: int = 5,
             got = _call("runner.sparse", runner.sparse, e)
             assert_close(f"speed test network, {what}: incremental vs dense", got, runner.dense(e))
         dense_macs, macs = runner.dense_macs(xa), runner.executed_macs(xb)
-        assert_true(macs <= 0.5 * dense_macs, f"a 2 % edit executed {macs / 1e6:.0f} M of the dense {dense_macs / 1e6:.0f} M "
+        assert_true(macs <= 0.5 * dense_macs,
+                    f"a 2 % edit executed {macs / 1e6:.0f} M of the dense {dense_macs / 1e6:.0f} M "
                                               "MACs: the convs are not run on the active tiles only")
         limit = 0.5 * cfg["channels"] * cfg["size"] ** 2          # half of one activation of the network
         for what, e in (("edit B", xb), ("edit A", xa)):

@@ -36,8 +36,10 @@ def check_schedule(linear_schedule: Callable | None, q_sample: Callable | None) 
         assert_shape("alphas_cumprod", abar, (10,))
         assert_true(betas.dtype == torch.float32 and abar.dtype == torch.float32, "return float32 tensors")
         assert_true(abs(float(betas[0]) - 0.1) < 1e-6 and abs(float(betas[-1]) - 0.5) < 1e-6,
-                    f"betas must run from beta_start to beta_end inclusive, got {float(betas[0])} ... {float(betas[-1])}")
-        assert_true(abs(float(abar[0]) - 0.9) < 1e-6, f"alphas_cumprod[0] must be 1 - betas[0] = 0.9, got {float(abar[0])}")
+                    "betas must run from beta_start to beta_end inclusive, got "
+                    f"{float(betas[0])} ... {float(betas[-1])}")
+        assert_true(abs(float(abar[0]) - 0.9) < 1e-6,
+                    f"alphas_cumprod[0] must be 1 - betas[0] = 0.9, got {float(abar[0])}")
         assert_true(bool((abar[1:] < abar[:-1]).all()), "alphas_cumprod must decrease")
         passed("linear_schedule: shapes, ends, alphas_cumprod[0] = 1 - beta_0, decreasing")
     if q_sample is not None:
@@ -57,8 +59,10 @@ def check_ddim(ddim_timesteps: Callable | None, ddim_step: Callable | None, abar
     """Timesteps decreasing and ending at 0; a DDIM step with the true noise recovers x0 exactly."""
     if ddim_timesteps is not None:
         ts = torch.as_tensor(call("ddim_timesteps(1000, 10)", ddim_timesteps, 1000, 10))
-        assert_true(ts.shape == (10,) and ts.dtype == torch.long, f"expected a (10,) LongTensor, got {tuple(ts.shape)} {ts.dtype}")
-        assert_true(int(ts[-1]) == 0 and bool((ts[1:] < ts[:-1]).all()), f"timesteps must decrease to 0, got {ts.tolist()}")
+        assert_true(ts.shape == (10,) and ts.dtype == torch.long,
+                    f"expected a (10,) LongTensor, got {tuple(ts.shape)} {ts.dtype}")
+        assert_true(int(ts[-1]) == 0 and bool((ts[1:] < ts[:-1]).all()),
+                    f"timesteps must decrease to 0, got {ts.tolist()}")
         passed("ddim_timesteps: n decreasing timesteps ending at 0")
     if ddim_step is not None:
         abar = default_schedule()[1] if abar is None else abar
@@ -101,7 +105,8 @@ def check_sdedit(sdedit: Callable) -> None:
         return torch.zeros_like(x)
 
     call("sdedit(counting model, start=6)", sdedit, counting, x0, 6, ts, abar, eps)
-    assert_true(calls == ts[6:].tolist(), f"start=6 must call the model at timesteps {ts[6:].tolist()}, called at {calls}")
+    assert_true(calls == ts[6:].tolist(),
+                f"start=6 must call the model at timesteps {ts[6:].tolist()}, called at {calls}")
     passed("sdedit: exact with an oracle model; the model is called once per remaining timestep")
 
 
@@ -111,7 +116,8 @@ def check_edit_mask(edit_mask: Callable) -> None:
     b[0, 0, 3, 3] = 1
     for d, n in ((0, 1), (1, 9), (2, 25), (5, 49)):
         m = torch.as_tensor(call(f"edit_mask(dilation={d})", edit_mask, a, b, d))
-        assert_true(m.shape == (7, 7) and m.dtype == torch.bool, f"expected a (7, 7) bool mask, got {tuple(m.shape)} {m.dtype}")
+        assert_true(m.shape == (7, 7) and m.dtype == torch.bool,
+                    f"expected a (7, 7) bool mask, got {tuple(m.shape)} {m.dtype}")
         assert_true(int(m.sum()) == n, f"one changed pixel dilated by {d} must cover {n} pixels, got {int(m.sum())}")
     passed("edit_mask: one changed pixel grows into a (2d+1) x (2d+1) square")
 
@@ -200,7 +206,7 @@ def measure_edits(unet: UNet, caches: dict, pic: torch.Tensor, other: torch.Tens
                         times[(f, kind)].append(time.perf_counter() - t0)
         per_step = sum(r.cache_bytes() for r in caches.values()) / len(caches)
         rows = []
-        for f, edited, mask in cases:
+        for f, _, mask in cases:
             with torch.no_grad():
                 yd, ys = dense[f](), sparse[f]()
             md, ms = _macs(dense[f]), _macs(sparse[f])

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["timestep_embedding", "ResBlock", "UNet", "FixedStep", "count_params"]

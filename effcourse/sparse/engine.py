@@ -27,13 +27,18 @@ call does work proportional to the edit:
    and dilated, shared by every layer (official SIGE, ``sige/utils.py``): fewer tiles, but the
    change that spreads further through the network is dropped, so it is approximate.
 2. *Persistent buffers.* Each op writes into its own output buffer (a copy of its cached output
-   made once). Before writing, the region the previous call wrote is restored from the cache
-   (``scatter(cache, gather(cache, tiles, 1, 1, 0, tile), tiles, tile, out=buffer)`` for a conv), so
-   a call touches the previous and the current edit only, never the whole activation.
-3. *Epilogues.* Pixel-local ops right after a conv (BatchNorm, activation, frozen normalisation)
+   made once). After writing, the pixels the previous call wrote and this one did not are restored
+   from the cache (slice copies of rectangles, or indexed rows), so a call touches the previous and
+   the current edit only, never the whole activation.
+3. *Plans per mask.* What a call derives from its edit mask alone (every op's mask, the pixels it
+   writes, what to restore after a given previous mask) is kept for the last ``plans`` masks and
+   found again by content: an edit that alternates between a few masks, or reuses one mask through
+   every denoising step (Lab 8), derives it once. The learner's layer still finds its own tiles.
+4. *Epilogues.* Pixel-local ops right after a conv (BatchNorm, activation, frozen normalisation)
    are handed to the conv as its ``epilogue`` and applied to the recomputed tiles only.
-4. Other pixel-local ops (residual additions, scaling, nearest upsampling, zero padding) run on the
-   changed pixels only; pooling and bilinear resampling run densely (exact, not faster).
+5. Other pixel-local ops (residual additions, scaling, nearest upsampling, zero padding) run on the
+   changed pixels only (on slices when those form one rectangle); pooling and bilinear resampling
+   run densely (exact, not faster).
 
 The learner's layer is called as ``layer(x, changed=mask, out=buffer, epilogue=fn)``.
 
@@ -338,9 +343,11 @@ class _Plan:
         self.last_masks: dict = {}
 
     def tensors(self) -> list:
+        """Every tensor the plan holds (masks, index lists)."""
         out = [self.key] + list((self.per_res or {}).values()) + list(self.mask.values())
         out += list(self.idx.values()) + list(self.rows.values()) + list(self.written.values())
-        return out + [r for _, r in self.stale.values() if isinstance(r, torch.Tensor)]
+        out += [r for _, r in self.stale.values()]
+        return [t for t in out if isinstance(t, torch.Tensor)]
 
 
 def _channels_last(t: torch.Tensor) -> torch.Tensor:
@@ -849,9 +856,11 @@ class SparseRunner:
 
     def cache_bytes(self) -> int:
         """Bytes this runner keeps for its cached run: the cached activations, the persistent
-        buffers, the cached input and the frozen normalisation statistics (after ``full``)."""
+        buffers, the cached input, the frozen normalisation statistics (after ``full``) and the plans
+        of the last edit masks."""
         seen, total = set(), 0
         tensors = list(getattr(self, "ref", {}).values()) + list(getattr(self, "_bufs", {}).values())
+        tensors += [t for plan in getattr(self, "_plans", []) for t in plan.tensors()]
         tensors += [getattr(self, "_x", None)] + list(self._inputs.values())
         for m in self.model.modules():
             if isinstance(m, FrozenNorm):

@@ -120,7 +120,8 @@ class EncoderDecoder(nn.Module):
         super().__init__()
         for part in ("down", "blocks", "up"):
             if not hasattr(generator, part):
-                raise TypeError(f"{type(generator).__name__} has no .{part}; expected a generator built as down / blocks / up")
+                raise TypeError(f"{type(generator).__name__} has no .{part}; expected a generator built as "
+                                "down / blocks / up")
         self.down, self.blocks, self.up = generator.down, generator.blocks, generator.up
         self.train(generator.training)
 
