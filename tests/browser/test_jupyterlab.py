@@ -11,7 +11,9 @@ Per lab (discovered with ``effcourse.grading.labs()``):
   it drives seen to change; the nbgrader Create Assignment panel shows the lab's cells and points.
 
 Plus: ``jupyter labextension list`` shows the nbgrader and widgets extensions enabled and OK, and a
-tiny probe notebook proves the widget gestures and nbgrader's Validate button work end to end.
+tiny probe notebook proves the widget gestures and nbgrader's Validate button work end to end, and a
+tiny autograded lab's feedback page (nbgrader generate_feedback, the course's template) is checked
+as a student sees it.
 Screenshots and a summary go to ``_artifacts/browser/`` (git-ignored). Run with ``make test-browser``.
 """
 from __future__ import annotations
@@ -317,3 +319,129 @@ def nbgrader_menu(nb) -> list[str]:
     labels = [t.strip() for t in items.all_inner_texts() if t.strip()]
     page.keyboard.press("Escape")
     return labels
+
+
+# --- the feedback page a student reads (issue 31) ---------------------------------------------------
+
+FEEDBACK_LAB = "feedback_probe"
+LONG_MESSAGE = ("shift(x) must move every frame of each clip one step later in time, the first frame becoming zeros, "
+                "for a batch of two clips of three frames: compare your output with the expected tensor frame by "
+                "frame and channel by channel, and check that you shifted along dim 1 (time), not dim 0 (batch)")
+
+
+def _feedback_course(dest):
+    """A tiny lab with an equation in its prose, two exercises and a written answer."""
+    meta = {"schema_version": 3, "locked": False, "task": False, "solution": False, "grade": False}
+
+    def cell(kind, source, **nbg):
+        c = nbformat.v4.new_code_cell(source) if kind == "code" else nbformat.v4.new_markdown_cell(source)
+        if nbg:
+            c.metadata["nbgrader"] = {**meta, **nbg}
+        return c
+
+    (dest / "solutions" / FEEDBACK_LAB).mkdir(parents=True)
+    (dest / "nbgrader_config.py").write_bytes((_root() / "nbgrader_config.py").read_bytes())
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        cell("markdown", "# Feedback probe\n\nThe temporal shift moves each frame one step later, "
+                         r"$y_t = x_{t-1}$ for $t \geq 1$, at no FLOP cost:"
+                         "\n\n$$\\operatorname{shift}(x)_t = x_{t-1}, \\qquad \\frac{1}{8} \\text{ of the channels}$$"),
+        cell("code", "import torch"),
+        cell("code", "def shift(x):\n    ### BEGIN SOLUTION\n"
+                     "    return torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], 1)\n    ### END SOLUTION",
+             grade_id="shift", solution=True),
+        cell("code", "import torch\nfrom effcourse.checks.asserts import assert_true, call\n"
+                     "x = torch.arange(12.0).reshape(2, 3, 2)\n"
+                     "expected = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], 1)\n"
+                     f"assert_true(torch.equal(call('shift', shift, x), expected), {LONG_MESSAGE!r})",
+             grade_id="test_shift", grade=True, locked=True, points=10),
+        cell("code", "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION",
+             grade_id="add", solution=True),
+        cell("code", "from effcourse.checks.asserts import assert_true, call\n"
+                     "assert_true(call('add', add, 2, 3) == 5, 'add(2, 3) should be 5')",
+             grade_id="test_add", grade=True, locked=True, points=5),
+        cell("markdown", "**Q1.** Why does the shift cost no multiply-adds?"),
+        cell("markdown", "It only moves memory.", grade_id="q1_why", solution=True, grade=True, points=5),
+    ]
+    nbformat.write(nb, dest / "solutions" / FEEDBACK_LAB / f"{FEEDBACK_LAB}.ipynb")
+    return dest
+
+
+def _root():
+    import jlab
+
+    return jlab.ROOT
+
+
+@pytest.mark.timeout(600)
+def test_feedback_page(browser, artifacts, summary, tmp_path):
+    """nbgrader's generate_feedback output (autograde of a student with one exercise wrong), as a
+    student opens it in Chromium with no network: every exercise named with its score, the long
+    failure message wrapped inside the page, the equations rendered as MathML (no raw ``$``), the
+    ungraded written answer marked as pending; a screenshot goes to _artifacts/browser/."""
+    import json
+
+    course = _feedback_course(tmp_path / "course")
+    t0 = time.monotonic()
+    grading.release([FEEDBACK_LAB], course)
+    release = nbformat.read(course / "labs" / FEEDBACK_LAB / f"{FEEDBACK_LAB}.ipynb", as_version=4)
+    answers = {"shift": "def shift(x):\n    return torch.roll(x, 1, dims=0)\n",        # wrong axis, wraps
+               "add": "def add(a, b):\n    return a + b\n", "q1_why": "It is a memory move, not arithmetic."}
+    for c in release.cells:
+        gid = c.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in answers:
+            c.source = answers[gid]
+    (tmp_path / "subs" / "carol").mkdir(parents=True)
+    nbformat.write(release, tmp_path / "subs" / "carol" / f"{FEEDBACK_LAB}.ipynb")
+    grading.autograde(FEEDBACK_LAB, tmp_path / "subs", out=tmp_path / "out", root=course, timeout=120)
+    html = tmp_path / "out" / "feedback" / "carol" / FEEDBACK_LAB / f"{FEEDBACK_LAB}.html"
+    assert html.exists(), f"no feedback page: {sorted(p.name for p in (tmp_path / 'out').rglob('*.html'))}"
+    t_grade = time.monotonic() - t0
+
+    page = browser.new_page()
+    remote: list[str] = []
+
+    def offline(route):
+        if not route.request.url.startswith(("file:", "data:")):
+            remote.append(route.request.url)
+            return route.abort()
+        return route.continue_()
+
+    try:
+        page.route("**/*", offline)
+        page.set_viewport_size({"width": 1000, "height": 900})
+        page.goto(html.as_uri())
+        page.wait_for_load_state()
+        shot = artifacts / "feedback_page.png"
+        page.screenshot(path=str(shot), full_page=True)
+        rows = page.locator(".effcourse-summary tbody tr").evaluate_all("""rs => rs.map(r => ({
+            cls: r.className, cells: [...r.querySelectorAll('td')].map(td => td.innerText.trim()),
+            msg: (() => { const m = r.querySelector('td.msg'); const b = m.getBoundingClientRect();
+                          return {right: b.right, height: b.height,
+                                  line: parseFloat(getComputedStyle(m).lineHeight) || 20}; })()}))""")
+        layout = page.evaluate("""() => ({
+            scroll: document.documentElement.scrollWidth, width: window.innerWidth,
+            math: [...document.querySelectorAll('math')].map(m => {
+                const b = m.getBoundingClientRect(); return [b.width, b.height, m.getAttribute('display')]; }),
+            prose: [...document.querySelectorAll('.text_cell_render')].map(e => e.innerText).join('\\n'),
+            totals: document.querySelector('.effcourse-totals').innerText})""")
+    finally:
+        page.close()
+    got = {r["cells"][0]: (r["cells"][1], r["cls"]) for r in rows}
+    assert got == {"shift": ("0 / 10", "short"), "add": ("5 / 5", "full"),
+                   "Written answer Q1: why": ("not graded yet (5 points)", "pending")}, rows
+    shift = next(r for r in rows if r["cells"][0] == "shift")
+    assert "shift(x) must move every frame" in shift["cells"][2], shift
+    assert shift["msg"]["right"] <= layout["width"] and shift["msg"]["height"] > 2 * shift["msg"]["line"], \
+        f"the failure message is not wrapped inside the page: {shift['msg']}, viewport {layout['width']}"
+    assert layout["scroll"] <= layout["width"], f"the page scrolls sideways: {layout['scroll']} > {layout['width']}"
+    assert len(layout["math"]) >= 3 and all(w > 0 and h > 0 for w, h, _ in layout["math"]), layout["math"]
+    assert any(d == "block" for *_, d in layout["math"]), layout["math"]
+    assert "$" not in layout["prose"] and "\\frac" not in layout["prose"], layout["prose"][:2000]
+    assert "not graded yet" in layout["totals"], layout["totals"]
+    assert not remote, f"the page asked the network for {remote}"
+    summary.append(f"feedback page: autograde + generate_feedback {t_grade:.0f} s; rows "
+                   f"{json.dumps({k: v[0] for k, v in got.items()})}; {len(layout['math'])} MathML formulas; "
+                   f"message wrapped to {shift['msg']['height']:.0f} px; no network; "
+                   f"screenshot {shot.relative_to(_root())}")
