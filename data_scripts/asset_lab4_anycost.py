@@ -19,6 +19,7 @@ from torch import nn
 
 from effcourse.data.digits import load_digits
 from effcourse.gan import anycost
+from effcourse.training import Loop
 
 SEED = 0
 STEPS, QUICK_STEPS = 3000, 5
@@ -54,8 +55,8 @@ def build(quick: bool = False) -> dict:
         G = anycost.AnycostGenerator(nn.Conv2d, z_dim=Z_DIM, channels=G_CHANNELS)
         D = anycost.AnycostDiscriminator(channels=D_CHANNELS)
         steps = QUICK_STEPS if quick else STEPS
-        anycost.train(G, D, reals, steps, _step, batch_size=BATCH, lr=LR, betas=(0.5, 0.99), seed=SEED, ema=EMA,
-                      desc="lab4 pre-train")
+        anycost.train(G, D, reals, _step, loop=Loop(steps=steps, batch_size=BATCH, seed=SEED, desc="lab4 pre-train"),
+                      lr=LR, betas=(0.5, 0.99), ema=EMA)
         if not quick:
             from effcourse.metrics import frechet_distance
 

@@ -11,6 +11,7 @@ from effcourse import bench
 from effcourse.checks import lab4
 from effcourse.checks.asserts import CheckFailed
 from effcourse.gan import anycost
+from effcourse.training import Loop
 
 LAB = "lab4_anycost_gan"
 pytestmark = pytest.mark.xdist_group(LAB)
@@ -181,18 +182,23 @@ def test_resize_and_losses():
     assert math.isclose(anycost.g_loss(torch.zeros(3)).item(), math.log(2), rel_tol=1e-6)
 
 
+def _loop(steps):
+    return Loop(steps=steps, batch_size=4, progress=False, live=False)
+
+
 def test_train_loop_runs_the_step_and_restores_ratio():
     G = anycost.AnycostGenerator(_Elastic, z_dim=8, channels=(8, 4, 4))
     D = anycost.conditioned_copy(anycost.AnycostDiscriminator(channels=(4, 4, 4)), _Mod, G.code_dim)
     data = torch.rand(20, 1, 32, 32) * 2 - 1
-    hist = anycost.train(G, D, data, 6, _step, batch_size=4, seed=0, ema=0.5, teacher=anycost.frozen_copy(G),
+    hist = anycost.train(G, D, data, _step, loop=_loop(6), ema=0.5, teacher=anycost.frozen_copy(G),
                          sample_ratios=_sampler, consistency_loss=_cons, n_res=2)
-    assert len(hist["d_loss"]) == 6 and all(len(r) == 2 and set(r) <= {8, 16, 32} for r in hist["resolutions"])
+    assert hist.steps("d_loss") == [1, 2, 3, 4, 5, 6]
+    assert all(len(r) == 2 and set(r) <= {8, 16, 32} for r in hist["resolutions"])
     assert G.ratios == [1.0] * 6 and not G.training
     with pytest.raises(ValueError, match="data must be images"):
-        anycost.train(G, D, torch.rand(4, 1, 16, 16), 1, _step)
+        anycost.train(G, D, torch.rand(4, 1, 16, 16), _step, loop=_loop(1))
     with pytest.raises(TypeError, match="dict"):
-        anycost.train(G, D, data, 1, lambda *a, **k: 0.0)
+        anycost.train(G, D, data, lambda *a, **k: 0.0, loop=_loop(1))
 
 
 def test_checks_pass_the_reference_and_catch_wrong_answers():

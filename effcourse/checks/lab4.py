@@ -17,7 +17,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..gan import anycost
-from .asserts import CheckFailed, assert_close, assert_raises, assert_shape, assert_true, call, passed
+from .asserts import (
+    CheckFailed,
+    assert_close,
+    assert_raises,
+    assert_shape,
+    assert_true,
+    call,
+    clock_seed,
+    passed,
+    seed_in_failures,
+)
 
 CHOICES = anycost.RATIO_CHOICES
 D_LR, G_LR = 0.05, 1.0  # learning rates of the spy optimisers (plain SGD: an update is -lr * gradient)
@@ -683,9 +693,10 @@ def check_anycost_step(anycost_step) -> None:
 
 
 __all__ = ["check_sort_channels", "check_elastic_conv", "check_sample_ratios", "check_sample_ratios_validation",
-           "check_arch_modulation", "check_consistency_loss", "check_anycost_step", "check_elastic_cost", "check_step_sampling", "verify_step", "run_step", "facts",
-           "replay", "quiet", "tiny_gan", "SpyGenerator", "SpyDiscriminator", "SpySGD", "ScriptedSampler", "ProbeConsistency",
-           "StepRig", "sampled_resolutions", "elastic_macs", "CheckFailed"]
+           "check_arch_modulation", "check_consistency_loss", "check_anycost_step", "check_elastic_cost",
+           "check_step_sampling", "verify_step", "run_step", "facts", "replay", "quiet", "tiny_gan", "SpyGenerator",
+           "SpyDiscriminator", "SpySGD", "ScriptedSampler", "ProbeConsistency", "StepRig", "sampled_resolutions",
+           "elastic_macs", "CheckFailed", "clock_seed", "seed_in_failures"]
 
 
 def check_elastic_cost(cls) -> None:

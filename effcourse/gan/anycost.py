@@ -16,7 +16,8 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+
+from ..training import EMA, History, Loop
 
 RATIO_CHOICES = (0.25, 0.5, 0.75, 1.0)
 RESOLUTIONS = (8, 16, 32)
@@ -274,52 +275,45 @@ def conditioned_copy(D: AnycostDiscriminator, modulation_cls: type, code_dim: in
     return copy.deepcopy(D).add_modulation(modulation_cls, code_dim)
 
 
-def train(G: AnycostGenerator, D: AnycostDiscriminator, data: torch.Tensor, steps: int, step_fn: Callable,
-          batch_size: int = 16, lr: float = 1e-3, betas: tuple[float, float] = (0.5, 0.99), seed: int = 0,
-          ema: float = 0.0, desc: str = "train", **step_kwargs: Any) -> dict[str, list]:
-    """Train for ``steps`` calls of the learner's ``step_fn(G, D, real, g_opt, d_opt, generator, **step_kwargs)``.
+def train(G: AnycostGenerator, D: AnycostDiscriminator, data: torch.Tensor, step_fn: Callable, *, loop: Loop,
+          lr: float = 1e-3, betas: tuple[float, float] = (0.5, 0.99), ema: float = 0.0,
+          **step_kwargs: Any) -> History:
+    """Train for ``loop.steps`` calls of the learner's ``step_fn(G, D, real, g_opt, d_opt, generator, **step_kwargs)``.
 
-    ``data`` is ``(M, C, R, R)`` real images at G's highest resolution; each step draws ``batch_size``
-    of them with a ``torch.Generator`` seeded by ``seed`` (the same generator is passed to
-    ``step_fn`` for all its sampling). Adam with ``lr`` and ``betas`` for both networks. With
-    ``ema > 0`` the generator's weights end as an exponential moving average of its training
-    weights. ``step_fn`` returns a dict of numbers; returns ``{key: [value per step]}``. G is left at
-    ratio 1 and in eval mode.
+    ``data`` is ``(M, C, R, R)`` real images at G's highest resolution; each step draws
+    ``loop.batch_size`` of them with a ``torch.Generator`` seeded by ``loop.seed`` (the same generator
+    is passed to ``step_fn`` for all its sampling). Adam with ``lr`` and ``betas`` for both networks.
+    With ``ema > 0`` the generator's weights end as an ``EMA`` (decay ``ema``) of its training
+    weights. ``step_fn`` returns a dict of numbers (or other values); the returned ``History`` logs
+    each of them at every step. G is left at ratio 1 and in eval mode.
     """
-    steps, batch_size = int(steps), int(batch_size)
-    if steps < 0 or batch_size < 1:
-        raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {steps} and {batch_size}")
     if data.dim() != 4 or data.shape[-1] != G.resolutions[-1]:
         raise ValueError(f"data must be images (M, C, {G.resolutions[-1]}, {G.resolutions[-1]}), "
                          f"got {tuple(data.shape)}")
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(int(loop.seed))
     g_opt = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
     d_opt = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
-    avg = copy.deepcopy(G).eval() if ema > 0 else None
+    avg = EMA(G, ema, buffers=False) if ema > 0 else None
     G.train()
     D.train()
-    hist: dict[str, list] = {}
-    bar = tqdm(range(steps), desc=desc, leave=False)
+    hist = loop.history()
+    bar = loop.bar()
     for step in bar:
-        idx = torch.randint(0, len(data), (batch_size,), generator=gen)
+        idx = torch.randint(0, len(data), (loop.batch_size,), generator=gen)
         out = step_fn(G, D, data[idx], g_opt, d_opt, gen, **step_kwargs)
         if not isinstance(out, dict):
             raise TypeError(f"the training step must return a dict of numbers, got {type(out).__name__}")
-        for k, v in out.items():
-            hist.setdefault(k, []).append(v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v)
+        hist.log(step + 1, **out)
         if avg is not None:
-            with torch.no_grad():
-                for pa, p in zip(avg.parameters(), G.parameters()):
-                    pa.lerp_(p, 1.0 - ema)
+            avg.update(G)
         if step % 10 == 0:
             shown = {k: f"{v:.3f}" for k, v in out.items() if isinstance(v, (float, int)) and not isinstance(v, bool)}
             bar.set_postfix(shown)
     if avg is not None:
-        with torch.no_grad():
-            for p, pa in zip(G.parameters(), avg.parameters()):
-                p.copy_(pa)
+        avg.copy_to(G)
     G.set_ratio(1.0).eval()
     D.eval()
+    hist.close()
     return hist
 
 
