@@ -70,6 +70,7 @@ def _env(extra: dict | None = None) -> dict:
     env.pop("MPLBACKEND", None)
     env.pop("NBGRADER_EXECUTION", None)
     env.pop("EFFCOURSE_QUICK", None)
+    env.pop("EFFCOURSE_LIVE", None)     # papermill runs switch live curves off; a learner's kernel has them
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})

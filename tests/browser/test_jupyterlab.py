@@ -445,3 +445,61 @@ def test_feedback_page(browser, artifacts, summary, tmp_path):
                    f"{json.dumps({k: v[0] for k, v in got.items()})}; {len(layout['math'])} MathML formulas; "
                    f"message wrapped to {shift['msg']['height']:.0f} px; no network; "
                    f"screenshot {shot.relative_to(_root())}")
+
+
+# --- a live training curve (issue 31) ---------------------------------------------------------------
+
+LIVE_CELLS = [
+    # the server's kernels run the smoke profile (as nbgrader would), where live curves are off; a
+    # learner's kernel is not smoke: this probe drops the flag, then relies on History's default
+    "import os\nimport time\nos.environ.pop('EFFCOURSE_SMOKE', None)\nos.environ.pop('EFFCOURSE_LIVE', None)\n"
+    "from effcourse.training import History, live_enabled\nassert live_enabled(), 'live curves are off in this kernel'",
+    "hist = History(title='live probe')\nfor step in range(1, 25):\n    time.sleep(0.4)\n"
+    "    hist.log(step, loss=2.0 / step, acc=1 - 1.0 / step)\nhist.close()\n"
+    "print('trained', len(hist['loss']), 'steps')",
+]
+
+
+@pytest.mark.timeout(300)
+def test_live_curve(page, lab_server, artifacts, summary):
+    """A short training loop logging into ``effcourse.training.History`` in a JupyterLab kernel: its
+    loss curve is one image output that is redrawn in place while the cell runs (at least two
+    changes seen before the cell ends), not a figure appended per step; screenshots go to
+    _artifacts/browser/live_curve*.png."""
+    import jlab
+
+    path = artifacts / "work" / "_probe" / "live_curve.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in LIVE_CELLS]
+    nbformat.write(nb, path)
+    nbk = jlab.Notebook(page, lab_server, path).open()
+    loop_cell = nbk.panel.locator(".jp-CodeCell").nth(1)
+    outputs = loop_cell.locator(".jp-OutputArea")
+    images = outputs.locator(".jp-OutputArea-output img")
+    t0 = time.monotonic()
+    nbk.menu("Run", "Run All Cells")
+    seen: list[str] = []            # distinct image sources, in order, while the loop cell runs
+    counts: set[int] = set()
+    mid = artifacts / "live_curve_running.png"
+    while time.monotonic() - t0 < 120:
+        nbk.dismiss_dialogs()
+        srcs = images.evaluate_all("imgs => imgs.map(i => i.getAttribute('src') || '')")
+        counts.add(len(srcs))
+        if srcs and (not seen or srcs[-1] != seen[-1]):
+            seen.append(srcs[-1])
+            if len(seen) == 2:
+                page.screenshot(path=str(mid))
+        if "trained" in outputs.inner_text():
+            break
+        page.wait_for_timeout(100)
+    secs = time.monotonic() - t0
+    assert "trained 24 steps" in outputs.inner_text(), f"the loop did not finish: {nbk.errors()}"
+    assert nbk.errors() == []
+    changes = len(seen) - 1
+    assert changes >= 2, f"the live curve changed {changes} times while the loop ran ({len(seen)} frames seen)"
+    assert counts <= {0, 1}, f"the curve was appended, not redrawn in place: image counts {sorted(counts)}"
+    end = nbk.screenshot(artifacts / "live_curve.png", scroll_to=images.first)
+    summary.append(f"live curve: {len(seen)} distinct frames of one image output in a {secs:.0f} s run "
+                   f"(24 steps, 0.4 s each); screenshots {mid.relative_to(jlab.ROOT)}, {end.relative_to(jlab.ROOT)}")
