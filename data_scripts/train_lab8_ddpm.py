@@ -20,6 +20,7 @@ import torch
 
 from effcourse.diffusion.train import train_ddpm
 from effcourse.diffusion.unet import UNet, count_params
+from effcourse.training import Loop
 
 SEED = 0
 T, BETA_START, BETA_END = 1000, 1e-4, 0.02
@@ -46,10 +47,11 @@ def build(quick: bool = False) -> dict:
         unet = UNet(in_ch=1, channels=CHANNELS, tdim=TDIM)
         steps = QUICK_STEPS if quick else STEPS
         t0 = time.time()
-        avg, losses = train_ddpm(unet, _q_sample, _schedule(), steps, batch=BATCH, lr=LR, ema=EMA, seed=SEED,
-                                 log_every=0 if quick else 100)
+        avg, hist = train_ddpm(unet, _q_sample, _schedule(), lr=LR, ema=EMA,
+                               loop=Loop(steps=steps, batch_size=BATCH, seed=SEED, desc="lab8_ddpm",
+                                         progress=not quick))
         minutes = (time.time() - t0) / 60
-        tail = sum(losses[-100:]) / len(losses[-100:])
+        tail = hist.mean("loss", last=100)
         print(f"lab8_ddpm: {count_params(unet)} parameters, {steps} steps in {minutes:.1f} min, final loss {tail:.4f}")
         return {"unet": {k: v.detach().to(torch.float16).contiguous() for k, v in avg.state_dict().items()},
                 "config": {"T": T, "beta_start": BETA_START, "beta_end": BETA_END, "channels": list(CHANNELS),
