@@ -59,8 +59,8 @@ def test_release_is_what_nbgrader_generates(lab, tmp_path):
     committed = nbformat.read(ROOT / "labs" / lab / f"{lab}.ipynb", as_version=4)
     assert nbformat.writes(fresh) == nbformat.writes(committed), \
         f"labs/{lab} is out of date: run `make release`"
-    fresh = tmp_path / "labs" / lab
-    released = sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
+    made = tmp_path / "labs" / lab
+    released = sorted(p.relative_to(made) for p in made.rglob("*") if p.is_file())
     ours = sorted(p.relative_to(ROOT / "labs" / lab) for p in (ROOT / "labs" / lab).rglob("*")
                   if p.is_file() and ".ipynb_checkpoints" not in p.parts)
     assert released == ours
