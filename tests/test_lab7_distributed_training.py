@@ -215,7 +215,8 @@ def test_the_three_topologies_grow_as_stated():
     assert hier < scaling.ring_seconds(n, 1536, b, a)
     assert math.isclose(scaling.hierarchical_seconds(0, 1536, math.inf, a, 6, {"bandwidth": math.inf, "latency": 0}),
                         2 * 255 * a)                                            # a ring over the 256 leaders
-    assert scaling.hierarchical_seconds(n, 6, b, a, 6) == 2 * (5 * scaling.NVLINK["latency"] + n / scaling.NVLINK["bandwidth"])
+    nvlink = scaling.NVLINK
+    assert scaling.hierarchical_seconds(n, 6, b, a, 6) == 2 * (5 * nvlink["latency"] + n / nvlink["bandwidth"])
     with pytest.raises(ValueError, match="multiple"):
         scaling.hierarchical_seconds(n, 16, b, a, 6)
 

@@ -284,8 +284,9 @@ def test_training_loop_learns_and_reports_progress():
 
 
 
-def test_sampler_loop_returns_a_history():
-    from effcourse.video import sampler
+def test_sampler_and_accumulation_loops_return_histories():
+    from effcourse.video import large_batch, sampler
+    from effcourse.video.train import TensorClips
 
     torch.manual_seed(0)
     videos, targets = torch.rand(6, 3, 4, 1, 8, 8), torch.rand(6, 3)            # (N, M, T, C, S, S), (N, M)
@@ -295,6 +296,39 @@ def test_sampler_loop_returns_a_history():
     assert isinstance(hist, History) and hist.steps("loss") == [2, 4, 5] and not scorer.training
     with pytest.raises(ValueError, match=r"videos must be \(N, M, T, C, S, S\)"):
         sampler.train_sampler(scorer, videos[0], targets, lambda s, t: s.sum(), Loop(steps=1))
+
+    clips = TensorClips(torch.randn(10, 2, 1, 4, 4), torch.arange(10) % 3)
+    assert large_batch.steps_for(10, 4, 2) == 4
+    runs = {}
+    for micro in (4, 2):                       # no BatchNorm: micro-batches change nothing but rounding
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(32, 3))
+        runs[micro] = large_batch.train_accumulated(model, clips, lambda s, total: 0.1 * (1 - s / total),
+                                                    Loop(steps=4, batch_size=4, seed=3, progress=False), micro)
+    assert runs[4].steps("loss") == [1, 2, 3, 4] and runs[4]["lr"] == pytest.approx([0.1, 0.075, 0.05, 0.025])
+    assert runs[4].meta == {"steps": 4, "steps_per_epoch": 2, "global_batch": 4, "micro_batch": 4}
+    assert runs[4]["loss"] == pytest.approx(runs[2]["loss"], abs=1e-6)
+    with pytest.raises(ValueError, match="multiple of micro_batch"):
+        large_batch.train_accumulated(model, clips, lambda s, t: 0.1, Loop(steps=1, batch_size=4), 3)
+    with pytest.raises(ValueError, match="larger than the data set"):
+        large_batch.train_accumulated(model, clips, lambda s, t: 0.1, Loop(steps=1, batch_size=12), 4)
+
+
+def test_one_rank_alone_returns_a_history_that_travels_as_json():
+    from effcourse.video import distributed
+
+    ds = TemporalDigits("train", 24, n_frames=2, size=16)
+    torch.manual_seed(0)
+    model = video.ClipClassifier(video.resnet2d(in_channels=1), 2, lambda lg, t: lg.reshape(-1, t, lg.shape[1]).mean(1))
+    cfg = distributed.TrainConfig(batch_per_rank=8, max_steps=3)
+    hist = distributed.train_rank(model, ds, lambda s, total: 0.01, cfg)
+    assert isinstance(hist, History) and hist.steps("loss") == [1, 2, 3]
+    assert set(hist.keys()) == {"loss", "lr", "sync_seconds", "step_seconds"} and min(hist["step_seconds"]) > 0
+    assert hist.meta == {"steps": 3, "steps_per_epoch": 3, "global_batch": 8, "world_size": 1}
+    back = History.from_dict(json.loads(json.dumps(hist.to_dict())))
+    assert back["loss"] == hist["loss"] and back.meta == hist.meta
+    model.train()
+    assert 0.0 <= distributed.evaluate(model, ds) <= 1.0 and model.training       # its own mode restored
 
 
 # ---------------------------------------------------------------- measurement and runtime

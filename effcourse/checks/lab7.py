@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from .asserts import CheckFailed, assert_raises, assert_true, call, passed
+from .asserts import CheckFailed, assert_raises, assert_true, call, clock_seed, passed, seed_in_failures
 
 __all__ = [
     "TOY_MODELS",
@@ -26,8 +26,10 @@ __all__ = [
     "check_scaled_lr",
     "check_shard_indices",
     "check_shard_indices_errors",
+    "clock_seed",
     "global_rng_states",
     "last_counts",
+    "seed_in_failures",
     "probe_grad_buckets",
     "probe_hierarchical",
     "probe_ring",
@@ -103,10 +105,12 @@ def check_shard_indices(shard_indices) -> None:
     shares = [as_index_list(f"shard_indices(10, rank={r}, world_size=4, epoch=0, seed=0)",
                             call("shard_indices", shard_indices, 10, r, 4, 0, 0)) for r in range(4)]
     sizes = [len(s) for s in shares]
-    assert_true(sizes == [3, 3, 3, 3], f"10 samples on 4 ranks: every rank needs ceil(10/4) = 3 indices, got sizes {sizes}")
+    assert_true(sizes == [3, 3, 3, 3],
+                f"10 samples on 4 ranks: every rank needs ceil(10/4) = 3 indices, got sizes {sizes}")
     flat = [i for s in shares for i in s]
     assert_true(all(0 <= i < 10 for i in flat), f"indices must lie in range(10), got {sorted(flat)}")
-    assert_true(set(flat) == set(range(10)), f"together the ranks must cover every sample 0..9, got {sorted(set(flat))}")
+    assert_true(set(flat) == set(range(10)),
+                f"together the ranks must cover every sample 0..9, got {sorted(set(flat))}")
     again = as_index_list("shard_indices (second call)", call("shard_indices", shard_indices, 10, 0, 4, 0, 0))
     assert_true(again == shares[0], "shard_indices must be deterministic: the same arguments gave different shares")
     other = [as_index_list("shard_indices", call("shard_indices", shard_indices, 40, 0, 2, e, 0)) for e in range(3)]
@@ -193,7 +197,8 @@ def global_rng_states() -> dict:
     _, keys, pos, has_gauss, gauss = np.random.get_state()
     version, state, gauss_next = random.getstate()
     return {"torch": torch.get_rng_state().to(torch.int64),
-            "numpy": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "numpy_pos": [int(pos), int(has_gauss), float(gauss)],
+            "numpy": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "numpy_pos": [int(pos), int(has_gauss), float(gauss)],
             "python": torch.tensor(state, dtype=torch.int64), "python_gauss": gauss_next}
 
 
@@ -286,9 +291,7 @@ def last_counts(probe: str) -> list | None:
 
 def _split_counts(probe: str, ranks: list, key: str) -> list:
     """Keep the outputs in ``ranks``; move the counts to ``_LAST_COUNTS[probe]``."""
-    counts = []
-    for rank in ranks:
-        counts.append([None if c is None else {k: v for k, v in c.items() if k != key} for c in rank])
+    counts = [[None if c is None else {k: v for k, v in c.items() if k != key} for c in rank] for rank in ranks]
     _LAST_COUNTS[probe] = counts
     return counts
 

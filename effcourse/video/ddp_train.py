@@ -41,14 +41,17 @@ LAB1_NAMES = ["temporal_shift", "ResidualShift", "segment_consensus"]
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="torchrun --nproc_per_node N -m effcourse.video.ddp_train",
-                                description="Data-parallel clip training with torchrun (see docs/DISTRIBUTED.md).", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--answers", required=True, help="your Lab 7 notebook (.ipynb) or a .py defining scaled_lr and lr_at")
+                                description="Data-parallel clip training with torchrun (see docs/DISTRIBUTED.md).",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--answers", required=True,
+                   help="your Lab 7 notebook (.ipynb) or a .py defining scaled_lr and lr_at")
     p.add_argument("--lab1", default=None, help="your Lab 1 notebook, for --model tsm "
                    "(default: ../lab1_temporal_shift/lab1_temporal_shift.ipynb beside --answers)")
     p.add_argument("--model", default="tsm", choices=CLIP_MODELS)
     p.add_argument("--arch", default="small", help="'small' (the course's ResNet) or resnet18/34/50/101 (tsm only)")
     p.add_argument("--pretrained", action="store_true", help="torchvision's ImageNet weights for --arch resnet*")
-    p.add_argument("--dataset", default="temporal_digits", help="temporal_digits, or a data set prepared by data_scripts")
+    p.add_argument("--dataset", default="temporal_digits",
+                   help="temporal_digits, or a data set prepared by data_scripts")
     p.add_argument("--data-root", default=None, help="data folder (default $EFFCOURSE_DATA or ~/effcourse_data)")
     p.add_argument("--frames", type=int, default=8, help="T, frames per clip")
     p.add_argument("--size", type=int, default=32, help="frame height and width")
@@ -80,10 +83,13 @@ def _lab1(args) -> dict | None:
         return None
     path = Path(args.lab1) if args.lab1 else Path(args.answers).resolve().parent.parent / "lab1_temporal_shift" / \
         "lab1_temporal_shift.ipynb"
-    probe = lambda fns: fns["temporal_shift"](torch.zeros(2, 8, 1, 1), 2)
+    def probe(fns):
+        return fns["temporal_shift"](torch.zeros(2, 8, 1, 1), 2)
+
     fns, why = learner.usable(path, LAB1_NAMES, probe)
     if fns is None:
-        raise SystemExit(f"--model tsm needs your Lab 1 temporal shift: {why}. Pass --lab1 PATH, or --model frames2d / i3d.")
+        raise SystemExit(f"--model tsm needs your Lab 1 temporal shift: {why}. "
+                         f"Pass --lab1 PATH, or --model frames2d / i3d.")
     return fns
 
 
@@ -119,10 +125,13 @@ def main(argv: list[str] | None = None) -> dict:
             net, sync = model, None
             if args.sync == "answers" and world > 1:
                 buckets = fns["GradBuckets"](model, args.bucket_mb * 2**20)
-                sync = lambda m: buckets.wait()                  # train_rank calls sync(model) after backward
-        log_rank0(f"{world} process(es) on {device.type} ({dist.get_backend() if dist.is_initialized() else 'no group'}), "
+                def sync(m, buckets=buckets):               # train_rank calls sync(model) after backward
+                    return buckets.wait()
+        group = dist.get_backend() if dist.is_initialized() else "no group"
+        log_rank0(f"{world} process(es) on {device.type} ({group}), "
                   f"{args.model}/{args.arch} on {args.dataset}: {len(train_set)} clips, global batch {global_batch}, "
-                  f"peak lr {peak:.4g}, {warmup} warm-up steps, {param_bytes(model) / 1e6:.2f} MB of gradients per step")
+                  f"peak lr {peak:.4g}, {warmup} warm-up steps, "
+                  f"{param_bytes(model) / 1e6:.2f} MB of gradients per step")
         t0 = time.perf_counter()
         hist = train_rank(net, train_set, lr_fn, cfg, sync=sync, device=device, log=log_rank0, log_every=args.log_every)
         wall = time.perf_counter() - t0
@@ -130,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
         steady = hist["step_seconds"][min(2, len(hist["step_seconds"]) - 1):]
         summary = {"model": args.model, "arch": args.arch, "dataset": args.dataset, "world_size": world,
                    "backend": dist.get_backend() if dist.is_initialized() else None, "device": device.type,
-                   "global_batch": global_batch, "peak_lr": peak, "warmup_steps": warmup, "steps": hist["steps"],
+                   "global_batch": global_batch, "peak_lr": peak, "warmup_steps": warmup, "steps": hist.meta["steps"],
                    "final_loss": hist["loss"][-1], "test_acc": acc, "wall_seconds": wall,
                    "clips_per_second": global_batch / (sum(steady) / len(steady)),
                    "gradient_megabytes": param_bytes(model) / 1e6}

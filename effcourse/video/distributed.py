@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ..training import History, eval_mode
 from .models import WIDTHS, ClipClassifier, resnet2d, resnet3d
 from .surgery import insert_shift
 from .threed import ChannelsFirst
@@ -104,6 +105,7 @@ def _rank_main(rank: int, world_size: int, port: int, backend: str, timeout: flo
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115 - for the rank's life
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
     torch.set_num_threads(max(1, int(threads)))
+    os.environ["EFFCOURSE_LIVE"] = "0"                    # a forked rank never draws into the notebook
     if "GLOO_SOCKET_IFNAME" not in os.environ and _loopback():
         os.environ["GLOO_SOCKET_IFNAME"] = _loopback()    # every rank is on this machine: talk over loopback
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
@@ -296,7 +298,8 @@ def _torchvision_backbone(arch: str, num_classes: int, in_channels: int, pretrai
 
 
 def clip_model(kind: str, n_frames: int, num_classes: int = 8, in_channels: int = 1, widths=WIDTHS,
-               arch: str = "small", lab1: dict | None = None, pretrained: bool = False, seed: int | None = 0) -> nn.Module:
+               arch: str = "small", lab1: dict | None = None, pretrained: bool = False,
+               seed: int | None = 0) -> nn.Module:
     """A clip classifier ``(N, T, C, H, W) -> (N, K)``, seeded with ``seed`` (None: not reseeded).
 
     * ``"tsm"``: a 2D ResNet (``arch``: ``"small"`` = ``resnet2d(widths)``, or a torchvision ResNet)
@@ -313,7 +316,8 @@ def clip_model(kind: str, n_frames: int, num_classes: int = 8, in_channels: int 
         torch.manual_seed(seed)
     if kind == "tsm":
         if not lab1 or "ResidualShift" not in lab1 or "segment_consensus" not in lab1:
-            raise ValueError("kind='tsm' needs your Lab 1 functions: lab1={'ResidualShift': ..., 'segment_consensus': ...}"
+            raise ValueError("kind='tsm' needs your Lab 1 functions: "
+                             "lab1={'ResidualShift': ..., 'segment_consensus': ...}"
                              " (effcourse.learner.load('.../lab1_temporal_shift.ipynb', [...]))")
         if arch == "small":
             backbone = resnet2d(num_classes, in_channels, widths)
@@ -381,7 +385,7 @@ def _set_train(model: nn.Module, freeze_bn: bool) -> None:
 
 def train_rank(model: nn.Module, dataset: Dataset, lr_fn: Callable[[int, int], float], cfg: TrainConfig,
                sync: Callable[[nn.Module], Any] | None = None, device: torch.device | str = "cpu",
-               log: Callable[[str], Any] | None = None, log_every: int = 0) -> dict[str, Any]:
+               log: Callable[[str], Any] | None = None, log_every: int = 0) -> History:
     """Train ``model`` on this rank's share of ``dataset`` with SGD (momentum ``cfg.momentum``).
 
     Runs inside a process group of W ranks (or alone: W = 1). Each step takes ``cfg.batch_per_rank``
@@ -391,8 +395,10 @@ def train_rank(model: nn.Module, dataset: Dataset, lr_fn: Callable[[int, int], f
     backward) or runs alone; otherwise ``sync(model)`` is called after ``backward`` (the learner's
     ``GradBuckets.wait``). The learning rate of step ``s`` of ``S`` is ``lr_fn(s, S)``.
 
-    Returns ``{"loss", "lr", "step_seconds", "sync_seconds"}`` (one entry per step) and
-    ``"steps"``, ``"steps_per_epoch"``, ``"global_batch"``, ``"world_size"``.
+    Returns a ``History`` with the series ``"loss"``, ``"lr"``, ``"step_seconds"`` and
+    ``"sync_seconds"`` at steps 1, 2, ..., and ``meta`` ``steps``, ``steps_per_epoch``,
+    ``global_batch``, ``world_size``. ``log(message)`` is called every ``log_every`` steps (0: never).
+    A rank forked by ``launch`` draws no live curve; to send its history back, return ``hist.to_dict()``.
     """
     rank, world = rank_and_world()
     device = torch.device(device)
@@ -408,7 +414,9 @@ def train_rank(model: nn.Module, dataset: Dataset, lr_fn: Callable[[int, int], f
         total = min(total, int(cfg.max_steps))
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay)
-    hist: dict[str, Any] = {"loss": [], "lr": [], "step_seconds": [], "sync_seconds": []}
+    hist = History(title=f"rank {rank} of {world}")
+    hist.meta.update(steps=total, steps_per_epoch=per_epoch, global_batch=world * int(cfg.batch_per_rank),
+                     world_size=world)
     _set_train(model, cfg.freeze_bn)
     inner = _unwrap(model)
     step, epoch = 0, 0
@@ -434,16 +442,12 @@ def train_rank(model: nn.Module, dataset: Dataset, lr_fn: Callable[[int, int], f
             t2 = time.perf_counter()
             opt.step()
             loss_value = loss.item()
-            hist["loss"].append(loss_value)
-            hist["lr"].append(lr)
-            hist["sync_seconds"].append(t2 - t1)
-            hist["step_seconds"].append(time.perf_counter() - t0)
             step += 1
+            hist.log(step, loss=loss_value, lr=lr, sync_seconds=t2 - t1, step_seconds=time.perf_counter() - t0)
             if log is not None and log_every and (step % log_every == 0 or step == total):
                 log(f"step {step}/{total}  epoch {epoch}  loss {loss_value:.4f}  lr {lr:.4g}")
         epoch += 1
-    hist.update(steps=total, steps_per_epoch=per_epoch, global_batch=world * int(cfg.batch_per_rank), world_size=world)
-    return hist
+    return hist.close()
 
 
 @torch.no_grad()
@@ -452,21 +456,19 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 64, device: t
     with ``all_reduce`` (every clip counted once, no padding). Works alone too."""
     rank, world = rank_and_world()
     device = torch.device(device)
-    was_training = model.training
-    model.eval()
     idx = list(range(rank, len(dataset), world))
     correct = torch.zeros(2, dtype=torch.float64)
-    for i in range(0, len(idx), batch_size):
-        xs, ys = zip(*(dataset[j] for j in idx[i:i + batch_size]))
-        x = torch.stack(xs).to(device)
-        pred = model(x).argmax(1).cpu()
-        correct[0] += (pred == torch.as_tensor(ys)).sum().item()
-        correct[1] += len(ys)
+    with eval_mode(model):
+        for i in range(0, len(idx), batch_size):
+            xs, ys = zip(*(dataset[j] for j in idx[i:i + batch_size]))
+            x = torch.stack(xs).to(device)                                  # (B, T, C, H, W)
+            pred = model(x).argmax(1).cpu()
+            correct[0] += (pred == torch.as_tensor(ys)).sum().item()
+            correct[1] += len(ys)
     if world > 1:
         buf = correct.to(device) if dist.get_backend() == "nccl" else correct
         dist.all_reduce(buf)
         correct = buf.cpu()
-    model.train(was_training)
     return (correct[0] / correct[1].clamp(min=1)).item()
 
 

@@ -9,63 +9,75 @@ total_steps)`` (the learner's ``scaled_lr`` and ``lr_at``); nothing here chooses
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
+from ..training import History, Loop
 from .train import _tensors
 
-__all__ = ["train_accumulated"]
+__all__ = ["train_accumulated", "steps_for"]
 
 
-def train_accumulated(model: nn.Module, dataset: Dataset, global_batch: int, micro_batch: int, epochs: int,
-                      lr_fn: Callable[[int, int], float], seed: int = 0, momentum: float = 0.9,
-                      weight_decay: float = 1e-4, desc: str | None = None) -> dict[str, Any]:
-    """SGD with momentum for ``epochs`` passes over ``dataset`` in steps of ``global_batch`` clips.
-
-    Every epoch is a fresh permutation (seeded by ``seed``) cut into ``len(dataset) // global_batch``
-    steps (the remainder is dropped); each step accumulates ``global_batch // micro_batch``
-    micro-batch gradients. The learning rate of step ``s`` of ``S`` is ``lr_fn(s, S)``.
-    Returns ``{"loss": [...], "lr": [...], "steps": S}``; the model is left in eval mode.
-    """
-    global_batch, micro_batch, epochs = int(global_batch), int(micro_batch), int(epochs)
-    if micro_batch < 1 or global_batch % micro_batch:
-        raise ValueError(f"global_batch ({global_batch}) must be a positive multiple of micro_batch ({micro_batch})")
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    x_all, y_all = _tensors(dataset)
-    per_epoch = len(y_all) // global_batch
+def steps_for(n_clips: int, global_batch: int, epochs: int) -> int:
+    """Steps of ``epochs`` passes over ``n_clips`` clips in global batches (the remainder of each pass dropped)."""
+    per_epoch = int(n_clips) // int(global_batch)
     if per_epoch < 1:
-        raise ValueError(f"global_batch {global_batch} is larger than the data set ({len(y_all)} clips)")
-    total = per_epoch * epochs
-    gen = torch.Generator().manual_seed(seed)
+        raise ValueError(f"global_batch {global_batch} is larger than the data set ({n_clips} clips)")
+    if int(epochs) < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    return per_epoch * int(epochs)
+
+
+def train_accumulated(model: nn.Module, dataset: Dataset, lr_fn: Callable[[int, int], float], loop: Loop,
+                      micro_batch: int, momentum: float = 0.9, weight_decay: float = 1e-4) -> History:
+    """SGD with momentum for ``loop.steps`` steps of ``loop.batch_size`` clips (the global batch B).
+
+    Each pass over ``dataset`` is a fresh permutation (seeded by ``loop.seed``) cut into
+    ``len(dataset) // B`` steps (the remainder is dropped; ``steps_for`` counts the steps of whole
+    epochs); each step accumulates ``B // micro_batch`` micro-batch gradients. The learning rate of
+    step ``s`` of ``S`` is ``lr_fn(s, S)``. Returns a ``History`` with ``"loss"`` and ``"lr"`` at steps
+    1, 2, ... (every ``loop.log_every``-th and the last) and ``meta`` ``steps``, ``steps_per_epoch``,
+    ``global_batch``, ``micro_batch``. The model is left in eval mode.
+    """
+    global_batch, micro_batch = loop.batch_size, int(micro_batch)
+    if micro_batch < 1 or global_batch % micro_batch:
+        raise ValueError(f"the global batch ({global_batch}) must be a positive multiple of "
+                         f"micro_batch ({micro_batch})")
+    x_all, y_all = _tensors(dataset)
+    per_epoch = steps_for(len(y_all), global_batch, 1)
+    gen = torch.Generator().manual_seed(loop.seed)
     opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=momentum, weight_decay=weight_decay)
-    hist: dict[str, Any] = {"loss": [], "lr": [], "steps": total}
     model.train()
-    bar = tqdm(total=total, desc=desc or f"batch {global_batch}", leave=False)
-    step = 0
-    for _ in range(epochs):
-        perm = torch.randperm(len(y_all), generator=gen)
-        for s in range(per_epoch):
-            idx = perm[s * global_batch:(s + 1) * global_batch]          # this step's global batch
-            lr = float(lr_fn(step, total))
-            for group in opt.param_groups:
-                group["lr"] = lr
-            opt.zero_grad(set_to_none=True)
-            loss_sum = 0.0
-            for part in idx.split(micro_batch):                          # one "GPU" each
-                loss = F.cross_entropy(model(x_all[part]), y_all[part]) * (len(part) / global_batch)
-                loss.backward()
-                loss_sum += loss.item()
-            opt.step()
-            hist["loss"].append(loss_sum)
-            hist["lr"].append(lr)
-            step += 1
-            bar.update(1)
-    bar.close()
+    with loop.history() as hist:
+        hist.meta.update(steps=loop.steps, steps_per_epoch=per_epoch, global_batch=global_batch,
+                         micro_batch=micro_batch)
+        for step in loop.bar():
+            if step % per_epoch == 0:
+                perm = torch.randperm(len(y_all), generator=gen)           # a fresh pass over the data
+            s = step % per_epoch
+            idx = perm[s * global_batch:(s + 1) * global_batch]           # this step's global batch
+            lr = float(lr_fn(step, loop.steps))
+            loss = _accumulated_step(model, opt, x_all, y_all, idx, micro_batch, lr)
+            if loop.logs(step):
+                hist.log(step + 1, loss=loss, lr=lr)
     model.eval()
     return hist
+
+
+def _accumulated_step(model: nn.Module, opt: torch.optim.Optimizer, x_all: torch.Tensor, y_all: torch.Tensor,
+                      idx: torch.Tensor, micro_batch: int, lr: float) -> float:
+    """One SGD step at rate ``lr`` on the clips ``idx`` ``(B,)``, summing the gradients of micro-batches
+    of ``micro_batch`` clips weighted ``b / B``; returns the global batch's mean loss."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss_sum = 0.0
+    for part in idx.split(micro_batch):                                  # one "GPU" each
+        loss = F.cross_entropy(model(x_all[part]), y_all[part]) * (len(part) / len(idx))
+        loss.backward()
+        loss_sum += loss.item()
+    opt.step()
+    return loss_sum
