@@ -37,8 +37,8 @@ call does work proportional to the edit:
 4. *Epilogues.* Pixel-local ops right after a conv (BatchNorm, activation, frozen normalisation)
    are handed to the conv as its ``epilogue`` and applied to the recomputed tiles only.
 5. Other pixel-local ops (residual additions, scaling, nearest upsampling, zero padding) run on the
-   changed pixels only (on slices when those form one rectangle); pooling and bilinear resampling
-   run densely (exact, not faster).
+   changed pixels only (on slices when those form a few rectangles); pooling and bilinear
+   resampling run densely (exact, not faster).
 
 The learner's layer is called as ``layer(x, changed=mask, out=buffer, epilogue=fn)``.
 
@@ -383,6 +383,8 @@ class SparseRunner:
     #: wrote before writing (the ablation; the output is the same, bit for bit).
     reuse_mask = True
     plans = 4
+    #: a pixel-local op whose mask is at most this many rectangles runs on slices of them (no indexing)
+    boxes = 4
 
     def __init__(self, model: nn.Module, sparse_cls: type, tile: int = 8, kernels: Mapping[str, Callable] | None = None,
                  norms: str = "exact", masks: str = "reach", dilation: int = 1):
@@ -818,24 +820,24 @@ class SparseRunner:
                     plan.written[end] = m_out
                     mask[end], live[end] = m_out, idx.numel() > 0
                     if kind == "pointwise":
-                        region = _region(m_out, ref.shape[0], limit=1)
-                        plan.idx[end] = region[0] if isinstance(region, list) and region else None
+                        region = _region(m_out, ref.shape[0], limit=self.boxes)
+                        plan.idx[end] = region if isinstance(region, list) and region else None
                 rows = plan.rows[end]
                 if kind == "pointwise":
-                    box = plan.idx[end]
-                    if box is not None:                     # one rectangle: run on slices, write a slice
-                        y0, y1, x0, x1 = box
-                        args, kwargs = self._args(node, env, lambda n, b=box: env[n][:, :, b[0]:b[1], b[2]:b[3]]
-                                                  if n in self.spatial else env[n])
+                    boxes = plan.idx[end]
+                    ep = self._epilogue(node, env)
+                    if boxes is not None:                   # a few rectangles: run on slices, write slices
+                        for box in boxes:
+                            args, kwargs = self._args(node, env, lambda n, b=box: env[n][:, :, b[0]:b[1], b[2]:b[3]]
+                                                      if n in self.spatial else env[n])
+                            vals = graph.call_node(node, args, kwargs, self.modules, self.model)
+                            vals = ep(vals) if ep is not None else vals
+                            buf[:, :, box[0]:box[1], box[2]:box[3]].copy_(vals)
                     else:
                         args, kwargs = self._args(node, env, lambda n, take=rows: _take(env[n], take)
                                                   if n in self.spatial else env[n])
-                    vals = graph.call_node(node, args, kwargs, self.modules, self.model)
-                    ep = self._epilogue(node, env)
-                    vals = ep(vals) if ep is not None else vals
-                    if box is not None:
-                        buf[:, :, y0:y1, x0:x1].copy_(vals)
-                    else:
+                        vals = graph.call_node(node, args, kwargs, self.modules, self.model)
+                        vals = ep(vals) if ep is not None else vals
                         _row_view(buf).index_copy_(0, rows, _rows(vals))
                 else:
                     _row_view(buf).index_copy_(0, rows, _rows(_take(env[self.spatial_in[node][0]], plan.idx[end])))
