@@ -129,9 +129,8 @@ def test_frechet_identical_is_zero_and_grows_with_corruption(digits):
     gen = torch.Generator().manual_seed(1)
     noise = [frechet_distance(x, (x + s * torch.randn(x.shape, generator=gen)).clamp(-1, 1)) for s in (0.1, 0.3, 0.6)]
     assert noise[0] < noise[1] < noise[2], noise
-    blur = []
-    for k in (3, 5, 7):
-        blur.append(frechet_distance(x, F.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)))
+    blur = [frechet_distance(x, F.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False))
+            for k in (3, 5, 7)]
     assert blur[0] < blur[1] < blur[2], blur
 
 

@@ -34,7 +34,8 @@ def check_build_mappers(build_mappers) -> None:
     """A ModuleList of one trainable map per feature; each keeps the spatial size and maps
     ``student -> teacher`` channels pixel by pixel."""
     mappers = call("build_mappers", build_mappers, [8, 4, 5], [32, 16, 7])
-    assert_true(isinstance(mappers, nn.ModuleList), f"build_mappers must return an nn.ModuleList, got {type(mappers).__name__}")
+    assert_true(isinstance(mappers, nn.ModuleList),
+                f"build_mappers must return an nn.ModuleList, got {type(mappers).__name__}")
     assert_true(len(mappers) == 3, f"build_mappers([8, 4, 5], [32, 16, 7]): expected 3 mappers, got {len(mappers)}")
     for k, (s, t) in enumerate([(8, 32), (4, 16), (5, 7)]):
         x = torch.randn(2, s, 5, 3)
@@ -46,7 +47,8 @@ def check_build_mappers(build_mappers) -> None:
         assert_true(bool(changed[:, 2, 1].all()) and int(changed.sum()) == 2,
                     f"mappers[{k}] must be a 1x1 convolution: changing one input pixel changed "
                     f"{int(changed.sum())} output pixels (expected exactly that pixel, in each of the 2 images)")
-    assert_true(sum(p.numel() for p in mappers.parameters() if p.requires_grad) > 0, "the mappers must have trainable weights")
+    assert_true(sum(p.numel() for p in mappers.parameters() if p.requires_grad) > 0,
+                "the mappers must have trainable weights")
     passed("build_mappers: one 1x1 map per feature, student -> teacher channels")
 
 
@@ -88,13 +90,16 @@ def check_generator_objective(generator_objective) -> None:
     logits = torch.zeros(1, 1, 2, 2, requires_grad=True)
     got = _scalar("generator_objective", call("generator_objective", generator_objective, logits, fake, target, None,
                                                 distill, lambda_recon=1.0, lambda_distill=2.0))
-    assert_true(got.requires_grad, "generator_objective: the loss carries no gradient (did you call float() or .item()?)")
+    assert_true(got.requires_grad,
+                "generator_objective: the loss carries no gradient (did you call float() or .item()?)")
     got.backward()
     assert_true(distill.grad is not None, "generator_objective: no gradient reached distill (keep it a tensor)")
     assert_close("d loss / d distill with lambda_distill = 2", distill.grad, torch.tensor(2.0))
     assert_true(logits.grad is not None, "generator_objective: no gradient reached d_fake_logits")
-    assert_close("d loss / d logits at logits 0 (4 logits): -sigmoid(0) / 4", logits.grad, torch.full((1, 1, 2, 2), -0.125))
-    passed("generator_objective: adversarial, reconstruction (paired and unpaired) and distillation terms, with gradients")
+    assert_close("d loss / d logits at logits 0 (4 logits): -sigmoid(0) / 4", logits.grad,
+                 torch.full((1, 1, 2, 2), -0.125))
+    passed("generator_objective: adversarial, reconstruction (paired and unpaired) and distillation terms, "
+           "with gradients")
 
 
 def check_super_conv(SuperConv2d) -> None:
@@ -133,9 +138,11 @@ def check_search(search) -> None:
     macs = {"a": 10, "b": 50, "c": 30, "d": 31}
     score = {"a": 1.0, "b": 9.0, "c": 5.0, "d": 4.0}
     got = call("search", search, list(macs), 40, macs.__getitem__, score.__getitem__)
-    assert_true(got == "c", f"search(budget 40): 'b' (50 MACs) is over budget, so the best is 'c' (score 5); got {got!r}")
+    assert_true(got == "c",
+                f"search(budget 40): 'b' (50 MACs) is over budget, so the best is 'c' (score 5); got {got!r}")
     got = call("search", search, list(macs), 50, macs.__getitem__, score.__getitem__)
-    assert_true(got == "b", f"search(budget 50): a config with MACs equal to the budget fits; expected 'b', got {got!r}")
+    assert_true(got == "b",
+                f"search(budget 50): a config with MACs equal to the budget fits; expected 'b', got {got!r}")
     passed("search: best score among the configs that fit the budget")
 
 
@@ -279,7 +286,8 @@ def check_ofa_step(ofa_step) -> None:
     assert_true(sampler.calls == 1, f"ofa_step should draw one config per step (call sample_config once), it called "
                                     f"it {sampler.calls} times")
     assert_true(bool(net.calls) and all(c == (2, 3, 4, 5) for c, _ in net.calls),
-                f"ofa_step should run the supernet at the drawn config (2, 3, 4, 5), it ran it at {[c for c, _ in net.calls]}")
+                "ofa_step should run the supernet at the drawn config (2, 3, 4, 5), it ran it at "
+                f"{[c for c, _ in net.calls]}")
     assert_true(distill.shapes == [[(2, 8, 2, 2)] * 3],
                 f"distill should get each block output widened to the mappers' 8 input channels, once; got the "
                 f"student shapes {distill.shapes}")
@@ -295,7 +303,8 @@ def check_ofa_step(ofa_step) -> None:
     assert_true(all(m.weight.grad is not None and m.weight.grad[:, 4:].abs().sum() == 0 for m in mappers),
                 "the mappers' weights for the unused trunk channels 4..7 got a gradient: the sub-network's features "
                 "have only 4 channels (pad them with zeros, or slice the mappers' input channels)")
-    passed("ofa_step: one drawn config, the supernet at it, features as wide as the mappers, gradients in the sampled channels")
+    passed("ofa_step: one drawn config, the supernet at it, features as wide as the mappers, gradients in the "
+           "sampled channels")
 
 
 _MAC_OPS = ("convolution", "_convolution", "mm", "addmm", "bmm", "baddbmm")

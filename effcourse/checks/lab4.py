@@ -144,7 +144,8 @@ def check_consistency_loss(consistency_loss) -> None:
     assert_true(abs(loss.item()) < 1e-10, f"a sub-output equal to the downsampled full output should give 0, "
                                           f"got {loss.item():.4g}")
     loss = consistency_loss(torch.full((2, 1, 8, 8), 0.5, requires_grad=True), torch.full((2, 1, 16, 16), -0.5))
-    assert_true(abs(loss.item() - 1.0) < 1e-6, f"constant 0.5 vs constant -0.5 should give MSE 1, got {loss.item():.4g}")
+    assert_true(abs(loss.item() - 1.0) < 1e-6,
+                f"constant 0.5 vs constant -0.5 should give MSE 1, got {loss.item():.4g}")
     s = torch.zeros(1, 1, 8, 8, requires_grad=True)
     f = torch.ones(1, 1, 16, 16, requires_grad=True)
     consistency_loss(s, f).backward()
@@ -479,7 +480,8 @@ def facts(run: dict) -> dict:
         ok_gen = c["generator"] == run["gen_seed"]
         assert_true(c["n_layers"] == G.n_layers and c["mode"] == run["mode"] and tuple(c["choices"]) == run["choices"]
                     and ok_gen,
-                    f"sample_ratios should get (G.n_layers={G.n_layers}, choices={run['choices']}, mode={run['mode']!r}, "
+                    f"sample_ratios should get (G.n_layers={G.n_layers}, choices={run['choices']}, "
+                    f"mode={run['mode']!r}, "
                     f"generator); got n_layers={c['n_layers']}, choices={tuple(c['choices'])}, mode={c['mode']!r}, "
                     f"generator {'ok' if ok_gen else 'not the one passed in'}")
     assert_true(len(g_calls) > 0, "the step never ran G")
@@ -569,7 +571,8 @@ def verify_step(anycost_step, seed: int = 0, batch: int = 3, mode: str = "unifor
                     f"of the *other* sample_ratios draw ({f['real_ratios']}), the reals' random architecture code")
         fakes_shown = [x for x, c, _ in shown if x.shape[-1] == r and torch.allclose(c, code[0])]
         assert_true(_rows_match(fakes[r], fakes_shown),
-                    f"in D's step, D should see G's {r}x{r} output with the code of G's configuration {f['fake_ratios']}")
+                    f"in D's step, D should see G's {r}x{r} output with the code of G's configuration "
+                    f"{f['fake_ratios']}")
     assert_true(bool(f["g_step"]), "G's step should ask the updated D (after d_opt.step()) to judge the fakes")
     for r in res:
         judged = [x for x, c, g in _rows(f["g_step"]) if x.shape[-1] == r and g and torch.allclose(c, code[0])]
@@ -600,8 +603,9 @@ def verify_step(anycost_step, seed: int = 0, batch: int = 3, mode: str = "unifor
         # D's step widens D's real-minus-fake logit gap
         gap0 = _gap(run["D0"], run["real"], fakes, res, code_real, code)
         gap1 = _gap(run["D"], run["real"], fakes, res, code_real, code)
-        assert_true(gap1 > gap0, f"after D's step, D should separate the reals from the fakes better: its logit gap "
-                                 f"(real - fake, summed over the sampled resolutions) went from {gap0:.4g} to {gap1:.4g}")
+        assert_true(gap1 > gap0, "after D's step, D should separate the reals from the fakes better: its logit gap "
+                                 "(real - fake, summed over the sampled resolutions) went from "
+                                 f"{gap0:.4g} to {gap1:.4g}")
     # the same step from clean gradients with lambda 0 and 2 * lambda: D's update must not change, G's update
     # must be linear in lambda, and the main run (stale gradients) must sit exactly half-way between them
     adv = run_step(anycost_step, seed, batch, mode, n_res, 0.0, choices, garbage=False, copies=False)

@@ -91,7 +91,8 @@ def affine_factors(name: str, x: torch.Tensor, y: torch.Tensor, mean: torch.Tens
     if len(bad):
         i = int(bad[0])
         raise CheckFailed(f"{name}: sample {i} is not (x - m) * f + m for a single factor f (max deviation "
-                          f"{float(resid[i]):.3g}); check which mean you use and that each sample draws one factor{note}")
+                          f"{float(resid[i]):.3g}); check which mean you use and that each sample draws one "
+                          f"factor{note}")
     return f
 
 
@@ -395,7 +396,8 @@ def check_diff_augment_errors(diff_augment) -> None:
     except NotImplementedError:
         raise
     except Exception as err:  # noqa: BLE001
-        raise CheckFailed(f'diff_augment(x, "color,sharpen") must raise ValueError, got {type(err).__name__}: {err}')
+        raise CheckFailed(f'diff_augment(x, "color,sharpen") must raise ValueError, got {type(err).__name__}: '
+                          f'{err}') from err
     else:
         raise CheckFailed('diff_augment(x, policy="color,sharpen") must raise a ValueError naming "sharpen"')
     passed("diff_augment: an unknown name raises a ValueError that names it")
@@ -417,7 +419,10 @@ def check_d_loss(d_loss) -> None:
     D, D_ref = _TinyD(), _TinyD()
     real, w = torch.randn(3, 1, 2, 2), torch.ones(1, requires_grad=True)
     fake = torch.randn(5, 1, 2, 2) * w
-    aug = lambda t: 2.0 * t
+
+    def aug(t):
+        return 2.0 * t
+
     loss = call("d_loss", d_loss, D, real, fake, aug)
     check_tensor("d_loss", loss)
     assert_shape("d_loss (a scalar)", loss, ())
@@ -437,7 +442,10 @@ def check_d_loss(d_loss) -> None:
 def check_g_loss(g_loss) -> None:
     D = _TinyD()
     fake = torch.randn(5, 1, 2, 2, requires_grad=True)
-    aug = lambda t: 2.0 * t
+
+    def aug(t):
+        return 2.0 * t
+
     loss = call("g_loss", g_loss, D, fake, aug)
     check_tensor("g_loss", loss)
     assert_shape("g_loss (a scalar)", loss, ())
