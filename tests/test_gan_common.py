@@ -1,4 +1,4 @@
-"""Shared generative plumbing: bundled digits, PSNR, the digit-feature Fréchet distance and its asset."""
+"""Shared generative plumbing: bundled digits, PSNR, the digit-feature Fréchet distance and its asset, the DDPM loop."""
 from __future__ import annotations
 
 import json
@@ -179,3 +179,33 @@ def test_build_assets_quick(tmp_path):
     DigitFeatures().load_state_dict(state)
     assert assets.MANIFEST.read_text() == before
     json.loads(before)
+
+
+# ---------------------------------------------------------------- DDPM training loop (Lab 8's instructor asset)
+def _q_sample(x0, t, eps, abar):
+    a = abar[t].view(-1, 1, 1, 1)
+    return a.sqrt() * x0 + (1 - a).sqrt() * eps
+
+
+def test_train_ddpm_history_and_ema_warmup_from_step_0():
+    """``train_ddpm`` returns (EMA copy, History of the loss every step), is deterministic, and its EMA warm-up
+    counts steps from 0 (decay 0.1 at the first step), the stream the shipped ``lab8_ddpm`` weights came from."""
+    from effcourse.diffusion.train import train_ddpm
+    from effcourse.diffusion.unet import UNet
+    from effcourse.training import Loop
+
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 50), 0)
+    runs = []
+    for steps in (1, 3, 3):
+        torch.manual_seed(0)
+        unet = UNet(in_ch=1, channels=(8, 8, 8), tdim=16)
+        w0 = [p.detach().clone() for p in unet.parameters()]
+        ema, hist = train_ddpm(unet, _q_sample, abar, crop=(2, 2),
+                               loop=Loop(steps=steps, batch_size=2, seed=3, progress=False, live=False))
+        runs.append((unet, ema, hist, w0))
+    unet, ema, hist, w0 = runs[0]
+    for e, w, p in zip(ema.parameters(), w0, unet.parameters()):
+        torch.testing.assert_close(e, w + 0.9 * (p.detach() - w))       # decay min(0.995, 1 / 10) at step 0
+    (_, ema3, h3, _), (_, ema3b, h3b, _) = runs[1:]
+    assert h3.steps("loss") == [1, 2, 3] and h3["loss"] == h3b["loss"] and not ema3.training
+    assert all(torch.equal(a, b) for a, b in zip(ema3.state_dict().values(), ema3b.state_dict().values()))
