@@ -354,11 +354,13 @@ def main() -> None:
 
     atexit.register(vm_peak)
     # in the sandbox's pid namespace the grader is not our parent: bubblewrap's --die-with-parent
-    # ends the kernel with the grader instead of ipykernel's parent poller
+    # ends the kernel with the grader instead of ipykernel's parent poller. parent_handle=1 (init,
+    # which never exits) is ipykernel's "no poller"; with 0 it would also print, into the grading
+    # log, the banner meant for a kernel started by hand ("Ctrl-C will not work")
     os.environ.pop("JPY_PARENT_PID", None)
     from ipykernel.kernelapp import IPKernelApp
 
-    app = IPKernelApp.instance()
+    app = IPKernelApp.instance(parent_handle=1)
     app.initialize(argv)
     app.shell.events.register("pre_run_cell", pre)
     from effcourse.grading.guard import install
