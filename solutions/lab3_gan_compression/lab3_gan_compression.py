@@ -131,7 +131,7 @@ student_macs = bench.count_macs(pix2pix.ResnetGenerator(STUDENT_NGF).to(device),
 print(f"teacher ngf={TEACHER_NGF}: {teacher_macs / 1e6:.1f} M MACs, {bench.count_params(teacher) / 1e6:.2f} M params")
 print(f"student ngf={STUDENT_NGF}: {student_macs / 1e6:.2f} M MACs ({teacher_macs / student_macs:.1f}x fewer)")
 effcourse.record("teacher_macs", teacher_macs)
-effcourse.record("student_macs", student_macs)
+_ = effcourse.record("student_macs", student_macs)
 
 # %% [markdown]
 # **The other half of GAN Compression's design space.** The official pipeline shrinks the channels of
@@ -158,7 +158,7 @@ _ = plots.table([
      "vs teacher": teacher_macs / mobile_student_macs},
 ], floatfmt=".2f", title="MACs per image: width reduction and the depthwise-separable block")
 effcourse.record("mobile_teacher_macs", mobile_teacher_macs)
-effcourse.record("mobile_student_macs", mobile_student_macs)
+_ = effcourse.record("mobile_student_macs", mobile_student_macs)
 
 # %% [markdown]
 # ## 1. Mappers: from the student's width to the teacher's
@@ -684,7 +684,7 @@ _ = plots.table(cost_rows, floatfmt=".3g", title="Cost: teacher vs. distilled st
 speedup_b1 = 1 / cost_rows[1]["latency_ratio"]
 speedup_b64 = 1 / cost_rows[3]["latency_ratio"]
 effcourse.record("speedup_batch1", speedup_b1)
-effcourse.record("speedup_batch64", speedup_b64)
+_ = effcourse.record("speedup_batch64", speedup_b64)
 
 # %% [markdown]
 # ## 5. A once-for-all supernet: `SuperConv2d`

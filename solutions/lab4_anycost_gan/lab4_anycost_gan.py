@@ -1094,7 +1094,7 @@ G_best = runs["G-conditioned D"]
 box = preview(G_best, n_samples=16, seed=SEED)
 box.ratio.value = 0.25          # what a drag does: redraw at 0.25x
 box.ratio.value = 1.0
-effcourse.record("widget_status", box.status.value)
+_ = effcourse.record("widget_status", box.status.value)
 
 # %% [markdown]
 # ## 9. Paper vs. you
