@@ -258,15 +258,17 @@ class EMA:
 
     ``.model`` is the averaged copy (eval mode, no gradients). With ``warmup=True`` step t uses
     ``min(decay, (1 + t) / (10 + t))``, so early on the average follows the model closely. With
-    ``buffers=True`` buffers (BatchNorm statistics) are copied as they are, not averaged.
+    ``buffers=True`` buffers (BatchNorm statistics) are copied as they are, not averaged. ``start``
+    is the warm-up's step count before the first update (the first update is step ``start + 1``).
     """
 
-    def __init__(self, model: nn.Module, decay: float, warmup: bool = False, buffers: bool = True):
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = False, buffers: bool = True,
+                 start: int = 0):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
         self.decay, self.warmup, self.buffers = float(decay), bool(warmup), bool(buffers)
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self.updates = 0
+        self.updates = int(start)
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:

@@ -37,8 +37,7 @@ def train_ddpm(unet: UNet, q_sample: Callable, alphas_cumprod: torch.Tensor, *, 
     torch.manual_seed(loop.seed)
     pool = digits()
     T = len(alphas_cumprod)
-    avg = EMA(unet, ema, warmup=True, buffers=False)
-    avg.updates = -1          # the warm-up counts steps from 0, as when the shipped weights were trained
+    avg = EMA(unet, ema, warmup=True, buffers=False, start=-1)   # warm-up from step 0, as the shipped weights were
     opt = torch.optim.Adam(unet.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / 200))
     hist = loop.history()
