@@ -155,9 +155,10 @@ from effcourse.checks.asserts import assert_close, assert_shape, call
 
 lab8.check_schedule(linear_schedule, None)
 ### BEGIN HIDDEN TESTS
+from effcourse.checks.asserts import clock_seed
 from diffusers import DDPMScheduler
 
-_seed = int(time.time() * 1000) % 2**31
+_seed = clock_seed()                       # a fresh seed from the clock (effcourse.checks.asserts)
 _g = torch.Generator().manual_seed(_seed)
 _at = f"[hidden test, seed {_seed}]"
 for _T in [1000, 1, 2, 7, int(torch.randint(3, 400, (1,), generator=_g))]:
@@ -182,9 +183,10 @@ from effcourse.checks.asserts import assert_close, assert_true, call
 
 lab8.check_schedule(None, q_sample)
 ### BEGIN HIDDEN TESTS
+from effcourse.checks.asserts import clock_seed
 from diffusers import DDPMScheduler
 
-_seed = int(time.time() * 1000) % 2**31
+_seed = clock_seed()                       # a fresh seed from the clock (effcourse.checks.asserts)
 _g = torch.Generator().manual_seed(_seed)
 _at = f"[hidden test, seed {_seed}]"
 _ref = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear")
@@ -295,9 +297,10 @@ from effcourse.checks.asserts import assert_true, call
 
 lab8.check_ddim(ddim_timesteps, None, None)
 ### BEGIN HIDDEN TESTS
+from effcourse.checks.asserts import clock_seed
 from diffusers import DDIMScheduler
 
-_seed = int(time.time() * 1000) % 2**31
+_seed = clock_seed()                       # a fresh seed from the clock (effcourse.checks.asserts)
 _g = torch.Generator().manual_seed(_seed)
 _at = f"[hidden test, seed {_seed}]"
 for _T, _n in [(1000, 50), (1000, 1), (1000, 1000), (1000, 7), (10, 3), (37, 36),
@@ -321,9 +324,10 @@ from effcourse.checks.asserts import assert_close, assert_true, call
 
 lab8.check_ddim(None, ddim_step, lab8.default_schedule()[1])
 ### BEGIN HIDDEN TESTS
+from effcourse.checks.asserts import clock_seed
 from diffusers import DDIMScheduler
 
-_seed = int(time.time() * 1000) % 2**31
+_seed = clock_seed()                       # a fresh seed from the clock (effcourse.checks.asserts)
 _g = torch.Generator().manual_seed(_seed)
 _at = f"[hidden test, seed {_seed}]"
 for _T, _n, _b1 in [(1000, 25, 0.02), (1000, 50, 0.02), (1000, 10, 0.012), (200, 9, 0.05)]:
@@ -397,11 +401,12 @@ from effcourse.checks.asserts import assert_close, call
 
 lab8.check_sdedit(sdedit)
 ### BEGIN HIDDEN TESTS
+from effcourse.checks.asserts import clock_seed
 from diffusers import DDIMScheduler
 
 from effcourse.diffusion.unet import UNet
 
-_seed = int(time.time() * 1000) % 2**31
+_seed = clock_seed()                       # a fresh seed from the clock (effcourse.checks.asserts)
 _g = torch.Generator().manual_seed(_seed)
 judge.manual_seed(_seed)
 _at = f"[hidden test, seed {_seed}]"
@@ -674,7 +679,8 @@ from effcourse.checks.asserts import assert_true, call
 
 lab8.check_edit_mask(edit_mask)
 ### BEGIN HIDDEN TESTS
-_seed = int(time.time() * 1000) % 2**31
+from effcourse.checks.asserts import clock_seed
+_seed = clock_seed()                       # a fresh seed from the clock (effcourse.checks.asserts)
 _g = torch.Generator().manual_seed(_seed)
 _at = f"[hidden test, seed {_seed}]"
 
@@ -772,6 +778,7 @@ from effcourse.checks.asserts import assert_close, assert_true, call
 
 lab8.check_sige_steps(cache_original, sparse_edit, make_runner)
 ### BEGIN HIDDEN TESTS
+from effcourse.checks.asserts import clock_seed
 import copy
 
 from diffusers import DDIMScheduler
@@ -779,7 +786,7 @@ from diffusers import DDIMScheduler
 from effcourse.diffusion.unet import UNet
 from effcourse.sparse.surgery import FrozenNorm
 
-_seed = int(time.time() * 1000) % 2**31
+_seed = clock_seed()                       # a fresh seed from the clock (effcourse.checks.asserts)
 _g = torch.Generator().manual_seed(_seed)
 judge.manual_seed(_seed)
 _at = f"[hidden test, seed {_seed}]"
