@@ -405,7 +405,8 @@ class FullPassWatch(TorchDispatchMode):
     copy, a comparison) or not (an in-place ``copy_`` of a whole buffer, a ``fill_``, a reduction).
     Views (``permute``, ``view``, slicing) and indexed reads and writes (``index_select``,
     ``index_copy_``, advanced indexing) of a big tensor touch only what they index and are not
-    recorded. Timing-free evidence of full-size work."""
+    recorded; a view op that copies instead (``reshape`` of a tensor it cannot view) is.
+    Timing-free evidence of full-size work."""
 
     def __init__(self, limit: float):
         super().__init__()
@@ -416,7 +417,14 @@ class FullPassWatch(TorchDispatchMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         name = func.overloadpacket.__name__
-        if not func.is_view:
+        if func.is_view:
+            # a view op that had to copy (``reshape`` of a channels-last tensor into NCHW rows: under
+            # inference mode it arrives whole, not as its clone) is a full-size pass like any copy
+            src = next((a for a in args if isinstance(a, torch.Tensor)), None)
+            if isinstance(out, torch.Tensor) and src is not None and out.numel() >= self.limit and \
+                    out.untyped_storage().data_ptr() != src.untyped_storage().data_ptr():
+                self.passes.append((name, tuple(out.shape)))
+        else:
             # an indexed op may index into a big tensor (its first argument; its result when in place),
             # but not with a big index or a big source
             values = list(args[1:]) + list(kwargs.values()) if name in _INDEXED_OPS \

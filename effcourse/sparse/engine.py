@@ -473,6 +473,8 @@ class SparseRunner:
         chain = self.chain.get(node) or []
         if not chain:
             return None
+        if len(chain) == 1 and chain[0].op == "call_module" and chain[0].args == (node,) and not chain[0].kwargs:
+            return self.modules[chain[0].target]            # one module on the tensor alone (an activation)
 
         def epilogue(t: torch.Tensor, chain=chain, src=node) -> torch.Tensor:
             prev = src

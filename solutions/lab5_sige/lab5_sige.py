@@ -256,8 +256,9 @@ def active_tiles(changed, kernel_size, stride, padding, tile):
     cols = u8.amax(0).nonzero()                                        # (n_cols, 1): changed columns
     if cols.shape[0] == 0:
         return torch.zeros(0, 2, dtype=torch.long)
-    c0, c1 = cols[[0, -1], 0].tolist()
-    r0, r1 = u8[:, c0:c1 + 1].amax(1).nonzero()[[0, -1], 0].tolist()
+    cols = cols.view(-1).tolist()
+    rows = u8[:, cols[0]:cols[-1] + 1].amax(1).nonzero().view(-1).tolist()
+    (r0, r1), (c0, c1) = (rows[0], rows[-1]), (cols[0], cols[-1])
     # only the tiles whose blocks can meet the changed pixels' bounding box
     i0, i1 = max(0, -((b - 1 - r0 - p) // step)), min(-(-Ho // t) - 1, (r1 + p) // step)
     j0, j1 = max(0, -((b - 1 - c0 - p) // step)), min(-(-Wo // t) - 1, (c1 + p) // step)
@@ -265,8 +266,10 @@ def active_tiles(changed, kernel_size, stride, padding, tile):
         return torch.zeros(0, 2, dtype=torch.long)
     y0, y1 = i0 * step - p, i1 * step - p + b                          # input rows of their blocks (end excluded)
     x0, x1 = j0 * step - p, j1 * step - p + b
-    crop = changed[max(y0, 0):min(y1, H), max(x0, 0):min(x1, W)].to(torch.float32)
-    crop = F.pad(crop[None, None], (max(0, -x0), max(0, x1 - W), max(0, -y0), max(0, y1 - H)))   # zeros outside
+    crop = changed[max(y0, 0):min(y1, H), max(x0, 0):min(x1, W)].to(torch.float32)[None, None]   # (1, 1, h, w)
+    pads = (max(0, -x0), max(0, x1 - W), max(0, -y0), max(0, y1 - H))
+    if any(pads):
+        crop = F.pad(crop, pads)                                       # zeros outside the image
     hit = F.max_pool2d(crop, b, step)[0, 0]                            # one value per tile of the box
     return hit.nonzero() + torch.tensor([i0, j0])
     ### END SOLUTION

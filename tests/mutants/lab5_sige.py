@@ -149,7 +149,7 @@ GATHER_SLOW = {
     cols = tiles[:, 1:] * (t * s) - p + off
     inside = ((rows >= 0) & (rows < H))[:, :, None] & ((cols >= 0) & (cols < W))[:, None, :]
     flat = rows.clamp(0, H - 1)[:, :, None] * W + cols.clamp(0, W - 1)[:, None, :]
-    blocks = x.reshape(N * C, H * W).index_select(1, flat.reshape(-1)).view(N, C, n, b, b)
+    blocks = x.contiguous().view(N * C, H * W).index_select(1, flat.reshape(-1)).view(N, C, n, b, b)   # NCHW copy
     blocks = blocks.masked_fill(~inside, 0)
     return blocks.transpose(1, 2).reshape(N * n, C, b, b)'''),
 }
