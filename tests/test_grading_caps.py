@@ -126,7 +126,22 @@ XSS_MARKDOWN = ('My answer <script>alert("XSS-mdcell")</script> [link](javascrip
                 '<img src=x onerror=alert("XSS-img")> <a href="JaVaScRiPt:alert(\'XSS-a\')">a</a>')
 
 BOMB = "import os\nwhile True:\n    os.fork()\n"
-AFTER_BOMB = "import os\nprint('PIDS', len([p for p in os.listdir('/proc') if p.isdigit()]))\n"
+# live (not zombie) processes in the sandbox, given up to 5 s for the last killed fork to exit
+AFTER_BOMB = """import os, time
+def live():
+    n = 0
+    for p in os.listdir('/proc'):
+        try:
+            n += p.isdigit() and open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z'
+        except OSError:
+            pass
+    return n
+for _ in range(50):
+    if live() <= 3:
+        break
+    time.sleep(0.1)
+print('PIDS', live())
+"""
 BIG_FILE = "with open('/tmp/big.bin', 'wb') as fh:\n    for _ in range(48):\n        fh.write(bytes(2**20))\n"
 FILL = r"""import os
 written = {}
