@@ -699,7 +699,12 @@ class SparseRunner:
 
         ``plan`` None (the ablation, before writing): every pixel the last write touched. Otherwise
         (after writing ``plan.written[end]``): only the last write's pixels that this one did not
-        rewrite, remembered per predecessor plan (an edit alternating between a few masks)."""
+        rewrite, remembered per predecessor plan (an edit alternating between a few masks).
+
+        Eager on purpose. A lazy restore (copy back only the stale pixels a later op reads) was
+        measured on Lab 8's 1 % / 5 % / 20 % sequence: it takes the bulk copy off the 1 % edit but
+        leaves stale rings around the next edits' blocks, copied as many small slices in every op,
+        so one UNet step at 5 % went from 5.2 to 6.0 ms (96 px, 1 thread)."""
         prev = self._dirty.get(end)
         if prev is None:
             return
